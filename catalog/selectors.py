@@ -1,0 +1,175 @@
+"""Reads from the catalog: list query, facets, the detail payload."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
+from django.utils import timezone
+
+from catalog.models import ModelRegistry
+
+_FACETS_VERSION_KEY = "catalog:facets:version"
+
+
+def model_queryset() -> QuerySet[ModelRegistry]:
+    """The base queryset every catalog read starts from (owner joined: no N+1)."""
+    return ModelRegistry.objects.select_related("owner")
+
+
+def _json_text(value: str) -> str:
+    """How a string appears inside a JSON array as the database stores it."""
+    return json.dumps(value)
+
+
+def filter_json_list_contains_all(qs: QuerySet, field: str, values: list[str]) -> QuerySet:
+    """Rows whose JSON list ``field`` contains every one of ``values``.
+
+    PostgreSQL answers with ``@>`` on jsonb (GIN-indexable); SQLite has no JSON
+    containment, so it matches each value as a quoted JSON string in the
+    stored text - exact for lists of strings, which the model enforces.
+    """
+    if connection.vendor == "postgresql":
+        return qs.filter(**{f"{field}__contains": values})
+    for value in values:
+        qs = qs.filter(**{f"{field}__icontains": _json_text(value)})
+    return qs
+
+
+def search_models(qs: QuerySet, text: str) -> QuerySet:
+    """Full-text search over name, description, tags, capabilities and category.
+
+    PostgreSQL: ``websearch_to_tsquery`` against the trigger-maintained, GIN
+    indexed ``search_vector`` (name weighted A; category, tags, capabilities B;
+    description C), plus a substring match on the name so partial names
+    ("4o-mi") still find their model; annotated ``rank`` orders by relevance.
+    SQLite: every word must appear in one of the fields; rank favours name hits.
+    """
+    text = text.strip()
+    if not text:
+        return qs
+    if connection.vendor == "postgresql":
+        query = SearchQuery(text, search_type="websearch", config="english")
+        return qs.filter(Q(search_vector=query) | Q(name__icontains=text)).annotate(
+            rank=SearchRank(F("search_vector"), query)
+            + Case(When(name__iexact=text, then=Value(1.0)), default=Value(0.0))
+        )
+    for word in text.split()[:20]:
+        qs = qs.filter(
+            Q(name__icontains=word)
+            | Q(description__icontains=word)
+            | Q(category__icontains=word)
+            | Q(tags__icontains=word)
+            | Q(capabilities__icontains=word)
+        )
+    return qs.annotate(
+        rank=Case(
+            When(name__iexact=text, then=Value(3)),
+            When(name__icontains=text, then=Value(2)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+    )
+
+
+# --- Facets (filters.available) ----------------------------------------------------
+
+
+def invalidate_catalog_facets() -> None:
+    """Called after a catalog write commits; the next list recomputes facets."""
+    try:
+        cache.incr(_FACETS_VERSION_KEY)
+    except ValueError:
+        cache.set(_FACETS_VERSION_KEY, 1, None)
+
+
+def catalog_facets() -> dict[str, list[str]]:
+    """Values present in the catalog for each list filter, cached until the next write."""
+    version = cache.get(_FACETS_VERSION_KEY)
+    if version is None:
+        version = 1
+        cache.add(_FACETS_VERSION_KEY, version, None)
+    key = f"catalog:facets:{version}"
+    facets = cache.get(key)
+    if facets is None:
+        facets = _compute_facets()
+        cache.set(key, facets, settings.CATALOG_FACETS_CACHE_SECONDS)
+    return facets
+
+
+def _compute_facets() -> dict[str, list[str]]:
+    providers: set[str] = set()
+    model_types: set[str] = set()
+    categories: set[str] = set()
+    statuses: set[str] = set()
+    capabilities: set[str] = set()
+    rows = ModelRegistry.objects.values_list("provider", "model_type", "category", "status", "capabilities")
+    for provider, model_type, category, status, caps in rows.iterator(chunk_size=2000):
+        providers.add(provider)
+        model_types.add(model_type)
+        statuses.add(status)
+        if category:
+            categories.add(category)
+        capabilities.update(caps or [])
+    return {
+        "providers": sorted(providers),
+        "modelTypes": sorted(model_types),
+        "capabilities": sorted(capabilities),
+        "categories": sorted(categories),
+        "statuses": sorted(statuses),
+    }
+
+
+# --- Detail ---------------------------------------------------------------------------
+
+PERFORMANCE_WINDOWS = {"last24h": (timedelta(hours=24), "1h"), "last7d": (timedelta(days=7), "1d"), "last30d": (timedelta(days=30), "1d")}
+
+
+def empty_performance(model: ModelRegistry, *, start, end, granularity: str) -> dict[str, Any]:  # noqa: ANN001
+    """A ``PerformanceMetrics`` with zero values, in the spec's shape.
+
+    The analytics issue replaces this with figures rolled up from real usage
+    events; until then the detail response has the right shape and honest zeros.
+    """
+    iso = lambda dt: dt.isoformat().replace("+00:00", "Z")  # noqa: E731
+    return {
+        "modelId": str(model.pk),
+        "deploymentId": None,
+        "timeRange": {"from": iso(start), "to": iso(end), "granularity": granularity},
+        "requests": {"total": 0, "successful": 0, "failed": 0, "successRate": 0.0, "errorRate": 0.0},
+        "latency": {"avg": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "min": 0.0, "max": 0.0},
+        "tokens": {
+            "prompt": {"total": 0, "avgPerRequest": 0.0, "maxPerRequest": 0},
+            "completion": {"total": 0, "avgPerRequest": 0.0, "maxPerRequest": 0},
+            "total": 0,
+        },
+        "cost": {
+            "total": 0.0,
+            "avgPerRequest": 0.0,
+            "costPer1kTokens": float(model.baseline_cost_per_1k_tokens),
+            "projectedMonthly": 0.0,
+        },
+        "quality": {"avgConfidenceScore": 0.0, "avgUserRating": 0.0, "acceptanceRate": 0.0, "rejectionRate": 0.0},
+        "errors": [],
+        "timeSeries": [],
+    }
+
+
+def model_detail(model: ModelRegistry) -> dict[str, Any]:
+    """The spec's ``ModelDetailResponse`` minus ``model`` (the view serializes that)."""
+    now = timezone.now()
+    performance = {
+        name: empty_performance(model, start=now - span, end=now, granularity=granularity)
+        for name, (span, granularity) in PERFORMANCE_WINDOWS.items()
+    }
+    return {
+        "deployments": [],
+        "performance": performance,
+        "usage": {"totalRequests": 0, "totalCost": 0.0, "uniqueUsers": 0, "popularUseCases": []},
+    }

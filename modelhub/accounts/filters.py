@@ -1,0 +1,19 @@
+import django_filters
+from django.db.models import Q, QuerySet
+
+from modelhub.accounts.models import User
+from modelhub.accounts.roles import Role
+from modelhub.api.filters import ListFilter
+
+
+class UserFilterSet(django_filters.FilterSet):
+    role = ListFilter(field_name="role", choices=Role.values)
+    isActive = django_filters.BooleanFilter(field_name="is_active")
+    search = django_filters.CharFilter(method="filter_search", max_length=150)
+
+    class Meta:
+        model = User
+        fields: list[str] = []
+
+    def filter_search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
+        return qs.filter(Q(username__icontains=value) | Q(email__icontains=value)) if value.strip() else qs

@@ -1,0 +1,119 @@
+"""Auth and user shapes (camelCase)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt import serializers as jwt_serializers
+
+from modelhub.accounts.models import User
+from modelhub.accounts.roles import PERMISSIONS, Role
+from modelhub.api.fields import EnumField
+
+
+class TokenObtainSerializer(jwt_serializers.TokenObtainPairSerializer):
+    """simplejwt's pair serializer; the access token also names the role (for clients' UI only -
+    authorization always reads the role from the database)."""
+
+    @classmethod
+    def get_token(cls, user: User):  # noqa: ANN206
+        token = super().get_token(user)
+        token["role"] = user.role
+        token["username"] = user.username
+        return token
+
+
+class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+    """simplejwt's rotating refresh, answering 401 (not 500) when the token's user is gone."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        try:
+            return super().validate(attrs)
+        except get_user_model().DoesNotExist:
+            raise AuthenticationFailed("No active account found for the given token.", "no_active_account") from None
+
+
+class TokenPairResponseSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class LogoutSerializer(serializers.Serializer):
+    refresh = serializers.CharField(max_length=4096)
+    everywhere = serializers.BooleanField(required=False, default=False, help_text="Revoke every session of the caller.")
+
+
+class UserSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    username = serializers.CharField(read_only=True)
+    email = serializers.EmailField(read_only=True)
+    firstName = serializers.CharField(source="first_name", read_only=True)
+    lastName = serializers.CharField(source="last_name", read_only=True)
+    role = serializers.ChoiceField(choices=Role.choices, read_only=True)
+    isActive = serializers.BooleanField(source="is_active", read_only=True)
+    dateJoined = serializers.DateTimeField(source="date_joined", read_only=True)
+    lastLogin = serializers.DateTimeField(source="last_login", read_only=True, allow_null=True)
+
+    class Meta:
+        ref_name = "User"
+
+
+class UserCreateSerializer(serializers.Serializer):
+    username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
+    password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    firstName = serializers.CharField(max_length=150, required=False, allow_blank=True, default="", source="first_name")
+    lastName = serializers.CharField(max_length=150, required=False, allow_blank=True, default="", source="last_name")
+    role = EnumField(choices=Role.values, required=False, default=Role.VIEWER)
+
+    class Meta:
+        ref_name = "CreateUserRequest"
+
+
+class UserUpdateSerializer(serializers.Serializer):
+    email = serializers.EmailField(required=False, allow_blank=True)
+    firstName = serializers.CharField(max_length=150, required=False, allow_blank=True, source="first_name")
+    lastName = serializers.CharField(max_length=150, required=False, allow_blank=True, source="last_name")
+    role = EnumField(choices=Role.values, required=False)
+    isActive = serializers.BooleanField(required=False, source="is_active")
+    password = serializers.CharField(max_length=128, required=False, write_only=True, trim_whitespace=False)
+
+    class Meta:
+        ref_name = "UpdateUserRequest"
+
+
+class UserListResponseSerializer(serializers.Serializer):
+    users = UserSerializer(many=True)
+    pagination = serializers.DictField()
+
+
+def _permissions_schema() -> type[serializers.Serializer]:
+    """The spec's ``Permissions`` object, built from the matrix so the schema cannot drift."""
+    groups: dict[str, list[str]] = {}
+    for perm in PERMISSIONS:
+        resource, action = perm.split(".")
+        groups.setdefault(resource, []).append(action)
+    fields = {
+        resource: type(
+            f"{resource.title()}PermissionsSerializer",
+            (serializers.Serializer,),
+            {action: serializers.BooleanField() for action in actions},
+        )()
+        for resource, actions in groups.items()
+    }
+    return type("PermissionsSerializer", (serializers.Serializer,), fields)
+
+
+PermissionsSerializer = _permissions_schema()
+
+
+class MeSerializer(serializers.Serializer):
+    user = UserSerializer()
+    role = serializers.ChoiceField(choices=Role.choices)
+    permissions = PermissionsSerializer()
+    ownOnly = serializers.ListField(
+        child=serializers.CharField(), help_text="Permissions the role holds only on objects the user owns."
+    )

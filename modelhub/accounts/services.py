@@ -1,0 +1,137 @@
+"""Writes to users and their tokens: the API, the admin and commands all come through here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from modelhub.accounts.models import User
+from modelhub.accounts.roles import STAFF_ROLES, Grant, Role, grant_for
+from modelhub.api.exceptions import AppError, ErrorCode, Forbidden, InvalidRequest
+
+
+class UserAlreadyExists(AppError):
+    status_code = 409
+    code = ErrorCode.USER_ALREADY_EXISTS
+    default_message = "A user with this username already exists."
+
+
+def _check_may_manage(actor: Any, *, target_role: str | None = None, target: User | None = None) -> None:
+    """``users.manage`` from the matrix; ``NON_ADMIN`` grants never touch admins."""
+    grant = grant_for(getattr(actor, "role", None), "users.manage")
+    if grant is Grant.NONE:
+        raise Forbidden("Your role does not allow managing users.")
+    if grant is Grant.NON_ADMIN and (target_role == Role.ADMIN or (target is not None and target.role == Role.ADMIN)):
+        raise Forbidden("Managers cannot create, promote to, change or deactivate admins.")
+
+
+def check_user_change(*, actor: Any, target: User | None, role: str | None, is_active: bool | None) -> None:
+    """Every rule on who may create or change whom, in one place (API and admin forms)."""
+    _check_may_manage(actor, target_role=role, target=target)
+    if target is not None and actor.pk == target.pk:
+        if (role is not None and role != target.role) or (is_active is not None and is_active != target.is_active):
+            raise Forbidden("You cannot change your own role or deactivate yourself.")
+
+
+def _password_errors(password: str, user: User) -> None:
+    try:
+        validate_password(password, user)
+    except DjangoValidationError as exc:
+        raise InvalidRequest("The password is too weak.", details={"fields": {"password": exc.messages}}) from None
+
+
+@transaction.atomic
+def user_create(
+    *, actor: Any, username: str, password: str, role: str = Role.VIEWER, email: str = "", first_name: str = "", last_name: str = ""
+) -> User:
+    """Create a user with a role; staff access (the Django admin) follows the role."""
+    if actor is not None:
+        _check_may_manage(actor, target_role=role)
+    if role not in Role.values:
+        raise InvalidRequest("Unknown role.", details={"allowedValues": {"role": Role.values}})
+    if User.objects.filter(username__iexact=username).exists():
+        raise UserAlreadyExists(details={"username": username})
+    user = User(username=username, email=email, first_name=first_name, last_name=last_name, role=role)
+    user.is_staff = role in STAFF_ROLES
+    _password_errors(password, user)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        raise UserAlreadyExists(details={"username": username}) from None
+    return user
+
+
+@transaction.atomic
+def user_update(*, actor: Any, user: User, **fields: Any) -> User:
+    """Change a user's profile, role or active flag.
+
+    Nobody changes their own role or deactivates themselves (no accidental
+    lock-out of the last admin); deactivation revokes every refresh token.
+    """
+    allowed = {"email", "first_name", "last_name", "role", "is_active", "password"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise InvalidRequest(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    if actor is not None:
+        check_user_change(actor=actor, target=locked, role=fields.get("role"), is_active=fields.get("is_active"))
+    if "role" in fields:
+        if fields["role"] not in Role.values:
+            raise InvalidRequest("Unknown role.", details={"allowedValues": {"role": Role.values}})
+        locked.role = fields["role"]
+        locked.is_staff = locked.role in STAFF_ROLES
+    for name in ("email", "first_name", "last_name", "is_active"):
+        if name in fields:
+            setattr(locked, name, fields[name])
+    if fields.get("password"):
+        _password_errors(fields["password"], locked)
+        locked.set_password(fields["password"])
+    locked.save()
+    if "is_active" in fields and not locked.is_active:
+        transaction.on_commit(lambda: tokens_revoke_for_user(user=locked))
+    return locked
+
+
+def user_deactivate(*, actor: Any, user: User) -> User:
+    return user_update(actor=actor, user=user, is_active=False)
+
+
+def tokens_revoke_for_user(*, user: User) -> int:
+    """Blacklist every outstanding, unexpired refresh token of ``user``. Idempotent."""
+    outstanding = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now()).exclude(
+        blacklistedtoken__isnull=False
+    )
+    count = 0
+    for token in outstanding:
+        _, created = BlacklistedToken.objects.get_or_create(token=token)
+        count += int(created)
+    return count
+
+
+def logout(*, user: User, refresh: str, everywhere: bool = False) -> None:
+    """Blacklist the given refresh token (idempotent: an already revoked one is fine).
+
+    The token must belong to the caller; ``everywhere`` revokes all their sessions.
+    """
+    try:
+        token = RefreshToken(refresh)
+    except TokenError as exc:
+        if "blacklisted" in str(exc).lower():
+            token = None
+        else:
+            raise InvalidRequest("The refresh token is invalid or expired.", details={"fields": {"refresh": [str(exc)]}}) from None
+    if token is not None:
+        if str(token.get("user_id")) != str(user.pk):
+            raise Forbidden("That refresh token belongs to another user.")
+        token.blacklist()
+    if everywhere:
+        tokens_revoke_for_user(user=user)

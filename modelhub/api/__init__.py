@@ -1,0 +1,1 @@
+"""Plumbing every API app shares: errors, auth glue, pagination, filters, schema, headers."""

@@ -1,0 +1,40 @@
+"""Serializer fields shared by the apps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from modelhub.api.exceptions import ALLOWED_KEY
+
+
+class EnumField(serializers.ChoiceField):
+    """A ChoiceField whose error carries the allowed values into ``details.allowedValues``."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if data == "" and self.allow_blank:
+            return ""
+        try:
+            return self.choice_strings_to_values[str(data)]
+        except (KeyError, TypeError):
+            raise serializers.ValidationError(
+                {
+                    "message": [f'"{str(data)[:100]}" is not a valid choice.'],
+                    ALLOWED_KEY: list(self.choice_strings_to_values),
+                }
+            ) from None
+
+
+class StringListField(serializers.ListField):
+    """A bounded list of short, non-blank, de-duplicated strings (tags, capabilities, ...)."""
+
+    def __init__(self, *, max_items: int = 50, max_item_length: int = 100, **kwargs: Any):
+        kwargs.setdefault("child", serializers.CharField(max_length=max_item_length, trim_whitespace=True))
+        kwargs.setdefault("max_length", max_items)
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        values = super().to_internal_value(data)
+        return list(dict.fromkeys(values))

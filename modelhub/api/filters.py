@@ -1,0 +1,147 @@
+"""django-filter building blocks that speak the API's query contract.
+
+* :class:`ListFilter` - a list parameter given repeated (``?provider=a&provider=b``),
+  comma-separated (``?provider=a,b``) or both, bounded in count and length,
+  optionally checked against an enum.
+* :class:`StrictFilterBackend` - rejects unknown query parameters and turns an
+  invalid filter form into ``400 INVALID_PARAMETER`` with the offending
+  parameters (and, for enums, the allowed values) in ``details``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import django_filters
+from django import forms
+from django.conf import settings
+from django.db.models import QuerySet
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema_field
+
+from modelhub.api.exceptions import InvalidParameter
+
+MAX_VALUE_LENGTH = 200
+
+
+class _ListWidget(forms.Widget):
+    def value_from_datadict(self, data, files, name):  # noqa: ANN001
+        getlist = getattr(data, "getlist", None)
+        raw = getlist(name) if getlist else ([data[name]] if name in data else [])
+        values: list[str] = []
+        for item in raw:
+            values.extend(part.strip() for part in str(item).split(","))
+        return [v for v in values if v] or None
+
+
+class ListField(forms.Field):
+    widget = _ListWidget
+
+    def __init__(self, *, choices: Iterable[str] | None = None, max_values: int | None = None, **kwargs: Any):
+        self.choices = list(choices) if choices is not None else None
+        self.max_values = max_values or settings.API_LIST_FILTER_MAX_VALUES
+        super().__init__(**kwargs)
+
+    def clean(self, value: Any) -> list[str] | None:
+        if not value:
+            return None
+        deduplicated = list(dict.fromkeys(value))
+        if len(deduplicated) > self.max_values:
+            raise forms.ValidationError(f"At most {self.max_values} values are allowed.", code="too_many")
+        too_long = [v for v in deduplicated if len(v) > MAX_VALUE_LENGTH]
+        if too_long:
+            raise forms.ValidationError(f"Values are limited to {MAX_VALUE_LENGTH} characters.", code="too_long")
+        if self.choices is not None:
+            unknown = [v for v in deduplicated if v not in self.choices]
+            if unknown:
+                raise forms.ValidationError(
+                    "Unknown value(s): %(unknown)s.", code="invalid_choice", params={"unknown": ", ".join(unknown)}
+                )
+        return deduplicated
+
+
+class ListFilter(django_filters.Filter):
+    """A list parameter; by default a row matches when its field is any of the values."""
+
+    field_class = ListField
+
+    def __init__(self, *args: Any, choices: Iterable[str] | None = None, **kwargs: Any):
+        choices = list(choices) if choices is not None else None
+        super().__init__(*args, choices=choices, **kwargs)
+        items: dict[str, Any] = {"type": "string", "maxLength": MAX_VALUE_LENGTH}
+        if choices is not None:
+            items["enum"] = choices
+        extend_schema_field(
+            {"type": "array", "items": items, "maxItems": settings.API_LIST_FILTER_MAX_VALUES}
+        )(self)
+
+    def filter(self, qs: QuerySet, value: list[str] | None) -> QuerySet:
+        if not value:
+            return qs
+        return qs.filter(**{f"{self.field_name}__in": value})
+
+
+def _choices_of(flt: django_filters.Filter) -> list[str] | None:
+    choices = flt.extra.get("choices")
+    if choices is None:
+        return None
+    return [c[0] if isinstance(c, (tuple, list)) else c for c in choices]
+
+
+class StrictFilterBackend(DjangoFilterBackend):
+    """django-filter backend with the API's error contract and no silent drops.
+
+    A parameter the endpoint does not know is an error rather than ignored: a
+    typo in ``?provder=openai`` would otherwise return the whole catalog. Views
+    list their non-filter parameters (pagination, ...) in ``extra_query_params``.
+    """
+
+    def filter_queryset(self, request, queryset, view):  # noqa: ANN001
+        filterset = self.get_filterset(request, queryset, view)
+        known = set(getattr(view, "extra_query_params", ()))
+        paginator = getattr(view, "paginator", None)
+        if paginator is not None:
+            known |= set(getattr(paginator, "query_params", ()))
+        if filterset is not None:
+            known |= set(filterset.filters)
+        unknown = sorted(set(request.query_params) - known)
+        if unknown:
+            raise InvalidParameter(
+                f"Unknown query parameter(s): {', '.join(unknown)}.",
+                details={"fields": {name: ["Unknown parameter."] for name in unknown}, "allowedParameters": sorted(known)},
+            )
+        if filterset is None:
+            return queryset
+        if not filterset.is_valid():
+            raise_invalid_form(filterset.form, filterset.filters)
+        view.filterset = filterset  # the view echoes cleaned values as filters.applied
+        return filterset.qs
+
+
+def raise_invalid_form(form: forms.Form, filters: dict[str, django_filters.Filter] | None = None) -> None:
+    fields = {name: [str(m) for m in errors] for name, errors in form.errors.items()}
+    details: dict[str, Any] = {"fields": fields}
+    allowed = {}
+    for name, errors in form.errors.as_data().items():
+        if any(e.code in {"invalid_choice", "invalid"} for e in errors):
+            choices = _choices_of(filters[name]) if filters and name in filters else None
+            if choices is None and name in form.fields:
+                field_choices = getattr(form.fields[name], "choices", None)
+                choices = [c[0] if isinstance(c, (tuple, list)) else c for c in field_choices] if field_choices else None
+            if choices:
+                allowed[name] = [c for c in choices if c != ""]
+    if allowed:
+        details["allowedValues"] = allowed
+    raise InvalidParameter(f"Invalid query parameter(s): {', '.join(sorted(fields))}.", details=details)
+
+
+def cleaned_applied(filterset: django_filters.FilterSet | None, skip: Callable[[str], bool] = lambda _: False) -> dict[str, Any]:
+    """The filters a request actually applied, in their cleaned form."""
+    if filterset is None or not hasattr(filterset.form, "cleaned_data"):
+        return {}
+    return {
+        name: value
+        for name, value in filterset.form.cleaned_data.items()
+        if value not in (None, "", []) and not skip(name)
+    }

@@ -1,0 +1,87 @@
+"""Request ids, deprecation headers and the last-resort error envelope."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.http import HttpRequest, HttpResponse
+
+from modelhub.api.exceptions import ErrorCode, error_response
+from modelhub.api.request_id import _request_id, reset_request_id, resolve_request_id, set_request_id
+from modelhub.api.versioning import deprecation_headers
+
+access_log = logging.getLogger("modelhub.access")
+error_log = logging.getLogger("modelhub.errors")
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Adds ``request_id`` to every log record (``-`` outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = _request_id.get()
+        return True
+
+
+class RequestIdMiddleware:
+    """Echo the client's ``X-Request-ID`` (or make one), on every response and log line."""
+
+    def __init__(self, get_response):  # noqa: ANN001
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = resolve_request_id(request.headers.get("X-Request-ID"))
+        request.request_id = request_id  # type: ignore[attr-defined]
+        token = set_request_id(request_id)
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+            response["X-Request-ID"] = request_id
+            user = getattr(request, "user", None)
+            access_log.info(
+                "%s %s %s %.1fms user=%s",
+                request.method,
+                request.get_full_path()[:300],
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+                getattr(user, "pk", None) or "-",
+            )
+            return response
+        finally:
+            reset_request_id(token)
+
+
+class DeprecationHeadersMiddleware:
+    """Adds ``Deprecation``/``Sunset``/``Link`` to responses of deprecated routes or versions."""
+
+    def __init__(self, get_response):  # noqa: ANN001
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        for name, value in deprecation_headers(request).items():
+            response[name] = value
+        return response
+
+
+class UnhandledExceptionMiddleware:
+    """Whatever escapes a view outside DRF becomes a 500 envelope, never a trace."""
+
+    def __init__(self, get_response):  # noqa: ANN001
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from django.core.exceptions import PermissionDenied, SuspiciousOperation
+        from django.http import Http404
+
+        if isinstance(exception, Http404):
+            return error_response(404, ErrorCode.INVALID_REQUEST, "Not found.")
+        if isinstance(exception, PermissionDenied):
+            return error_response(403, ErrorCode.FORBIDDEN, "Permission denied.")
+        if isinstance(exception, SuspiciousOperation):
+            return error_response(400, ErrorCode.INVALID_REQUEST, "Bad request.")
+        error_log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, ErrorCode.INTERNAL_ERROR, "An internal error occurred.")

@@ -1,0 +1,64 @@
+"""OpenAPI glue: every operation documents the error envelope it can answer with."""
+
+from __future__ import annotations
+
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+
+from modelhub.api.exceptions import ErrorCode
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=[c.value for c in ErrorCode])
+    message = serializers.CharField()
+    details = serializers.JSONField(required=False, help_text="Offending fields, allowed values, current state, ...")
+    timestamp = serializers.DateTimeField()
+    requestId = serializers.CharField()
+
+
+class ErrorResponseSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()
+
+    class Meta:
+        ref_name = "ErrorResponse"
+
+
+class PaginationSerializer(serializers.Serializer):
+    page = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    total = serializers.IntegerField()
+    totalPages = serializers.IntegerField()
+    hasNext = serializers.BooleanField()
+    hasPrev = serializers.BooleanField()
+
+    class Meta:
+        ref_name = "Pagination"
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(response=ErrorResponseSerializer, description=description)
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's AutoSchema plus the error responses each operation can give."""
+
+    def _get_response_bodies(self, direction="response"):  # noqa: ANN001
+        responses = super()._get_response_bodies(direction)
+        errors: dict[str, OpenApiResponse] = {"400": _error("Invalid request or parameter.")}
+        public = any(isinstance(p, AllowAny) for p in self.view.get_permissions())
+        if not public:
+            errors["401"] = _error("Missing, invalid or expired token.")
+            errors["403"] = _error("The caller's role does not allow this.")
+        if "{" in self.path:
+            errors["404"] = _error("Not found.")
+        if self.method in ("POST", "PUT", "PATCH", "DELETE"):
+            errors["409"] = _error("Conflicts with the current state.")
+        errors["429"] = _error("Rate limit exceeded.")
+        errors["500"] = _error("Internal error.")
+        errors["503"] = _error("A backing service is unavailable.")
+        for code, response in errors.items():
+            if code not in responses:
+                responses[code] = self._get_response_for_code(response, code, direction=direction)
+        return responses

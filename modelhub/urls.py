@@ -1,0 +1,25 @@
+"""Root URLs: the versioned API under /api/v1/modelhub/, the Django admin, the schema and docs."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from modelhub.api.health import HealthView
+
+v1 = [
+    path("health", HealthView.as_view(), name="health"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="v1:schema"), name="docs"),
+    path("", include("modelhub.accounts.urls")),
+    path("", include("catalog.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/modelhub/", include((v1, "v1"), namespace="v1")),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "modelhub.api.views.bad_request"
+handler403 = "modelhub.api.views.permission_denied"
+handler404 = "modelhub.api.views.not_found"
+handler500 = "modelhub.api.views.server_error"
