@@ -139,8 +139,11 @@ def _flatten(detail: Any, prefix: str, fields: dict[str, list], allowed: dict[st
         allowed[prefix] = [str(v) for v in detail[ALLOWED_KEY]]
     elif isinstance(detail, dict):
         for key, value in detail.items():
-            name = "" if key == "non_field_errors" else str(key)
-            path = f"{prefix}.{name}" if prefix and name else (prefix or name)
+            if isinstance(key, int):  # ListField/ListSerializer errors are keyed by index
+                path = f"{prefix}[{key}]"
+            else:
+                name = "" if key == "non_field_errors" else str(key)
+                path = f"{prefix}.{name}" if prefix and name else (prefix or name)
             _flatten(value, path, fields, allowed)
     elif isinstance(detail, list) and all(isinstance(item, str) for item in detail):
         fields.setdefault(prefix or "nonFieldErrors", []).extend(detail)
