@@ -163,8 +163,8 @@ class ModelWriteSerializer(serializers.Serializer):
 
     name = serializers.CharField(max_length=200)
     version = serializers.CharField(max_length=64)
-    provider = EnumField(choices=Provider.values)
-    modelType = EnumField(choices=ModelType.values, source="model_type")
+    provider = EnumField(choices=Provider.choices)
+    modelType = EnumField(choices=ModelType.choices, source="model_type")
     capabilities = StringListField(required=True)
     supportedTasks = StringListField(required=True, source="supported_tasks")
     inputFormats = StringListField(source="input_formats")
@@ -179,8 +179,8 @@ class ModelWriteSerializer(serializers.Serializer):
     category = serializers.CharField(max_length=100, allow_blank=True)
     license = serializers.CharField(max_length=200, allow_blank=True, required=False)
     documentation = serializers.CharField(max_length=2048, allow_blank=True, required=False)
-    status = EnumField(choices=ModelStatus.values, required=False)
-    securityLevel = EnumField(choices=SecurityLevel.values, required=False, source="security_level")
+    status = EnumField(choices=ModelStatus.choices, required=False)
+    securityLevel = EnumField(choices=SecurityLevel.choices, required=False, source="security_level")
     compliance = StringListField()
 
     class Meta:

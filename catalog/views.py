@@ -41,6 +41,8 @@ class ModelEnvelopeSerializer(serializers.Serializer):
     destroy=extend_schema(summary="Delete a model (admin; 409 while in use)", responses={204: OpenApiResponse(description="Deleted.")}, tags=["catalog"]),
 )
 class ModelViewSet(BaseViewSet):
+    """The model registry: list/search, detail, register, update, delete."""
+
     queryset = selectors.model_queryset()
     filterset_class = ModelFilterSet
     serializer_class = ModelRegistrySerializer

@@ -7,3 +7,7 @@ class AccountsConfig(AppConfig):
     name = "modelhub.accounts"
     label = "accounts"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Registers the OpenAPI extension for our JWT authentication class.
+        import modelhub.api.schema  # noqa: F401

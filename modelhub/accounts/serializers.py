@@ -67,7 +67,7 @@ class UserCreateSerializer(serializers.Serializer):
     email = serializers.EmailField(required=False, allow_blank=True, default="")
     firstName = serializers.CharField(max_length=150, required=False, allow_blank=True, default="", source="first_name")
     lastName = serializers.CharField(max_length=150, required=False, allow_blank=True, default="", source="last_name")
-    role = EnumField(choices=Role.values, required=False, default=Role.VIEWER)
+    role = EnumField(choices=Role.choices, required=False, default=Role.VIEWER)
 
     class Meta:
         ref_name = "CreateUserRequest"
@@ -77,7 +77,7 @@ class UserUpdateSerializer(serializers.Serializer):
     email = serializers.EmailField(required=False, allow_blank=True)
     firstName = serializers.CharField(max_length=150, required=False, allow_blank=True, source="first_name")
     lastName = serializers.CharField(max_length=150, required=False, allow_blank=True, source="last_name")
-    role = EnumField(choices=Role.values, required=False)
+    role = EnumField(choices=Role.choices, required=False)
     isActive = serializers.BooleanField(required=False, source="is_active")
     password = serializers.CharField(max_length=128, required=False, write_only=True, trim_whitespace=False)
 

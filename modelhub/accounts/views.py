@@ -99,6 +99,8 @@ class MeView(APIView):
                           responses={204: OpenApiResponse(description="Deactivated.")}),
 )
 class UserViewSet(BaseViewSet):
+    """User management for admins and managers (managers never touch admins)."""
+
     queryset = selectors.user_queryset()
     serializer_class = UserSerializer
     filterset_class = UserFilterSet

@@ -39,7 +39,7 @@ class ListField(forms.Field):
     widget = _ListWidget
 
     def __init__(self, *, choices: Iterable[str] | None = None, max_values: int | None = None, **kwargs: Any):
-        self.choices = list(choices) if choices is not None else None
+        self.choices = [c[0] if isinstance(c, (tuple, list)) else c for c in choices] if choices is not None else None
         self.max_values = max_values or settings.API_LIST_FILTER_MAX_VALUES
         super().__init__(**kwargs)
 
@@ -68,7 +68,9 @@ class ListFilter(django_filters.Filter):
 
     def __init__(self, *args: Any, choices: Iterable[str] | None = None, **kwargs: Any):
         choices = list(choices) if choices is not None else None
-        super().__init__(*args, choices=choices, **kwargs)
+        if choices is not None:
+            kwargs["choices"] = [(c, c) for c in choices]
+        super().__init__(*args, **kwargs)
         items: dict[str, Any] = {"type": "string", "maxLength": MAX_VALUE_LENGTH}
         if choices is not None:
             items["enum"] = choices

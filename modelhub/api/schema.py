@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
@@ -62,3 +63,10 @@ class AutoSchema(SpectacularAutoSchema):
             if code not in responses:
                 responses[code] = self._get_response_for_code(response, code, direction=direction)
         return responses
+
+
+class JWTScheme(SimpleJWTScheme):
+    """Documents our JWTAuthentication subclass as simplejwt's Bearer scheme."""
+
+    target_class = "modelhub.accounts.authentication.JWTAuthentication"
+    name = "jwtAuth"
