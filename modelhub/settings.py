@@ -92,8 +92,9 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 _ENGINE = DATABASES["default"]["ENGINE"]
+_CONN_MAX_AGE = env.int("DB_CONN_MAX_AGE", default=60)  # seconds a PostgreSQL connection is reused
 if _ENGINE == "django.db.backends.postgresql":
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_MAX_AGE"] = _CONN_MAX_AGE
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 elif _ENGINE == "django.db.backends.sqlite3":

@@ -11,6 +11,7 @@ reuse :func:`error_response`.
 from __future__ import annotations
 
 import logging
+import math
 from enum import StrEnum
 from typing import Any
 
@@ -208,7 +209,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     elif isinstance(exc, drf.APIException):
         status, code, message, details = _drf_error(exc)
         if isinstance(exc, drf.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(int(exc.wait) + 1)
+            headers["Retry-After"] = str(math.ceil(exc.wait))
         auth_header = getattr(exc, "auth_header", None)
         if status == 401 and auth_header:
             headers["WWW-Authenticate"] = auth_header

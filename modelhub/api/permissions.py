@@ -33,6 +33,8 @@ class RolePermission(BasePermission):
         user = request.user
         if not (user and user.is_authenticated):
             return False
+        if getattr(view, "action_map", None) is not None and getattr(view, "action", None) is None:
+            return True  # the method is not routed: DRF answers 405, which is more useful than 403
         perm = required_permission(view, request)
         if perm == "__any__":
             return True

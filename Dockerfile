@@ -1,0 +1,19 @@
+# Model Hub production image: one image for the web (ASGI), worker and beat services.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+# collectstatic only reads settings; these throwaway keys exist for this build step alone.
+RUN SECRET_KEY=collectstatic-build-step-only-not-a-secret-000 \
+    JWT_SIGNING_KEY=collectstatic-build-step-only-not-a-secret-111 \
+    python manage.py collectstatic --noinput
+
+RUN useradd --system --uid 1000 modelhub && chown -R modelhub /app
+USER modelhub
+EXPOSE 8000
+CMD ["uvicorn", "modelhub.asgi:application", "--host", "0.0.0.0", "--port", "8000"]

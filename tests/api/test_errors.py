@@ -1,0 +1,133 @@
+"""The error envelope from every layer, and request ids."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import OperationalError
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from catalog import views as catalog_views
+from tests.conftest import API, assert_error
+
+pytestmark = pytest.mark.django_db
+
+
+def test_unknown_url_and_trailing_slash(client_for):
+    assert_error(client_for("viewer").get(f"{API}/nope"), 404, "INVALID_REQUEST")
+    assert_error(APIClient().get("/nothing/here"), 404, "INVALID_REQUEST")
+    assert_error(client_for("viewer").get(f"{API}/models/"), 404, "INVALID_REQUEST")
+
+
+def test_wrong_method(client_for, model):
+    assert_error(client_for("admin").post(f"{API}/models/{model.pk}", {}, format="json"), 405, "INVALID_REQUEST")
+    assert_error(client_for("admin").put(f"{API}/users/{model.pk}", {}, format="json"), 405, "INVALID_REQUEST")
+
+
+def test_malformed_json(client_for):
+    response = client_for("admin").post(f"{API}/models", data="{not json", content_type="application/json")
+    error = assert_error(response, 400, "INVALID_REQUEST")
+    assert "Malformed" in error["message"]
+
+
+def test_unsupported_media_type(client_for):
+    response = client_for("admin").post(f"{API}/models", data="name=x", content_type="application/x-www-form-urlencoded")
+    assert_error(response, 415, "INVALID_REQUEST")
+
+
+def test_not_acceptable(client_for):
+    assert_error(client_for("viewer").get(f"{API}/models", HTTP_ACCEPT="text/html"), 406, "INVALID_REQUEST")
+
+
+def test_body_of_wrong_type(client_for):
+    assert_error(client_for("admin").post(f"{API}/models", [1, 2], format="json"), 400, "INVALID_REQUEST")
+    assert_error(client_for("admin").post(f"{API}/models", "null", content_type="application/json"), 400, "INVALID_REQUEST")
+
+
+def test_unhandled_exception_is_500_without_a_trace(client_for, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("secret internals /etc/passwd")
+
+    monkeypatch.setattr(catalog_views.selectors, "catalog_facets", boom)
+    client = client_for("viewer")
+    client.raise_request_exception = False
+    response = client.get(f"{API}/models")
+    error = assert_error(response, 500, "INTERNAL_ERROR")
+    assert "secret" not in response.content.decode() and "Traceback" not in response.content.decode()
+    assert error["message"] == "An internal error occurred."
+
+
+def test_database_outage_is_503(client_for, monkeypatch):
+    def down(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(catalog_views.selectors, "catalog_facets", down)
+    client = client_for("viewer")
+    client.raise_request_exception = False
+    assert_error(client.get(f"{API}/models"), 503, "SERVICE_UNAVAILABLE")
+
+
+def test_error_outside_drf_is_enveloped(db, monkeypatch, settings):
+    # The health view's module is replaced by one that fails before DRF can catch anything.
+    from modelhub.api import middleware
+
+    def broken_call(self, request):
+        raise RuntimeError("middleware failure")
+
+    monkeypatch.setattr(middleware.DeprecationHeadersMiddleware, "__call__", broken_call)
+    client = APIClient()
+    client.raise_request_exception = False
+    response = client.get(f"{API}/health", HTTP_X_REQUEST_ID="trace-me-1")
+    assert_error(response, 500, "INTERNAL_ERROR")
+    assert response["X-Request-ID"] == "trace-me-1"
+
+
+def test_throttled_maps_to_rate_limit_exceeded():
+    from rest_framework.exceptions import Throttled
+
+    from modelhub.api.exceptions import exception_handler
+
+    response = exception_handler(Throttled(wait=12.5), {"view": None})
+    assert response.status_code == 429
+    assert response.data["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+    assert response["Retry-After"] == "13"
+
+
+def test_protected_error_maps_to_409(model):
+    from django.db.models import ProtectedError
+
+    from modelhub.api.exceptions import exception_handler
+
+    response = exception_handler(ProtectedError("in use", {model}), {"view": None})
+    assert response.status_code == 409 and response.data["error"]["details"]["dependents"] == [f"catalog.ModelRegistry:{model.pk}"]
+
+
+def test_request_id_is_echoed_or_generated(client_for):
+    client = client_for("viewer")
+    response = client.get(f"{API}/models", HTTP_X_REQUEST_ID="abc-123")
+    assert response["X-Request-ID"] == "abc-123"
+    generated = client.get(f"{API}/models")["X-Request-ID"]
+    assert len(generated) == 32
+    # an unsafe id (log injection) is replaced, not echoed
+    response = client.get(f"{API}/models/nope", HTTP_X_REQUEST_ID="bad\nid")
+    assert response["X-Request-ID"] != "bad\nid"
+    assert response.json()["error"]["requestId"] == response["X-Request-ID"]
+
+
+def test_request_id_is_in_the_log_line(client_for, caplog):
+    with caplog.at_level("INFO", logger="modelhub.access"):
+        client_for("viewer").get(f"{API}/models", HTTP_X_REQUEST_ID="log-me-42")
+    assert any(getattr(r, "request_id", None) == "log-me-42" and "GET /api/v1/modelhub/models" in r.getMessage() for r in caplog.records)
+
+
+def test_error_timestamp_is_utc_iso(client_for):
+    error = assert_error(client_for("viewer").get(f"{API}/nope"), 404, "INVALID_REQUEST")
+    parsed = datetime.fromisoformat(error["timestamp"].replace("Z", "+00:00"))
+    assert parsed.tzinfo is not None and parsed.utcoffset() == UTC.utcoffset(None)
+
+
+@override_settings(DEBUG=False)
+def test_disallowed_host_is_enveloped(db):
+    client = APIClient(HTTP_HOST="evil.example.com")
+    client.raise_request_exception = False
+    assert_error(client.get(f"{API}/health"), 400, "INVALID_REQUEST")
