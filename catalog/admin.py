@@ -16,19 +16,16 @@ from modelhub.api.exceptions import AppError
 _EDITABLE = sorted(services.WRITABLE_FIELDS)
 
 
-class GovernanceEventInline(admin.TabularInline):
+class GovernanceEventInline(RoleMatrixAdminMixin, admin.TabularInline):
+    """The model's governance history, read-only."""
+
+    matrix_permissions = {"view": "models.read"}
     model = GovernanceEvent
     extra = 0
     can_delete = False
     fields = ("created_at", "field", "from_value", "to_value", "actor_username", "reason")
     readonly_fields = fields
     ordering = ("-created_at",)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ModelRegistry)
