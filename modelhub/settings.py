@@ -92,11 +92,18 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 _ENGINE = DATABASES["default"]["ENGINE"]
-_CONN_MAX_AGE = env.int("DB_CONN_MAX_AGE", default=60)  # seconds a PostgreSQL connection is reused
+# PostgreSQL connections come from a psycopg 3 pool per process. Under ASGI every request runs
+# in its own thread, so persistent per-thread connections (CONN_MAX_AGE) would pile up until the
+# server refuses clients; a pool bounds them. Processes x DB_POOL_MAX_SIZE must fit max_connections.
+_POOL_MIN = env.int("DB_POOL_MIN_SIZE", default=2)
+_POOL_MAX = env.positive_int("DB_POOL_MAX_SIZE", default=10)
+if _POOL_MIN < 0 or _POOL_MIN > _POOL_MAX:
+    raise ImproperlyConfigured("DB_POOL_MIN_SIZE must be between 0 and DB_POOL_MAX_SIZE")
 if _ENGINE == "django.db.backends.postgresql":
-    DATABASES["default"]["CONN_MAX_AGE"] = _CONN_MAX_AGE
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"connect_timeout": 5, "pool": {"min_size": _POOL_MIN, "max_size": _POOL_MAX, "timeout": 10}}
+    )
 elif _ENGINE == "django.db.backends.sqlite3":
     # WAL lets the embedded worker write while the server reads; IMMEDIATE avoids
     # "database is locked" upgrades from read to write transactions.

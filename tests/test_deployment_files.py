@@ -92,7 +92,8 @@ def _settings_error(**overrides: str) -> str:
         ({"JWT_ACCESS_MINUTES": "0"}, "JWT_ACCESS_MINUTES"),
         ({"JWT_REFRESH_DAYS": "seven"}, "JWT_REFRESH_DAYS"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
-        ({"DB_CONN_MAX_AGE": "forever"}, "DB_CONN_MAX_AGE"),
+        ({"DB_POOL_MAX_SIZE": "lots"}, "DB_POOL_MAX_SIZE"),
+        ({"DB_POOL_MIN_SIZE": "20", "DB_POOL_MAX_SIZE": "5"}, "DB_POOL_MIN_SIZE"),
     ],
 )
 def test_invalid_settings_fail_at_start_with_a_clear_message(overrides, needle):

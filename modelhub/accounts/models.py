@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from django.contrib.auth.models import AbstractUser, UserManager as DjangoUserManager
+from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
 
 from modelhub.accounts.roles import Role

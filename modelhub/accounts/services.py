@@ -35,9 +35,9 @@ def _check_may_manage(actor: Any, *, target_role: str | None = None, target: Use
 def check_user_change(*, actor: Any, target: User | None, role: str | None, is_active: bool | None) -> None:
     """Every rule on who may create or change whom, in one place (API and admin forms)."""
     _check_may_manage(actor, target_role=role, target=target)
-    if target is not None and actor.pk == target.pk:
-        if (role is not None and role != target.role) or (is_active is not None and is_active != target.is_active):
-            raise Forbidden("You cannot change your own role or deactivate yourself.")
+    changes_access = (role is not None and role != target.role) or (is_active is not None and is_active != target.is_active) if target else False
+    if target is not None and actor.pk == target.pk and changes_access:
+        raise Forbidden("You cannot change your own role or deactivate yourself.")
 
 
 def _password_errors(password: str, user: User) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,6 +12,7 @@ from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, InvalidToken, TokenError
 
 from modelhub.accounts import selectors, services
+from modelhub.accounts.authentication import JWTAuthentication
 from modelhub.accounts.filters import UserFilterSet
 from modelhub.accounts.roles import own_only_for, permissions_for
 from modelhub.accounts.serializers import (
@@ -25,7 +26,6 @@ from modelhub.accounts.serializers import (
 )
 from modelhub.api.exceptions import ErrorCode, TokenExpired
 from modelhub.api.viewsets import BaseViewSet
-from modelhub.accounts.authentication import JWTAuthentication
 
 
 class _TokenErrors:

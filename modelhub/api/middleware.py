@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 
 from modelhub.api.exceptions import ErrorCode, error_response
@@ -83,5 +84,8 @@ class UnhandledExceptionMiddleware:
             return error_response(403, ErrorCode.FORBIDDEN, "Permission denied.")
         if isinstance(exception, SuspiciousOperation):
             return error_response(400, ErrorCode.INVALID_REQUEST, "Bad request.")
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            error_log.exception("database unavailable on %s %s", request.method, request.path)
+            return error_response(503, ErrorCode.SERVICE_UNAVAILABLE, "The database is unavailable.")
         error_log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, ErrorCode.INTERNAL_ERROR, "An internal error occurred.")
