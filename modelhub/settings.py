@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "modelhub.api.middleware.RequestIdMiddleware",
+    "modelhub.api.ratelimit_middleware.RateLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -218,6 +219,29 @@ API_SEARCH_MAX_LENGTH = 200
 API_LIST_FILTER_MAX_VALUES = 50
 # Deprecation of a whole version ("v1") or one route name; see modelhub.api.versioning.
 API_DEPRECATIONS: dict[str, dict] = {}
+# --- Rate limits (the spec's RateLimits) -------------------------------------------
+# Per-role defaults; admins override them per user (API and admin). Anonymous callers are
+# limited per client address, the token endpoint hardest (password guessing).
+RATE_LIMITS_ENABLED = env.bool("RATE_LIMITS_ENABLED", default=True)
+RATE_LIMITS_BY_ROLE = {
+    "admin": {"requestsPerMinute": 1200, "requestsPerHour": 30000, "requestsPerDay": 300000, "burstLimit": 100},
+    "manager": {"requestsPerMinute": 1200, "requestsPerHour": 30000, "requestsPerDay": 300000, "burstLimit": 100},
+    "developer": {"requestsPerMinute": 600, "requestsPerHour": 20000, "requestsPerDay": 200000, "burstLimit": 60},
+    "analyst": {"requestsPerMinute": 600, "requestsPerHour": 20000, "requestsPerDay": 200000, "burstLimit": 60},
+    "viewer": {"requestsPerMinute": 300, "requestsPerHour": 10000, "requestsPerDay": 100000, "burstLimit": 30},
+}
+RATE_LIMITS_ANONYMOUS = {
+    "requestsPerMinute": 120,
+    "requestsPerHour": 3000,
+    "requestsPerDay": 30000,
+    "burstLimit": 30,
+    "endpoints": {
+        "POST /auth/token": {"requestsPerMinute": 10, "burstLimit": 5},
+        "POST /auth/token/refresh": {"requestsPerMinute": 30, "burstLimit": 10},
+    },
+}
+# How long a process keeps a user's effective limits before reading them again.
+RATE_LIMITS_CACHE_SECONDS = 5
 CATALOG_FACETS_CACHE_SECONDS = env.positive_int("CATALOG_FACETS_CACHE_SECONDS", default=300)
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
 

@@ -70,3 +70,23 @@ def assert_error(response, status: int, code: str) -> dict:  # noqa: ANN001
     assert error["requestId"] == response["X-Request-ID"]
     assert error["timestamp"].endswith("Z")
     return error
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Every test starts with no rate-limit counters and no cached limits."""
+    from modelhub.api.ratelimit import reset_limiter
+    from modelhub.api.ratelimit_middleware import user_limits
+
+    reset_limiter()
+    user_limits.clear()
+    yield
+    reset_limiter()
+    user_limits.clear()
+
+
+def needs_redis():
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        pytest.skip("Redis only (set REDIS_URL)")

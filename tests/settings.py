@@ -6,3 +6,6 @@ from modelhub.settings import INSTALLED_APPS
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STATIC_ROOT.mkdir(exist_ok=True)  # noqa: F405 - whitenoise warns when it is missing
+# Rate limiting is exercised by tests/api/test_ratelimit.py, which switches it on; elsewhere it
+# would make hundreds of fast in-process requests trip the burst limit.
+RATE_LIMITS_ENABLED = False

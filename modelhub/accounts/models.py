@@ -30,3 +30,37 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.username
+
+
+class RateLimitOverride(models.Model):
+    """An admin's override of one user's rate limits; NULL fields keep the role default.
+
+    ``endpoints`` maps ``"METHOD /path"`` (as in ``"GET /models/{id}"``) to
+    ``{"requestsPerMinute": n, "burstLimit": n}``; it is merged over the role's.
+    """
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, primary_key=True, related_name="rate_limit_override")
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    requests_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    requests_per_day = models.PositiveIntegerField(null=True, blank=True)
+    burst_limit = models.PositiveIntegerField(null=True, blank=True)
+    endpoints = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        verbose_name = "rate-limit override"
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    (models.Q(requests_per_minute__isnull=True) | models.Q(requests_per_minute__gte=1))
+                    & (models.Q(requests_per_hour__isnull=True) | models.Q(requests_per_hour__gte=1))
+                    & (models.Q(requests_per_day__isnull=True) | models.Q(requests_per_day__gte=1))
+                    & (models.Q(burst_limit__isnull=True) | models.Q(burst_limit__gte=1))
+                ),
+                name="accounts_ratelimit_positive",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"rate limits of {self.user}"

@@ -58,6 +58,7 @@ _TABLE: dict[str, tuple[Grant, Grant, Grant, Grant, Grant]] = {
     "marketplace.read": (_Y, _Y, _Y, _Y, _Y),
     "marketplace.purchase": (_Y, _Y, _Y, _N, _N),
     "users.manage": (_Y, _NA, _N, _N, _N),
+    "ratelimits.manage": (_Y, _N, _N, _N, _N),
 }
 
 MATRIX: dict[str, dict[Role, Grant]] = {perm: dict(zip(_ROLES, grants, strict=True)) for perm, grants in _TABLE.items()}

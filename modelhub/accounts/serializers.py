@@ -117,3 +117,65 @@ class MeSerializer(serializers.Serializer):
     ownOnly = serializers.ListField(
         child=serializers.CharField(), help_text="Permissions the role holds only on objects the user owns."
     )
+
+
+# --- Rate limits --------------------------------------------------------------------------
+
+
+class EndpointLimitSerializer(serializers.Serializer):
+    requestsPerMinute = serializers.IntegerField(min_value=1)
+    burstLimit = serializers.IntegerField(min_value=1)
+
+
+class RateLimitsSerializer(serializers.Serializer):
+    """The spec's ``RateLimits``."""
+
+    requestsPerMinute = serializers.IntegerField()
+    requestsPerHour = serializers.IntegerField()
+    requestsPerDay = serializers.IntegerField()
+    burstLimit = serializers.IntegerField()
+    endpoints = serializers.DictField(child=EndpointLimitSerializer(), help_text='Keys look like "GET /models/{id}".')
+
+    class Meta:
+        ref_name = "RateLimits"
+
+
+class WindowUsageSerializer(serializers.Serializer):
+    limit = serializers.IntegerField()
+    used = serializers.IntegerField()
+    remaining = serializers.IntegerField()
+    resetSeconds = serializers.IntegerField()
+
+
+class RateLimitUsageSerializer(serializers.Serializer):
+    burst = WindowUsageSerializer()
+    minute = WindowUsageSerializer()
+    hour = WindowUsageSerializer()
+    day = WindowUsageSerializer()
+
+
+class MyRateLimitsSerializer(serializers.Serializer):
+    limits = RateLimitsSerializer()
+    usage = RateLimitUsageSerializer()
+    enforced = serializers.BooleanField(help_text="False when limits are switched off or the limiter is unreachable.")
+
+
+class RateLimitOverrideSerializer(serializers.Serializer):
+    """What an admin sets; a field left out (PATCH) keeps its value, ``null`` restores the role default."""
+
+    _limit = {"min_value": 1, "max_value": 10_000_000, "required": False, "allow_null": True}
+    requestsPerMinute = serializers.IntegerField(source="requests_per_minute", **_limit)
+    requestsPerHour = serializers.IntegerField(source="requests_per_hour", **_limit)
+    requestsPerDay = serializers.IntegerField(source="requests_per_day", **_limit)
+    burstLimit = serializers.IntegerField(source="burst_limit", **_limit)
+    endpoints = serializers.DictField(child=EndpointLimitSerializer(), required=False, allow_null=True)
+
+    class Meta:
+        ref_name = "RateLimitOverride"
+
+
+class UserRateLimitsSerializer(serializers.Serializer):
+    userId = serializers.UUIDField()
+    role = serializers.ChoiceField(choices=Role.choices)
+    override = serializers.JSONField(allow_null=True)
+    effective = RateLimitsSerializer()

@@ -12,7 +12,8 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from modelhub.accounts.models import User
+from modelhub.accounts.limits import MAX_LIMIT, endpoint_errors
+from modelhub.accounts.models import RateLimitOverride, User
 from modelhub.accounts.roles import STAFF_ROLES, Grant, Role, grant_for
 from modelhub.api.exceptions import AppError, ErrorCode, Forbidden, InvalidRequest
 
@@ -135,3 +136,47 @@ def logout(*, user: User, refresh: str, everywhere: bool = False) -> None:
         token.blacklist()
     if everywhere:
         tokens_revoke_for_user(user=user)
+
+
+_OVERRIDE_FIELDS = ("requests_per_minute", "requests_per_hour", "requests_per_day", "burst_limit", "endpoints")
+
+
+@transaction.atomic
+def rate_limit_override_set(*, actor: Any, user: User, replace: bool = False, **fields: Any) -> RateLimitOverride:
+    """Set (PATCH) or replace (PUT) a user's rate-limit override. ``None`` restores the role default.
+
+    Processes pick the change up within ``RATE_LIMITS_CACHE_SECONDS``.
+    """
+    if grant_for(getattr(actor, "role", None), "ratelimits.manage") is Grant.NONE:
+        raise Forbidden("Only admins change rate limits.")
+    unknown = set(fields) - set(_OVERRIDE_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+    errors: dict[str, list[str]] = {}
+    for name in _OVERRIDE_FIELDS[:4]:
+        value = fields.get(name)
+        if value is not None and (not isinstance(value, int) or not 1 <= value <= MAX_LIMIT):
+            errors[name] = [f"Must be an integer from 1 to {MAX_LIMIT}."]
+    if "endpoints" in fields and fields["endpoints"] is not None:
+        problems = endpoint_errors(fields["endpoints"])
+        if problems:
+            errors["endpoints"] = problems
+    if errors:
+        camel = {"requests_per_minute": "requestsPerMinute", "requests_per_hour": "requestsPerHour",
+                 "requests_per_day": "requestsPerDay", "burst_limit": "burstLimit", "endpoints": "endpoints"}
+        raise InvalidRequest("The rate limits are invalid.", details={"fields": {camel[k]: v for k, v in errors.items()}})
+    override, _ = RateLimitOverride.objects.select_for_update().get_or_create(user=user)
+    for name in _OVERRIDE_FIELDS:
+        if name in fields or replace:
+            value = fields.get(name)
+            setattr(override, name, ({} if value is None else value) if name == "endpoints" else value)
+    override.updated_by = actor if getattr(actor, "pk", None) else None
+    override.save()
+    return override
+
+
+def rate_limit_override_clear(*, actor: Any, user: User) -> None:
+    """Back to the role's defaults. Idempotent."""
+    if grant_for(getattr(actor, "role", None), "ratelimits.manage") is Grant.NONE:
+        raise Forbidden("Only admins change rate limits.")
+    RateLimitOverride.objects.filter(user=user).delete()

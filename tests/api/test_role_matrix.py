@@ -36,6 +36,11 @@ ENDPOINTS = [
     ("get", "/users/{user}", None, {"admin", "manager"}, 200),
     ("patch", "/users/{user}", {"role": "analyst"}, {"admin", "manager"}, 200),
     ("delete", "/users/{user}", None, {"admin", "manager"}, 204),
+    ("get", "/rate-limits", None, ALL, 200),
+    ("get", "/rate-limits/users/{user}", None, {"admin"}, 200),
+    ("put", "/rate-limits/users/{user}", {"requestsPerMinute": 10}, {"admin"}, 200),
+    ("patch", "/rate-limits/users/{user}", {"burstLimit": 10}, {"admin"}, 200),
+    ("delete", "/rate-limits/users/{user}", None, {"admin"}, 204),
 ]
 
 CASES = [(m, p, b, role, s if role in allowed else 403) for m, p, b, allowed, s in ENDPOINTS for role in sorted(ALL)]
@@ -86,6 +91,7 @@ analytics.read         yes yes yes yes -
 marketplace.read       yes yes yes yes yes
 marketplace.purchase   yes yes yes -   -
 users.manage           yes non-admin - - -
+ratelimits.manage      yes -   -   -   -
 """
 
 
