@@ -3,12 +3,12 @@ from django.db.models import Q, QuerySet
 
 from modelhub.accounts.models import User
 from modelhub.accounts.roles import Role
-from modelhub.api.filters import ListFilter
+from modelhub.api.filters import ListFilter, StrictBooleanFilter
 
 
 class UserFilterSet(django_filters.FilterSet):
     role = ListFilter(field_name="role", choices=Role.values)
-    isActive = django_filters.BooleanFilter(field_name="is_active")
+    isActive = StrictBooleanFilter(field_name="is_active")
     search = django_filters.CharFilter(method="filter_search", max_length=150)
 
     class Meta:

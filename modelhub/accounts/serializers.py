@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt import serializers as jwt_serializers
@@ -12,6 +13,8 @@ from rest_framework_simplejwt import serializers as jwt_serializers
 from modelhub.accounts.models import User
 from modelhub.accounts.roles import PERMISSIONS, Role
 from modelhub.api.fields import EnumField
+from modelhub.api.schema import PaginationSerializer
+from modelhub.api.serializers import StrictInputSerializer
 
 
 class TokenObtainSerializer(jwt_serializers.TokenObtainPairSerializer):
@@ -41,7 +44,7 @@ class TokenPairResponseSerializer(serializers.Serializer):
     refresh = serializers.CharField()
 
 
-class LogoutSerializer(serializers.Serializer):
+class LogoutSerializer(StrictInputSerializer):
     refresh = serializers.CharField(max_length=4096)
     everywhere = serializers.BooleanField(required=False, default=False, help_text="Revoke every session of the caller.")
 
@@ -49,7 +52,7 @@ class LogoutSerializer(serializers.Serializer):
 class UserSerializer(serializers.Serializer):
     id = serializers.UUIDField(read_only=True)
     username = serializers.CharField(read_only=True)
-    email = serializers.EmailField(read_only=True)
+    email = serializers.CharField(read_only=True, help_text="An e-mail address, or empty.")
     firstName = serializers.CharField(source="first_name", read_only=True)
     lastName = serializers.CharField(source="last_name", read_only=True)
     role = serializers.ChoiceField(choices=Role.choices, read_only=True)
@@ -61,7 +64,7 @@ class UserSerializer(serializers.Serializer):
         ref_name = "User"
 
 
-class UserCreateSerializer(serializers.Serializer):
+class UserCreateSerializer(StrictInputSerializer):
     username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
     password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
     email = serializers.EmailField(required=False, allow_blank=True, default="")
@@ -73,7 +76,7 @@ class UserCreateSerializer(serializers.Serializer):
         ref_name = "CreateUserRequest"
 
 
-class UserUpdateSerializer(serializers.Serializer):
+class UserUpdateSerializer(StrictInputSerializer):
     email = serializers.EmailField(required=False, allow_blank=True)
     firstName = serializers.CharField(max_length=150, required=False, allow_blank=True, source="first_name")
     lastName = serializers.CharField(max_length=150, required=False, allow_blank=True, source="last_name")
@@ -85,9 +88,10 @@ class UserUpdateSerializer(serializers.Serializer):
         ref_name = "UpdateUserRequest"
 
 
+@extend_schema_serializer(many=False)
 class UserListResponseSerializer(serializers.Serializer):
     users = UserSerializer(many=True)
-    pagination = serializers.DictField()
+    pagination = PaginationSerializer()
 
 
 def _permissions_schema() -> type[serializers.Serializer]:
@@ -122,7 +126,7 @@ class MeSerializer(serializers.Serializer):
 # --- Rate limits --------------------------------------------------------------------------
 
 
-class EndpointLimitSerializer(serializers.Serializer):
+class EndpointLimitSerializer(StrictInputSerializer):
     requestsPerMinute = serializers.IntegerField(min_value=1)
     burstLimit = serializers.IntegerField(min_value=1)
 
@@ -160,7 +164,7 @@ class MyRateLimitsSerializer(serializers.Serializer):
     enforced = serializers.BooleanField(help_text="False when limits are switched off or the limiter is unreachable.")
 
 
-class RateLimitOverrideSerializer(serializers.Serializer):
+class RateLimitOverrideSerializer(StrictInputSerializer):
     """What an admin sets; a field left out (PATCH) keeps its value, ``null`` restores the role default."""
 
     _limit = {"min_value": 1, "max_value": 10_000_000, "required": False, "allow_null": True}

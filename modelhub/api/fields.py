@@ -30,7 +30,9 @@ class StringListField(serializers.ListField):
     """A bounded list of short, non-blank, de-duplicated strings (tags, capabilities, ...)."""
 
     def __init__(self, *, max_items: int = 50, max_item_length: int = 100, **kwargs: Any):
-        kwargs.setdefault("child", serializers.CharField(max_length=max_item_length, trim_whitespace=True))
+        from modelhub.api.serializers import StrictCharField
+
+        kwargs.setdefault("child", StrictCharField(max_length=max_item_length, trim_whitespace=True))
         kwargs.setdefault("max_length", max_items)
         kwargs.setdefault("required", False)
         super().__init__(**kwargs)

@@ -84,6 +84,24 @@ class ListFilter(django_filters.Filter):
         return qs.filter(**{f"{self.field_name}__in": value})
 
 
+class StrictBooleanFilter(django_filters.Filter):
+    """``true`` or ``false`` (also ``1``/``0``); anything else is an error, not "no filter"."""
+
+    field_class = forms.TypedChoiceField
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("choices", [("true", "true"), ("false", "false"), ("1", "1"), ("0", "0")])
+        kwargs.setdefault("coerce", lambda v: v in ("true", "1"))
+        kwargs.setdefault("empty_value", None)
+        super().__init__(*args, **kwargs)
+        extend_schema_field({"type": "boolean"})(self)
+
+    def filter(self, qs: QuerySet, value: bool | None) -> QuerySet:
+        if value is None:
+            return qs
+        return qs.filter(**{self.field_name: value})
+
+
 def _choices_of(flt: django_filters.Filter) -> list[str] | None:
     choices = flt.extra.get("choices")
     if choices is None:
@@ -112,6 +130,15 @@ class StrictFilterBackend(DjangoFilterBackend):
             raise InvalidParameter(
                 f"Unknown query parameter(s): {', '.join(unknown)}.",
                 details={"fields": {name: ["Unknown parameter."] for name in unknown}, "allowedParameters": sorted(known)},
+            )
+        list_params = {name for name, f in (filterset.filters.items() if filterset else ()) if isinstance(f, ListFilter)}
+        repeated = sorted(
+            name for name in request.query_params if name not in list_params and len(request.query_params.getlist(name)) > 1
+        )
+        if repeated:
+            raise InvalidParameter(
+                f"Query parameter(s) given more than once: {', '.join(repeated)}.",
+                details={"fields": {name: ["Give this parameter once."] for name in repeated}},
             )
         if filterset is None:
             return queryset

@@ -45,6 +45,9 @@ def _error(description: str) -> OpenApiResponse:
 class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's AutoSchema plus the error responses each operation can give."""
 
+    def _map_serializer(self, serializer, direction, bypass_extensions=False):  # noqa: ANN001
+        return _strict_request(super()._map_serializer(serializer, direction, bypass_extensions), serializer, direction)
+
     def _get_response_bodies(self, direction="response"):  # noqa: ANN001
         responses = super()._get_response_bodies(direction)
         errors: dict[str, OpenApiResponse] = {"400": _error("Invalid request or parameter.")}
@@ -70,3 +73,11 @@ class JWTScheme(SimpleJWTScheme):
 
     target_class = "modelhub.accounts.authentication.JWTAuthentication"
     name = "jwtAuth"
+
+
+def _strict_request(schema: dict, serializer: object, direction: str) -> dict:
+    from modelhub.api.serializers import StrictInputSerializer
+
+    if direction == "request" and isinstance(serializer, StrictInputSerializer) and schema.get("type") == "object":
+        schema["additionalProperties"] = False  # unknown fields are rejected with 400
+    return schema

@@ -88,3 +88,17 @@ def test_create_validation(client_for):
 
 def test_unknown_user_is_user_not_found(client_for):
     assert_error(client_for("admin").get(f"{API}/users/00000000-0000-0000-0000-000000000000"), 404, "USER_NOT_FOUND")
+
+
+@pytest.mark.parametrize("query", ["isActive=null", "isActive=yes", "isActive=true&isActive=false", "limit=5&limit=6"])
+def test_bad_or_repeated_scalar_parameters(client_for, query):
+    # found by schemathesis: isActive=null used to mean "no filter"
+    assert_error(client_for("admin").get(f"{API}/users?{query}"), 400, "INVALID_PARAMETER")
+
+
+def test_is_active_filter(client_for, personas):
+    personas["viewer"].is_active = False
+    personas["viewer"].save()
+    names = [u["username"] for u in client_for("admin").get(f"{API}/users?isActive=false").json()["users"]]
+    assert names == ["viewer"]
+    assert "viewer" not in [u["username"] for u in client_for("admin").get(f"{API}/users?isActive=1").json()["users"]]

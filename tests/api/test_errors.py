@@ -131,3 +131,29 @@ def test_disallowed_host_is_enveloped(db):
     client = APIClient(HTTP_HOST="evil.example.com")
     client.raise_request_exception = False
     assert_error(client.get(f"{API}/health"), 400, "INVALID_REQUEST")
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"maxTokens": "4096"}, "maxTokens"),
+        ({"name": 5}, "name"),
+        ({"compliance": [0]}, "compliance[0]"),
+        ({"baselineMetrics": {"avgLatencyMs": "1", "costPer1kTokens": 0, "successRate": 1}}, "baselineMetrics.avgLatencyMs"),
+        ({"baselineMetrics": {"avgLatencyMs": 1, "costPer1kTokens": "0.1", "successRate": 1}}, "baselineMetrics.costPer1kTokens"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_json_types_are_exact_and_unknown_fields_rejected(client_for, body, field):
+    # found by schemathesis: DRF coerced 0 -> "0" and dropped unknown keys silently
+    from tests.catalog.test_api import VALID
+
+    error = assert_error(client_for("admin").post(f"{API}/models", {**VALID, **body}, format="json"), 400, "INVALID_REQUEST")
+    assert field in error["details"]["fields"], error
+
+
+def test_user_bodies_are_strict_too(client_for):
+    error = assert_error(client_for("admin").post(f"{API}/users", {"username": "x1", "password": "a-long-enough-passphrase",
+                                                                     "role": "viewer", "isStaff": True}, format="json"),
+                         400, "INVALID_REQUEST")
+    assert error["details"]["fields"] == {"isStaff": ["Unknown field."]}
