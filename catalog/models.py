@@ -58,7 +58,7 @@ def _string_list_errors(value: object, *, max_items: int = 100, max_length: int 
     return None
 
 
-def _clean_registry(instance: "ModelRegistry") -> None:
+def _clean_registry(instance: ModelRegistry) -> None:
     """Shape rules a JSON column cannot state (used by ``ModelRegistry.clean``)."""
     from django.core.exceptions import ValidationError
 

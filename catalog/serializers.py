@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from catalog.models import MAX_CONTEXT_WINDOW, ModelRegistry, ModelStatus, ModelType, Provider, SecurityLevel
 from modelhub.api.fields import EnumField, StringListField
 from modelhub.api.schema import PaginationSerializer
+from modelhub.api.serializers import StrictInputSerializer, StrictRegexField
 
 
 def iso(value: Any) -> str | None:
@@ -19,10 +21,11 @@ def iso(value: Any) -> str | None:
 # --- Output ----------------------------------------------------------------------------
 
 
-class BaselineMetricsSerializer(serializers.Serializer):
+class BaselineMetricsSerializer(StrictInputSerializer):
     avgLatencyMs = serializers.FloatField(min_value=0, max_value=10_000_000)
     costPer1kTokens = serializers.DecimalField(
-        max_digits=12, decimal_places=6, min_value=Decimal(0), coerce_to_string=False
+        max_digits=12, decimal_places=6, min_value=Decimal(0), max_value=Decimal(999_999), coerce_to_string=False,
+        rounding=ROUND_HALF_UP, help_text="USD per 1,000 input tokens; rounded to 6 decimal places.",
     )
     successRate = serializers.FloatField(min_value=0, max_value=1, help_text="A ratio from 0 to 1.")
     avgTokensPerRequest = serializers.IntegerField(min_value=0, max_value=MAX_CONTEXT_WINDOW, required=False)
@@ -112,6 +115,7 @@ class CatalogFiltersSerializer(serializers.Serializer):
     available = AvailableFiltersSerializer()
 
 
+@extend_schema_serializer(many=False)
 class CatalogResponseSerializer(serializers.Serializer):
     models = ModelRegistrySerializer(many=True)
     pagination = PaginationSerializer()
@@ -155,14 +159,14 @@ class ModelDetailResponseSerializer(serializers.Serializer):
 # --- Input -----------------------------------------------------------------------------------
 
 
-class ModelWriteSerializer(serializers.Serializer):
+class ModelWriteSerializer(StrictInputSerializer):
     """``CreateModelRequest`` plus the optional registry fields an admin may set.
 
     ``validated_data`` is keyed by model field names, ready for the services.
     """
 
-    name = serializers.CharField(max_length=200)
-    version = serializers.CharField(max_length=64)
+    name = StrictRegexField(r"\S", max_length=200, trim_whitespace=False)
+    version = StrictRegexField(r"^\S+$", max_length=64, trim_whitespace=False)
     provider = EnumField(choices=Provider.choices)
     modelType = EnumField(choices=ModelType.choices, source="model_type")
     capabilities = StringListField(required=True)
@@ -196,9 +200,6 @@ class ModelWriteSerializer(serializers.Serializer):
                 "avgTokensPerRequest": "baseline_avg_tokens_per_request",
             }
             attrs.update({mapping[k]: v for k, v in baseline.items()})
-        unknown = set(self.initial_data) - set(self.fields) if isinstance(self.initial_data, dict) else set()
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
         return attrs
 
 
@@ -209,5 +210,5 @@ class ModelUpdateSerializer(ModelWriteSerializer):
         ref_name = "UpdateModelRequest"
 
 
-class GovernanceActionSerializer(serializers.Serializer):
+class GovernanceActionSerializer(StrictInputSerializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -35,7 +35,13 @@ class ModelEnvelopeSerializer(serializers.Serializer):
 @extend_schema_view(
     list=extend_schema(summary="List and search the catalog", responses=CatalogResponseSerializer, tags=["catalog"]),
     retrieve=extend_schema(summary="A model with deployments, performance and usage", responses=ModelDetailResponseSerializer, tags=["catalog"]),
-    create=extend_schema(summary="Register a model (admin)", request=ModelWriteSerializer, responses={201: ModelEnvelopeSerializer}, tags=["catalog"]),
+    create=extend_schema(summary="Register a model (admin)", request=ModelWriteSerializer, responses={201: ModelEnvelopeSerializer}, tags=["catalog"],
+                         examples=[OpenApiExample("A self-hosted model", request_only=True, value={
+                             "name": "support-llama", "version": "1.0.0", "provider": "custom", "modelType": "text",
+                             "capabilities": ["chat"], "supportedTasks": ["customer_support"], "maxTokens": 4096,
+                             "contextWindow": 32768, "description": "Fine-tuned on our tickets.", "tags": ["self-hosted"],
+                             "category": "support",
+                             "baselineMetrics": {"avgLatencyMs": 350, "costPer1kTokens": 0.0005, "successRate": 0.99}})]),
     update=extend_schema(summary="Replace a model's fields (admin, manager)", request=ModelUpdateSerializer, responses=ModelEnvelopeSerializer, tags=["catalog"]),
     partial_update=extend_schema(summary="Change some of a model's fields (admin, manager)", request=ModelUpdateSerializer, responses=ModelEnvelopeSerializer, tags=["catalog"]),
     destroy=extend_schema(summary="Delete a model (admin; 409 while in use)", responses={204: OpenApiResponse(description="Deleted.")}, tags=["catalog"]),

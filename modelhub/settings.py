@@ -203,6 +203,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1/modelhub",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "modelhub.api.schema.add_links"],
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "modelhub.accounts.roles.Role",
         "ProviderEnum": "catalog.models.Provider",

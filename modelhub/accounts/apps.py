@@ -10,4 +10,12 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the OpenAPI extension for our JWT authentication class.
-        import modelhub.api.schema  # noqa: F401
+        from modelhub.api.schema import register_links
+
+        user_id = {"id": "$response.body#/id"}
+        register_links("users_create", "201", {
+            "GetUser": ("users_retrieve", user_id),
+            "UpdateUser": ("users_partial_update", user_id),
+            "GetUserRateLimits": ("rate_limits_users_retrieve", {"user_id": "$response.body#/id"}),
+            "SetUserRateLimits": ("rate_limits_users_partial_update", {"user_id": "$response.body#/id"}),
+        })

@@ -30,9 +30,9 @@ class StringListField(serializers.ListField):
     """A bounded list of short, non-blank, de-duplicated strings (tags, capabilities, ...)."""
 
     def __init__(self, *, max_items: int = 50, max_item_length: int = 100, **kwargs: Any):
-        from modelhub.api.serializers import StrictCharField
+        from modelhub.api.serializers import TRIMMED, StrictRegexField
 
-        kwargs.setdefault("child", StrictCharField(max_length=max_item_length, trim_whitespace=True))
+        kwargs.setdefault("child", StrictRegexField(TRIMMED, max_length=max_item_length, trim_whitespace=False))
         kwargs.setdefault("max_length", max_items)
         kwargs.setdefault("required", False)
         super().__init__(**kwargs)

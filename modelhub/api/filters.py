@@ -49,6 +49,8 @@ class ListField(forms.Field):
         deduplicated = list(dict.fromkeys(value))
         if len(deduplicated) > self.max_values:
             raise forms.ValidationError(f"At most {self.max_values} values are allowed.", code="too_many")
+        if any("\x00" in v for v in deduplicated):
+            raise forms.ValidationError("Null characters are not allowed.", code="null_characters_not_allowed")
         too_long = [v for v in deduplicated if len(v) > MAX_VALUE_LENGTH]
         if too_long:
             raise forms.ValidationError(f"Values are limited to {MAX_VALUE_LENGTH} characters.", code="too_long")

@@ -81,3 +81,27 @@ def _strict_request(schema: dict, serializer: object, direction: str) -> dict:
     if direction == "request" and isinstance(serializer, StrictInputSerializer) and schema.get("type") == "object":
         schema["additionalProperties"] = False  # unknown fields are rejected with 400
     return schema
+
+
+# --- OpenAPI links: how a created resource's id feeds the next operations ----------------------
+# (source operationId, status, link name, target operationId, {parameter: runtime expression})
+LINKS: list[tuple[str, str, str, str, dict[str, str]]] = []
+
+
+def register_links(source: str, status: str, targets: dict[str, tuple[str, dict[str, str]]]) -> None:
+    """Apps declare links in ``AppConfig.ready``; schemathesis follows them in stateful runs."""
+    for name, (target, parameters) in targets.items():
+        LINKS.append((source, status, name, target, parameters))
+
+
+def add_links(result: dict, generator: object, request: object, public: bool) -> dict:
+    """drf-spectacular postprocessing hook: attach the registered links to their responses."""
+    operations = {
+        op.get("operationId"): op for path in result.get("paths", {}).values() for op in path.values() if isinstance(op, dict)
+    }
+    for source, status, name, target, parameters in LINKS:
+        op = operations.get(source)
+        if op is None or target not in operations or status not in op.get("responses", {}):
+            continue
+        op["responses"][status].setdefault("links", {})[name] = {"operationId": target, "parameters": parameters}
+    return result

@@ -60,3 +60,16 @@ class StrictInputSerializer(serializers.Serializer):
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+
+class StrictRegexField(serializers.RegexField):
+    """A RegexField (its pattern is documented in OpenAPI) that takes only JSON strings."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+# A trimmed, non-empty token: what tags, capabilities and versions look like.
+TRIMMED = r"^\S(.*\S)?$"

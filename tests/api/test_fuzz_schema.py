@@ -14,6 +14,7 @@ import os
 
 import pytest
 import schemathesis
+from django.db import transaction
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -50,6 +51,51 @@ schema = schemathesis.openapi.from_dict(_openapi())
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much])
 def test_every_operation_for_every_role(case, personas):
-    for role in ROLES:
-        headers = {"Authorization": bearer(personas[role])} if role else {}
-        case.call_and_validate(app=application, headers=headers, checks=CHECKS)
+    # Each example starts from the same data, so a failure replays the same way while shrinking.
+    savepoint = transaction.savepoint()
+    try:
+        for role in ROLES:
+            headers = {"Authorization": bearer(personas[role])} if role else {}
+            case.call_and_validate(app=application, headers=headers, checks=CHECKS)
+    finally:
+        transaction.savepoint_rollback(savepoint)
+
+
+# --- Stateful: create -> read -> update -> delete through the links the schema declares ----------
+
+from schemathesis.specs.openapi.checks import ensure_resource_availability, use_after_free  # noqa: E402
+
+STATEFUL_CHECKS = [*CHECKS, use_after_free, ensure_resource_availability]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["admin", "manager"])
+def test_stateful_sequences_follow_links(personas, role):
+    token = bearer(personas[role])
+    seen: list[tuple[str, str, int]] = []
+
+    class Workflow(schema.as_state_machine()):
+        def setup(self):
+            self.savepoint = transaction.savepoint()  # every sequence starts from the same data
+
+        def teardown(self):
+            transaction.savepoint_rollback(self.savepoint)
+
+        def call(self, case, **kwargs):
+            return case.call(app=application, headers={"Authorization": token})
+
+        def after_call(self, response, case):
+            seen.append((case.method, case.formatted_path, response.status_code))
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=STATEFUL_CHECKS, headers={"Authorization": token})
+
+    Workflow.run(settings=settings(max_examples=max(25, 2 * EXAMPLES), stateful_step_count=8, deadline=None, database=None,
+                                   suppress_health_check=list(HealthCheck)))
+    assert any(status < 300 for _, _, status in seen), seen[:20]  # the role's token was really used
+
+
+def test_schema_declares_links_for_stateful_runs():
+    links = {name for path in schema.raw_schema["paths"].values() for op in path.values() if isinstance(op, dict)
+             for response in op.get("responses", {}).values() for name in response.get("links", {})}
+    assert {"GetModel", "UpdateModel", "ReplaceModel", "DeleteModel", "GetUser", "UpdateUser", "GetUserRateLimits"} <= links
