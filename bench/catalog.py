@@ -220,8 +220,21 @@ def seed_worker(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     rows = generate_models(args.models, args.seed)
     ModelRegistry.objects.bulk_create([ModelRegistry(**row) for row in rows], batch_size=1000)
-    user_create(actor=None, username=BENCH_USERNAME, password=os.environ["BENCH_PASSWORD"], role="viewer")
-    print(f"seeded {ModelRegistry.objects.count()} models and user {BENCH_USERNAME!r} "
+    user = user_create(actor=None, username=BENCH_USERNAME, password=os.environ["BENCH_PASSWORD"], role="viewer")
+    limits_note = ""
+    try:  # rate limits stay on (their cost is part of every request) but must not refuse the load
+        from modelhub.accounts.limits import MAX_LIMIT
+        from modelhub.accounts.models import RateLimitOverride
+    except ImportError:
+        pass
+    else:
+        RateLimitOverride.objects.update_or_create(
+            user=user,
+            defaults=dict(requests_per_minute=MAX_LIMIT, requests_per_hour=MAX_LIMIT, requests_per_day=MAX_LIMIT,
+                          burst_limit=MAX_LIMIT),
+        )
+        limits_note = f" with a rate-limit override of {MAX_LIMIT:,} per window"
+    print(f"seeded {ModelRegistry.objects.count()} models and user {BENCH_USERNAME!r}{limits_note} "
           f"in {time.perf_counter() - started:.1f}s", flush=True)
 
 
@@ -258,6 +271,10 @@ class Stats:
     sampled_empty: int = 0
     sampled_total: int = 0
     elapsed_s: float = 0.0
+    client_cpu_s: float = 0.0
+    machine_busy_s: float = 0.0
+    phase_wall_s: float = 0.0
+    cpu: dict = field(default_factory=dict)  # see cpu_breakdown
 
     @property
     def ok(self) -> int:
@@ -281,64 +298,130 @@ class Stats:
         return data[lo] + (data[hi] - data[lo]) * (k - lo)
 
 
+class _RawResponse:
+    """httptools callbacks for one response."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.done = False
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+class RawConnection:
+    """A minimal HTTP/1.1 keep-alive GET client on one socket (httptools parses the response).
+
+    Only for ``--client raw``: it costs the bench process far less CPU than httpx,
+    which matters when client and server share two cores.
+    """
+
+    def __init__(self, host: str, port: int, headers: dict) -> None:
+        self.host, self.port = host, port
+        self.head_tail = "".join(f"{k}: {v}\r\n" for k, v in {"Host": f"{host}:{port}", **headers}.items()).encode() + b"\r\n"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        import httptools
+
+        try:
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\n" + self.head_tail)
+            response = _RawResponse()
+            parser = httptools.HttpResponseParser(response)
+            while not response.done:
+                data = await self.reader.read(262_144)
+                if not data:
+                    raise ConnectionError("server closed the connection")
+                parser.feed_data(data)
+            if not parser.should_keep_alive():
+                self.close()
+            return parser.get_status_code(), b"".join(response.chunks)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 async def run_load(base_url: str, headers: dict, make_url, *, concurrency: int, duration: float,
-                   warmup: float, sample_every: int = 0) -> Stats:
+                   warmup: float, sample_every: int = 0, client_kind: str = "httpx") -> Stats:
     """Closed loop: ``concurrency`` workers send back-to-back requests until the deadline."""
     import httpx
 
     stats = Stats()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     timeout = httpx.Timeout(10.0, connect=5.0)
+    host, port = base_url.rsplit("//", 1)[1].split(":")
     async with httpx.AsyncClient(base_url=base_url, headers=headers, http1=True, http2=False, limits=limits,
                                  timeout=timeout, trust_env=False) as client:
 
         async def worker(index: int, until: float, record: bool) -> None:
             next_url = make_url(index)
+            raw = RawConnection(host, int(port), headers) if client_kind == "raw" else None
             n = 0
-            while time.perf_counter() < until:
-                url = next_url()
-                started = time.perf_counter()
-                try:
-                    response = await client.get(url)
-                    body = response.content
-                except Exception as exc:  # noqa: BLE001 - every failure is an error
-                    if record:
-                        stats.errors[type(exc).__name__] += 1
-                        if len(stats.error_samples) < 5:
-                            stats.error_samples.append(f"{type(exc).__name__}: {exc} ({url})")
-                    await asyncio.sleep(0.01)
-                    continue
-                elapsed_ms = (time.perf_counter() - started) * 1000
-                if not record:
-                    continue
-                if response.status_code != 200:
-                    stats.errors[f"HTTP {response.status_code}"] += 1
-                    if len(stats.error_samples) < 5:
-                        stats.error_samples.append(f"HTTP {response.status_code} {url}: {body[:300]!r}")
-                    continue
-                stats.latencies_ms.append(elapsed_ms)
-                stats.bytes_received += len(body)
-                n += 1
-                if sample_every and n % sample_every == 0:
+            try:
+                while time.perf_counter() < until:
+                    url = next_url()
+                    started = time.perf_counter()
                     try:
-                        payload = json.loads(body)
-                        page = len(payload["models"])
-                        stats.sampled_pages += 1
-                        stats.sampled_models += page
-                        stats.sampled_empty += page == 0
-                        stats.sampled_total += payload["pagination"]["total"]
-                    except (ValueError, KeyError, TypeError):
-                        pass
+                        if raw is not None:
+                            status, body = await asyncio.wait_for(raw.get(url), timeout=10)
+                        else:
+                            response = await client.get(url)
+                            status, body = response.status_code, response.content
+                    except Exception as exc:  # noqa: BLE001 - every failure is an error
+                        if record:
+                            stats.errors[type(exc).__name__] += 1
+                            if len(stats.error_samples) < 5:
+                                stats.error_samples.append(f"{type(exc).__name__}: {exc} ({url})")
+                        await asyncio.sleep(0.01)
+                        continue
+                    elapsed_ms = (time.perf_counter() - started) * 1000
+                    if not record:
+                        continue
+                    if status != 200:
+                        stats.errors[f"HTTP {status}"] += 1
+                        if len(stats.error_samples) < 5:
+                            stats.error_samples.append(f"HTTP {status} {url}: {body[:300]!r}")
+                        continue
+                    stats.latencies_ms.append(elapsed_ms)
+                    stats.bytes_received += len(body)
+                    n += 1
+                    if sample_every and n % sample_every == 0:
+                        try:
+                            payload = json.loads(body)
+                            page = len(payload["models"])
+                            stats.sampled_pages += 1
+                            stats.sampled_models += page
+                            stats.sampled_empty += page == 0
+                            stats.sampled_total += payload["pagination"]["total"]
+                        except (ValueError, KeyError, TypeError):
+                            pass
+            finally:
+                if raw is not None:
+                    raw.close()
 
         async def phase(length: float, record: bool) -> float:
             until = time.perf_counter() + length
             started = time.perf_counter()
+            cpu_started = time.process_time()
             tasks = [asyncio.create_task(worker(i, until, record)) for i in range(concurrency)]
             try:
                 # Hard bound: the deadline plus the per-request timeout and some slack.
                 await asyncio.wait_for(asyncio.gather(*tasks), timeout=length + 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 stats.errors["phase timeout"] += 1
+            if record:
+                stats.client_cpu_s = time.process_time() - cpu_started
             return time.perf_counter() - started
 
         if warmup > 0:
@@ -499,13 +582,105 @@ def preflight(base_url: str, headers: dict) -> None:
                 raise RuntimeError(f"preflight GET {url} answered {response.status_code}: {response.text[:500]}")
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (zeros elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0.0, 0.0
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
+def process_cpu() -> dict[int, tuple[str, int, float]]:
+    """{pid: (name, ppid, CPU seconds so far)} for every process, from /proc (empty elsewhere)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    result = {}
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return result
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                raw = f.read()
+            name = raw[raw.index("(") + 1 : raw.rindex(")")]
+            fields = raw.rsplit(")", 1)[1].split()
+            result[pid] = (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / hz)
+        except (OSError, ValueError, IndexError):
+            continue
+    return result
+
+
+def cpu_breakdown(before: dict, after: dict, server_pid: int) -> dict[str, float]:
+    """CPU seconds used between two ``process_cpu()`` snapshots, by uvicorn / bench / postgres / redis / other
+    (plus ``other_top``: the busiest other process names)."""
+    children: dict[int, list[int]] = {}
+    for pid, (_, ppid, _) in after.items():
+        children.setdefault(ppid, []).append(pid)
+    server, todo = set(), [server_pid]
+    while todo:
+        pid = todo.pop()
+        if pid not in server:
+            server.add(pid)
+            todo.extend(children.get(pid, []))
+    totals = dict.fromkeys(("uvicorn", "bench", "postgres", "redis", "other"), 0.0)
+    others: Counter = Counter()
+    for pid, (name, _, seconds) in after.items():
+        used = seconds - (before[pid][2] if pid in before and before[pid][0] == name else 0.0)
+        if pid in server:
+            totals["uvicorn"] += used
+        elif pid == os.getpid():
+            totals["bench"] += used
+        elif name.startswith("postgres"):
+            totals["postgres"] += used
+        elif name.startswith("redis"):
+            totals["redis"] += used
+        else:
+            totals["other"] += used
+            others[name] += used
+    totals["other_top"] = ", ".join(f"{name} {sec:.1f}s" for name, sec in others.most_common(3) if sec >= 0.05)
+    return totals
+
+
+def machine_busy_fraction(seconds: float = 1.0) -> float:
+    busy0, total0 = machine_cpu()
+    time.sleep(seconds)
+    busy1, total1 = machine_cpu()
+    return (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
+
+
+def measured(proc: subprocess.Popen, run):  # noqa: ANN001, ANN201
+    """Run ``run()`` and attach the machine's CPU use during it (seconds, by process group) to its Stats."""
+    busy0, _ = machine_cpu()
+    procs0 = process_cpu()
+    started = time.perf_counter()
+    stats = run()
+    stats.machine_busy_s = machine_cpu()[0] - busy0
+    stats.cpu = cpu_breakdown(procs0, process_cpu(), proc.pid)
+    stats.phase_wall_s = time.perf_counter() - started
+    return stats
+
+
 def describe(label: str, stats: Stats) -> None:
     print(
         f"{label:<8} {stats.rps:8.1f} req/s  p50 {stats.percentile(50):6.1f} ms  p95 {stats.percentile(95):6.1f} ms  "
         f"p99 {stats.percentile(99):6.1f} ms  ok {stats.ok}  errors {stats.error_count}  "
-        f"({stats.elapsed_s:.1f}s, {stats.bytes_received / max(stats.ok, 1) / 1024:.1f} KiB/response)",
+        f"({stats.elapsed_s:.1f}s, {stats.bytes_received / max(stats.ok, 1) / 1024:.1f} KiB/response, "
+        f"bench client CPU {stats.client_cpu_s:.1f}s = {100 * stats.client_cpu_s / max(stats.elapsed_s, 1e-9):.0f}% of a core)",
         flush=True,
     )
+    if stats.machine_busy_s and stats.cpu:
+        c = stats.cpu
+        known = sum(v for v in c.values() if isinstance(v, float))
+        print(f"         CPU seconds in the phase (incl. warm-up): machine {stats.machine_busy_s:.1f} = uvicorn "
+              f"{c['uvicorn']:.1f} + bench {c['bench']:.1f} + postgres {c['postgres']:.1f} + redis {c['redis']:.1f} "
+              f"+ other processes {c['other']:.1f} + unattributed {max(stats.machine_busy_s - known, 0):.1f}", flush=True)
+        if c["other"] > 0.1 * stats.phase_wall_s:
+            print(f"         WARNING: other processes used {100 * c['other'] / stats.phase_wall_s:.0f}% of a core "
+                  f"during this phase ({c['other_top']}); the figures are low", flush=True)
     if stats.errors:
         print(f"         errors by kind: {dict(stats.errors)}", flush=True)
         for sample in stats.error_samples:
@@ -523,6 +698,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--models", type=int, default=5000, help="models to seed (default 5000)")
     parser.add_argument("--seed", type=int, default=20240601, help="random seed for data and requests")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2)")
+    parser.add_argument("--client", choices=["httpx", "raw"], default="httpx",
+                        help="load client: httpx.AsyncClient (default) or a minimal httptools keep-alive client "
+                             "that uses less of the machine's CPU")
     parser.add_argument("--seed-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not (0 < args.duration <= 3600 and 0 < args.concurrency <= 1024 and 0 <= args.warmup <= 600):
@@ -565,17 +743,22 @@ def main() -> int:
         step(f"health answered {health} after {time.perf_counter() - started:.1f}s total setup")
         headers = {"Authorization": f"Bearer {get_token(base_url, env['BENCH_PASSWORD'])}"}
         preflight(base_url, headers)
+        busy = machine_busy_fraction()
+        cores = os.cpu_count() or 1
+        step(f"machine CPU busy before the load: {100 * busy:.0f}% of {cores} cores"
+             + (" - WARNING: something else is running; the figures will be low" if busy > 0.15 else ""))
 
-        step(f"catalog: {args.concurrency} clients, {args.warmup:g}s warm-up + {args.duration:g}s")
-        catalog = asyncio.run(run_load(
+        step(f"catalog: {args.concurrency} {args.client} clients, {args.warmup:g}s warm-up + {args.duration:g}s")
+        catalog = measured(proc, lambda: asyncio.run(run_load(
             base_url, headers, lambda i: catalog_url_factory(args.seed * 1000 + i),
             concurrency=args.concurrency, duration=args.duration, warmup=args.warmup, sample_every=10,
-        ))
-        step(f"reference auth/me: {args.concurrency} clients, {args.warmup:g}s warm-up + {args.duration:g}s")
-        reference = asyncio.run(run_load(
+            client_kind=args.client,
+        )))
+        step(f"reference auth/me: {args.concurrency} {args.client} clients, {args.warmup:g}s warm-up + {args.duration:g}s")
+        reference = measured(proc, lambda: asyncio.run(run_load(
             base_url, headers, lambda i: (lambda: f"{API}/auth/me"),
-            concurrency=args.concurrency, duration=args.duration, warmup=args.warmup,
-        ))
+            concurrency=args.concurrency, duration=args.duration, warmup=args.warmup, client_kind=args.client,
+        )))
         if proc.poll() is not None:
             step(f"WARNING: server exited during the run ({proc.returncode}):\n{tail(log_path)}")
     finally:
