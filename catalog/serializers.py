@@ -14,6 +14,12 @@ from modelhub.api.schema import PaginationSerializer
 from modelhub.api.serializers import StrictInputSerializer, StrictRegexField
 
 
+def _owner_username(m: ModelRegistry) -> str | None:
+    if hasattr(m, "owner_username"):  # annotated by catalog.selectors.model_queryset
+        return m.owner_username
+    return m.owner.username if m.owner_id else None
+
+
 def iso(value: Any) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
@@ -95,7 +101,7 @@ class ModelRegistrySerializer(serializers.Serializer):
             "status": m.status,
             "securityLevel": m.security_level,
             "compliance": m.compliance,
-            "owner": m.owner.username if m.owner_id else None,
+            "owner": _owner_username(m),
             "createdAt": iso(m.created_at),
             "updatedAt": iso(m.updated_at),
             "lastValidatedAt": iso(m.last_validated_at),

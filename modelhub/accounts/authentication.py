@@ -18,6 +18,16 @@ class JWTAuthentication(authentication.JWTAuthentication):
     effect at once.
     """
 
+    def authenticate(self, request):  # noqa: ANN001, ANN201
+        # The rate-limit middleware already verified this very token; don't decode it twice.
+        cached = getattr(request._request, "validated_access_token", None)
+        if cached is not None:
+            header = self.get_header(request)
+            raw = self.get_raw_token(header) if header is not None else None
+            if raw is not None and raw.decode() == str(cached.token):
+                return self.get_user(cached), cached
+        return super().authenticate(request)
+
     def get_validated_token(self, raw_token: bytes) -> AccessToken:
         try:
             return AccessToken(raw_token)

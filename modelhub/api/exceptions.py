@@ -233,8 +233,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         status, code, message, details = 500, ErrorCode.INTERNAL_ERROR, "An internal error occurred.", None
 
     if status >= 500:
-        from django.db import transaction
+        # A failed atomic block must not leave a half-done write behind. Outside one there is
+        # nothing to roll back (and Django's set_rollback would raise), hence the check.
+        from django.db import connections
 
-        # A failed atomic block must not leave a half-done write behind.
-        transaction.set_rollback(True)
+        for conn in connections.all(initialized_only=True):
+            if conn.in_atomic_block:
+                conn.set_rollback(True)
     return Response(error_body(code, message, details), status=status, headers=headers)

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Count, Window
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 
@@ -44,9 +45,14 @@ class PagePagination(BasePagination):
             request.query_params.get("limit"), "limit", settings.API_PAGE_SIZE_DEFAULT, settings.API_PAGE_SIZE_MAX
         )
         self.results_key = getattr(view, "results_key", "results")
-        self.total = queryset.count()
         offset = (self.page - 1) * self.limit
-        return list(queryset[offset : offset + self.limit]) if offset < self.total else []
+        # One query for the page and the total: COUNT(*) OVER () is computed before LIMIT.
+        rows = list(queryset.annotate(_total_rows=Window(Count("pk")))[offset : offset + self.limit])
+        if rows:
+            self.total = rows[0]._total_rows
+        else:  # past the end (or nothing matches): the total still has to be right
+            self.total = queryset.count() if offset else 0
+        return rows
 
     def pagination_data(self) -> dict[str, Any]:
         total_pages = math.ceil(self.total / self.limit) if self.total else 0

@@ -78,7 +78,9 @@ def identify(request: HttpRequest) -> tuple[str, RateLimits]:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header.startswith("Bearer "):
         try:
-            user_id = str(AccessToken(header[7:].strip())["user_id"])
+            token = AccessToken(header[7:].strip())
+            user_id = str(token["user_id"])
+            request.validated_access_token = token  # type: ignore[attr-defined]  # DRF's auth reuses it
         except Exception:  # noqa: BLE001 - an invalid token is simply anonymous here; DRF answers 401
             user_id = None
         if user_id:

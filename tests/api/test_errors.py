@@ -157,3 +157,11 @@ def test_user_bodies_are_strict_too(client_for):
                                                                      "role": "viewer", "isStaff": True}, format="json"),
                          400, "INVALID_REQUEST")
     assert error["details"]["fields"] == {"isStaff": ["Unknown field."]}
+
+
+def test_database_outage_outside_an_atomic_block_is_still_503(db, monkeypatch):
+    # found by the catalog benchmark: the rollback call itself raised outside an atomic block
+    from modelhub.api.exceptions import exception_handler
+
+    response = exception_handler(OperationalError("too many clients"), {"view": None})
+    assert response.status_code == 503 and response.data["error"]["code"] == "SERVICE_UNAVAILABLE"

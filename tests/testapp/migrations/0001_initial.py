@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     initial = True
-    dependencies = [("catalog", "0002_postgres_search")]
+    dependencies = [("catalog", "0003_postgres_trigram_name")]
 
     operations = [
         migrations.CreateModel(
