@@ -11,12 +11,12 @@ from django.db.models import F, QuerySet
 
 from catalog.models import ModelRegistry, ModelStatus, ModelType, Provider
 from catalog.selectors import filter_json_list_contains_all, search_models
-from modelhub.api.filters import ListFilter
+from modelhub.api.filters import FastFilterSet, ListFilter
 
 SORT_FIELDS = {"name": "name", "createdAt": "created_at", "updatedAt": "updated_at", "popularity": "popularity"}
 
 
-class ModelFilterSet(django_filters.FilterSet):
+class ModelFilterSet(FastFilterSet):
     """Filters AND together; within ``provider``/``modelType``/``category``/``status`` any value
     matches, while ``capabilities`` requires every listed capability (you filter for what you need).
     """

@@ -19,9 +19,13 @@ ROLES = [r.value for r in Role]
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    from catalog.selectors import invalidate_catalog_facets
+
     cache.clear()
+    invalidate_catalog_facets()
     yield
     cache.clear()
+    invalidate_catalog_facets()
 
 
 @pytest.fixture

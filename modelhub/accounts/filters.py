@@ -3,10 +3,10 @@ from django.db.models import Q, QuerySet
 
 from modelhub.accounts.models import User
 from modelhub.accounts.roles import Role
-from modelhub.api.filters import ListFilter, StrictBooleanFilter
+from modelhub.api.filters import FastFilterSet, ListFilter, StrictBooleanFilter
 
 
-class UserFilterSet(django_filters.FilterSet):
+class UserFilterSet(FastFilterSet):
     role = ListFilter(field_name="role", choices=Role.values)
     isActive = StrictBooleanFilter(field_name="is_active")
     search = django_filters.CharFilter(method="filter_search", max_length=150)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -109,6 +110,44 @@ def _choices_of(flt: django_filters.Filter) -> list[str] | None:
     if choices is None:
         return None
     return [c[0] if isinstance(c, (tuple, list)) else c for c in choices]
+
+
+class FastFilterSet(django_filters.FilterSet):
+    """django-filter's FilterSet without its per-request deep copy of every filter.
+
+    The stock ``__init__`` deep-copies all declared filters (with their choices and
+    schema annotations) and builds a new form class on every request - about 2 ms
+    of the catalog list. Filters hold no request state beyond ``model`` and
+    ``parent``, so a shallow copy is enough; the form class is built once per
+    FilterSet class (Django forms deep-copy their fields per instance anyway).
+    """
+
+    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):  # noqa: ANN001
+        if queryset is None:
+            queryset = self._meta.model._default_manager.all()
+        self.is_bound = data is not None
+        self.data = data if data is not None else {}
+        self.queryset = queryset
+        self.request = request
+        self.form_prefix = prefix
+        self.filters = {name: copy.copy(f) for name, f in self.base_filters.items()}
+        for filter_ in self.filters.values():
+            filter_.model = queryset.model
+            filter_.parent = self
+            if filter_.method is not None:
+                filter_.method = filter_.method  # rebinds the FilterMethod to this copy
+
+    @classmethod
+    def _form_class(cls) -> type:
+        form_class = cls.__dict__.get("_cached_form_class")
+        if form_class is None:
+            fields = {name: f.field for name, f in cls.base_filters.items()}
+            form_class = type(f"{cls.__name__}Form", (cls._meta.form,), fields)
+            cls._cached_form_class = form_class
+        return form_class
+
+    def get_form_class(self) -> type:
+        return self._form_class()
 
 
 class StrictFilterBackend(DjangoFilterBackend):
