@@ -72,6 +72,9 @@ MIDDLEWARE = [
 ROOT_URLCONF = "modelhub.urls"
 WSGI_APPLICATION = "modelhub.wsgi.application"
 ASGI_APPLICATION = "modelhub.asgi.application"
+# Threads per server process that run HTTP requests (see modelhub/asgi.py); keep it at or
+# below DB_POOL_MAX_SIZE so a request never waits for a database connection.
+HTTP_THREADS = env.positive_int("HTTP_THREADS", default=8)
 AUTH_USER_MODEL = "accounts.User"
 APPEND_SLASH = False  # API clients get a 404 envelope, not a redirect they cannot follow with a body
 
@@ -180,7 +183,7 @@ SIMPLE_JWT = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["modelhub.accounts.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["modelhub.api.renderers.OrjsonRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "modelhub.api.pagination.PagePagination",
     "DEFAULT_SCHEMA_CLASS": "modelhub.api.schema.AutoSchema",
