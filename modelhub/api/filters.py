@@ -24,6 +24,8 @@ from drf_spectacular.utils import extend_schema_field
 from modelhub.api.exceptions import InvalidParameter
 
 MAX_VALUE_LENGTH = 200
+# Parameters for which an empty value means "not given" (an empty search searches nothing).
+EMPTY_ALLOWED = frozenset({"search"})
 
 
 class _ListWidget(forms.Widget):
@@ -87,15 +89,24 @@ class ListFilter(django_filters.Filter):
         return qs.filter(**{f"{self.field_name}__in": value})
 
 
+class _StrictBooleanField(forms.Field):
+    def clean(self, value: Any) -> bool | None:
+        if value is None:
+            return None
+        lowered = str(value).strip().lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+        raise forms.ValidationError("Must be true or false.", code="invalid")
+
+
 class StrictBooleanFilter(django_filters.Filter):
     """``true`` or ``false`` (also ``1``/``0``); anything else is an error, not "no filter"."""
 
-    field_class = forms.TypedChoiceField
+    field_class = _StrictBooleanField
 
     def __init__(self, *args: Any, **kwargs: Any):
-        kwargs.setdefault("choices", [("true", "true"), ("false", "false"), ("1", "1"), ("0", "0")])
-        kwargs.setdefault("coerce", lambda v: v in ("true", "1"))
-        kwargs.setdefault("empty_value", None)
         super().__init__(*args, **kwargs)
         extend_schema_field({"type": "boolean"})(self)
 
@@ -176,6 +187,15 @@ class StrictFilterBackend(DjangoFilterBackend):
         repeated = sorted(
             name for name in request.query_params if name not in list_params and len(request.query_params.getlist(name)) > 1
         )
+        empty = sorted(
+            name for name in request.query_params
+            if name in known and name not in EMPTY_ALLOWED and "" in request.query_params.getlist(name)
+        )
+        if empty:
+            raise InvalidParameter(
+                f"Query parameter(s) given without a value: {', '.join(empty)}.",
+                details={"fields": {name: ["Give a value, or leave the parameter out."] for name in empty}},
+            )
         if repeated:
             raise InvalidParameter(
                 f"Query parameter(s) given more than once: {', '.join(repeated)}.",

@@ -102,3 +102,10 @@ def test_is_active_filter(client_for, personas):
     names = [u["username"] for u in client_for("admin").get(f"{API}/users?isActive=false").json()["users"]]
     assert names == ["viewer"]
     assert "viewer" not in [u["username"] for u in client_for("admin").get(f"{API}/users?isActive=1").json()["users"]]
+
+
+@pytest.mark.parametrize("query", ["isActive=", "role=", "page=", "limit="])
+def test_empty_parameter_values_are_rejected(client_for, query):
+    # found by schemathesis: isActive= used to mean "no filter"
+    error = assert_error(client_for("admin").get(f"{API}/users?{query}"), 400, "INVALID_PARAMETER")
+    assert query.rstrip("=") in error["details"]["fields"]
