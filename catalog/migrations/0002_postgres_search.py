@@ -8,6 +8,8 @@ falls back to substring matching there.
 
 from django.db import migrations
 
+from modelhub.db import postgres_only_sql
+
 FORWARD = """
 CREATE OR REPLACE FUNCTION catalog_model_search_vector() RETURNS trigger AS $$
 BEGIN
@@ -44,17 +46,7 @@ DROP FUNCTION IF EXISTS catalog_model_search_vector();
 """
 
 
-def forward(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(FORWARD, params=None)
-
-
-def backward(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(BACKWARD, params=None)
-
-
 class Migration(migrations.Migration):
     dependencies = [("catalog", "0001_initial")]
 
-    operations = [migrations.RunPython(forward, backward)]
+    operations = [postgres_only_sql(FORWARD, BACKWARD)]
