@@ -77,9 +77,10 @@ class ModelViewSet(BaseViewSet):
         page = self.paginate_queryset(queryset)
         data = ModelRegistrySerializer(page, many=True).data
         applied = cleaned_applied(getattr(self, "filterset", None))
-        applied.setdefault("sortOrder", "desc" if applied.get("sortBy") in ("createdAt", "updatedAt", "popularity") else "asc")
-        if "search" not in applied or "sortBy" in applied:
+        if "search" not in applied or "sortBy" in applied:  # (a search without sortBy orders by relevance)
             applied.setdefault("sortBy", "name")
+            descending_by_default = applied["sortBy"] in ("createdAt", "updatedAt", "popularity")
+            applied.setdefault("sortOrder", "desc" if descending_by_default else "asc")
         applied.update(page=self.paginator.page, limit=self.paginator.limit)
         return self.paginator.get_paginated_response(
             data, filters={"applied": applied, "available": selectors.catalog_facets()}

@@ -6,9 +6,11 @@ user of a valid Bearer access token, otherwise the client address
 (``REMOTE_ADDR``; behind a proxy, uvicorn's ``--proxy-headers`` with
 ``--forwarded-allow-ips`` sets it from ``X-Forwarded-For``).
 
-If Redis is unreachable the request is served without limiting (fail open, so a
-cache outage does not take the API down), the error is logged at most every 30 s,
-and ``/health`` reports the cache ``down``.
+If Redis is unreachable, reads are served without limiting (fail open, so a cache
+outage does not take the API down) while writes - logins included, where
+unlimited attempts would mean unlimited password guesses - answer 503 until it
+recovers. The error is logged at most every 30 s and ``/health`` reports the
+cache ``down``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from modelhub.api.ratelimit import get_limiter
 logger = logging.getLogger("modelhub.ratelimit")
 
 API_PREFIX = "/api/v1/modelhub"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class _UserLimitsCache:
@@ -102,9 +105,17 @@ class RateLimitMiddleware:
         windows = limits.windows(identity, endpoint)
         try:
             decision = get_limiter().hit(windows)
-        except Exception:  # noqa: BLE001 - fail open: the limiter's store is down
+        except Exception:  # noqa: BLE001 - the limiter's store is down
             self._log_outage()
-            return self.get_response(request)
+            if request.method in SAFE_METHODS:
+                return self.get_response(request)  # fail open for reads
+            response = error_response(
+                503,
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "Rate limiting is unavailable, so changes are refused until it recovers; reads still work.",
+            )
+            response["Retry-After"] = "5"
+            return response
         request.rate_limit = (identity, limits, decision)  # type: ignore[attr-defined]
         if decision.allowed:
             response = self.get_response(request)

@@ -157,15 +157,19 @@ def test_burst_window_resets_in_real_time(limiter):
 
 
 @ON
-def test_fail_open_when_redis_is_unreachable(client_for, personas, caplog, settings):
+def test_reads_fail_open_and_writes_fail_closed_when_redis_is_unreachable(client_for, personas, caplog, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0",
                                    "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}}}
     reset_limiter()  # (Django rebuilds the cache handler itself when CACHES changes)
     with caplog.at_level("ERROR", logger="modelhub.ratelimit"):
         response = client_for("viewer").get(f"{API}/auth/me")
-    assert response.status_code == 200 and "X-RateLimit-Limit" not in response
+    assert response.status_code == 200 and "X-RateLimit-Limit" not in response  # reads fail open
     assert any("fail open" in r.getMessage() for r in caplog.records)
+    # writes (a login included: no unlimited password guessing) fail closed until Redis is back
+    refused = APIClient().post(f"{API}/auth/token", {"username": "viewer", "password": PASSWORD}, format="json")
+    assert_error(refused, 503, "SERVICE_UNAVAILABLE")
+    assert refused["Retry-After"] == "5"
     health = APIClient().get(f"{API}/health").json()
     assert health["checks"]["cache"]["status"] == "down"
 

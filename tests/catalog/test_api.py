@@ -291,3 +291,8 @@ def test_facets_follow_writes(client_for, catalog, django_capture_on_commit_call
     with django_capture_on_commit_callbacks(execute=True):
         client.post(f"{API}/models", {**VALID, "provider": "neuroweaver"}, format="json")
     assert "neuroweaver" in client.get(f"{API}/models").json()["filters"]["available"]["providers"]
+
+
+def test_applied_for_a_relevance_search(client_for, catalog):
+    applied = client_for("viewer").get(f"{API}/models?search=vision").json()["filters"]["applied"]
+    assert applied == {"search": "vision", "page": 1, "limit": 20}  # ordered by relevance: no sortBy/sortOrder
