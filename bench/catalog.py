@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Catalog list/search benchmark: PostgreSQL + Redis + uvicorn (2 workers) under concurrent load.
 
-    .venv/bin/python bench/catalog.py [--duration 30] [--concurrency 32]
+    .venv/bin/python bench/catalog.py [--duration 30] [--concurrency 32] [--client raw|httpx]
 
 Steps (every step bounded in time; the server is always stopped):
 
@@ -12,14 +12,15 @@ Steps (every step bounded in time; the server is always stopped):
    ``viewer`` user; the PostgreSQL trigger fills ``search_vector``; then ANALYZE;
 3. start ``uvicorn modelhub.asgi:application --workers 2`` on a free 127.0.0.1 port,
    wait for ``/health``, obtain a JWT for the viewer;
-4. closed-loop load from ``--concurrency`` httpx clients for ``--duration`` seconds
-   (after ``--warmup`` seconds that are not counted) against
-   ``GET /models?search=..&provider=..&modelType=..&limit=25``, then the same load
-   against the trivial authenticated ``GET /auth/me`` as a reference;
+4. closed-loop load from ``--concurrency`` clients (the small httptools ``raw`` client by
+   default, or httpx) for ``--duration`` seconds (after ``--warmup`` seconds that are not
+   counted) against ``GET /models?search=..&provider=..&modelType=..&limit=25``, then the
+   same load against the trivial authenticated ``GET /auth/me`` as a reference;
 5. print requests/s, p50/p95/p99, errors and the ratio; the last line is one JSON object.
 
 Only 200 responses count towards requests/s and latency; everything else is an
-error and is reported. Traffic goes to 127.0.0.1 only.
+error and is reported. Traffic goes to 127.0.0.1 only. The shared machinery (server,
+load client, CPU accounting) lives in ``bench/common.py``.
 """
 
 from __future__ import annotations
@@ -29,28 +30,42 @@ import asyncio
 import json
 import os
 import random
-import secrets
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = ROOT / ".venv" / "bin" / "python"
-UVICORN = ROOT / ".venv" / "bin" / "uvicorn"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, also when imported from elsewhere
+from common import (  # noqa: E402
+    API,
+    PYTHON,
+    ROOT,
+    Stats,
+    bench_env,
+    check_idle,
+    describe,
+    free_port,
+    get_token,
+    measured,
+    migrate,
+    num,
+    pg_dsn,
+    redis_delete_matching,
+    reset_database,
+    run_checked,
+    run_load,
+    start_server,
+    step,
+    stop_server,
+    tail,
+    wait_for_health,
+)
+
 DB_NAME = "modelhub_bench"
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
-PG_BENCH_DSN = f"host=127.0.0.1 port=5432 user=postgres dbname={DB_NAME} connect_timeout=5"
-DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+PG_BENCH_DSN = pg_dsn(DB_NAME)
 REDIS_URL = "redis://127.0.0.1:6379/1"
-API = "/api/v1/modelhub"
 BENCH_USERNAME = "bench-viewer"
 
 # --- Synthetic catalog vocabulary (shared by the seeder and the request generator) ----------
@@ -257,229 +272,25 @@ def catalog_url_factory(seed: int):
     return next_url
 
 
-# --- Load ------------------------------------------------------------------------------------
+def sample_catalog_page(stats: Stats, headers: dict, body: bytes) -> None:
+    """Page statistics from a sample of the catalog responses (``run_load`` ``sample``)."""
+    try:
+        payload = json.loads(body)
+        page = len(payload["models"])
+        stats.samples["pages"] += 1
+        stats.samples["models"] += page
+        stats.samples["empty"] += page == 0
+        stats.samples["total"] += payload["pagination"]["total"]
+    except (ValueError, KeyError, TypeError):
+        pass
 
 
-@dataclass
-class Stats:
-    latencies_ms: list[float] = field(default_factory=list)
-    errors: Counter = field(default_factory=Counter)
-    error_samples: list[str] = field(default_factory=list)
-    bytes_received: int = 0
-    sampled_pages: int = 0
-    sampled_models: int = 0
-    sampled_empty: int = 0
-    sampled_total: int = 0
-    elapsed_s: float = 0.0
-    client_cpu_s: float = 0.0
-    machine_busy_s: float = 0.0
-    phase_wall_s: float = 0.0
-    cpu: dict = field(default_factory=dict)  # see cpu_breakdown
-
-    @property
-    def ok(self) -> int:
-        return len(self.latencies_ms)
-
-    @property
-    def error_count(self) -> int:
-        return sum(self.errors.values())
-
-    @property
-    def rps(self) -> float:
-        return self.ok / self.elapsed_s if self.elapsed_s else 0.0
-
-    def percentile(self, p: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        data = sorted(self.latencies_ms)
-        k = (len(data) - 1) * p / 100
-        lo = int(k)
-        hi = min(lo + 1, len(data) - 1)
-        return data[lo] + (data[hi] - data[lo]) * (k - lo)
-
-
-class _RawResponse:
-    """httptools callbacks for one response."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.done = False
-
-    def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
-
-    def on_message_complete(self) -> None:
-        self.done = True
-
-
-class RawConnection:
-    """A minimal HTTP/1.1 keep-alive GET client on one socket (httptools parses the response).
-
-    Only for ``--client raw``: it costs the bench process far less CPU than httpx,
-    which matters when client and server share two cores.
-    """
-
-    def __init__(self, host: str, port: int, headers: dict) -> None:
-        self.host, self.port = host, port
-        self.head_tail = "".join(f"{k}: {v}\r\n" for k, v in {"Host": f"{host}:{port}", **headers}.items()).encode() + b"\r\n"
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def get(self, path: str) -> tuple[int, bytes]:
-        import httptools
-
-        try:
-            if self.writer is None:
-                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-            self.writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\n" + self.head_tail)
-            response = _RawResponse()
-            parser = httptools.HttpResponseParser(response)
-            while not response.done:
-                data = await self.reader.read(262_144)
-                if not data:
-                    raise ConnectionError("server closed the connection")
-                parser.feed_data(data)
-            if not parser.should_keep_alive():
-                self.close()
-            return parser.get_status_code(), b"".join(response.chunks)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-
-async def run_load(base_url: str, headers: dict, make_url, *, concurrency: int, duration: float,
-                   warmup: float, sample_every: int = 0, client_kind: str = "httpx") -> Stats:
-    """Closed loop: ``concurrency`` workers send back-to-back requests until the deadline."""
-    import httpx
-
-    stats = Stats()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    timeout = httpx.Timeout(10.0, connect=5.0)
-    host, port = base_url.rsplit("//", 1)[1].split(":")
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, http1=True, http2=False, limits=limits,
-                                 timeout=timeout, trust_env=False) as client:
-
-        async def worker(index: int, until: float, record: bool) -> None:
-            next_url = make_url(index)
-            raw = RawConnection(host, int(port), headers) if client_kind == "raw" else None
-            n = 0
-            try:
-                while time.perf_counter() < until:
-                    url = next_url()
-                    started = time.perf_counter()
-                    try:
-                        if raw is not None:
-                            status, body = await asyncio.wait_for(raw.get(url), timeout=10)
-                        else:
-                            response = await client.get(url)
-                            status, body = response.status_code, response.content
-                    except Exception as exc:  # noqa: BLE001 - every failure is an error
-                        if record:
-                            stats.errors[type(exc).__name__] += 1
-                            if len(stats.error_samples) < 5:
-                                stats.error_samples.append(f"{type(exc).__name__}: {exc} ({url})")
-                        await asyncio.sleep(0.01)
-                        continue
-                    elapsed_ms = (time.perf_counter() - started) * 1000
-                    if not record:
-                        continue
-                    if status != 200:
-                        stats.errors[f"HTTP {status}"] += 1
-                        if len(stats.error_samples) < 5:
-                            stats.error_samples.append(f"HTTP {status} {url}: {body[:300]!r}")
-                        continue
-                    stats.latencies_ms.append(elapsed_ms)
-                    stats.bytes_received += len(body)
-                    n += 1
-                    if sample_every and n % sample_every == 0:
-                        try:
-                            payload = json.loads(body)
-                            page = len(payload["models"])
-                            stats.sampled_pages += 1
-                            stats.sampled_models += page
-                            stats.sampled_empty += page == 0
-                            stats.sampled_total += payload["pagination"]["total"]
-                        except (ValueError, KeyError, TypeError):
-                            pass
-            finally:
-                if raw is not None:
-                    raw.close()
-
-        async def phase(length: float, record: bool) -> float:
-            until = time.perf_counter() + length
-            started = time.perf_counter()
-            cpu_started = time.process_time()
-            tasks = [asyncio.create_task(worker(i, until, record)) for i in range(concurrency)]
-            try:
-                # Hard bound: the deadline plus the per-request timeout and some slack.
-                await asyncio.wait_for(asyncio.gather(*tasks), timeout=length + 30)
-            except TimeoutError:
-                stats.errors["phase timeout"] += 1
-            if record:
-                stats.client_cpu_s = time.process_time() - cpu_started
-            return time.perf_counter() - started
-
-        if warmup > 0:
-            await phase(warmup, record=False)
-        stats.elapsed_s = await phase(duration, record=True)
-    return stats
-
-
-# --- Environment, database, server ---------------------------------------------------------------
-
-
-def bench_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="modelhub.settings",
-        DATABASE_URL=DATABASE_URL,
-        REDIS_URL=REDIS_URL,
-        SECRET_KEY="bench-secret-" + secrets.token_urlsafe(48),
-        JWT_SIGNING_KEY="bench-jwt-" + secrets.token_urlsafe(48),
-        LOG_LEVEL="WARNING",
-        DEBUG="false",  # DEBUG would record every query and skew the figures
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        BENCH_PASSWORD="Bench-" + secrets.token_urlsafe(18),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def step(message: str) -> None:
-    print(f"[bench] {message}", flush=True)
-
-
-def reset_database() -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+# --- Database, Redis, checks ----------------------------------------------------------------------
 
 
 def clear_redis_facets() -> None:
     """Drop cached catalog facets in the bench Redis DB: they describe a previous seed."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        keys = list(client.scan_iter(match="modelhub:*catalog:facets*", count=500))[:10_000]
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-def run_checked(cmd: list[str], env: dict, timeout: float, what: str) -> str:
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise RuntimeError(f"{what} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result.stdout
+    redis_delete_matching(REDIS_URL, "modelhub:*catalog:facets*")
 
 
 def analyze_and_check(terms: list[str]) -> dict[str, int]:
@@ -501,76 +312,6 @@ def analyze_and_check(terms: list[str]) -> dict[str, int]:
     return hits
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(env: dict, port: int, workers: int, log_path: Path) -> subprocess.Popen:
-    cmd = [str(UVICORN), "modelhub.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=5)
-    else:
-        # The master is gone; make sure no orphaned worker of its group survives.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def tail(path: Path, limit: int = 3000) -> str:
-    try:
-        return path.read_bytes()[-limit:].decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def wait_for_health(base_url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 90) -> int:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=base_url, timeout=5, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{tail(log_path)}")
-            try:
-                response = client.get(f"{API}/health")
-                if response.status_code == 503:
-                    step(f"health answered 503 (degraded): {response.text[:300]}")
-                return response.status_code
-            except httpx.TransportError:
-                time.sleep(0.25)
-    raise RuntimeError(f"server did not answer /health within {timeout:.0f}s:\n{tail(log_path)}")
-
-
-def get_token(base_url: str, password: str) -> str:
-    import httpx
-
-    with httpx.Client(base_url=base_url, timeout=10, trust_env=False) as client:
-        response = client.post(f"{API}/auth/token", json={"username": BENCH_USERNAME, "password": password})
-        if response.status_code != 200:
-            raise RuntimeError(f"auth/token answered {response.status_code}: {response.text[:500]}")
-        return response.json()["access"]
-
-
 def preflight(base_url: str, headers: dict) -> None:
     """One catalog and one auth/me request must succeed before the load starts."""
     import httpx
@@ -580,111 +321,6 @@ def preflight(base_url: str, headers: dict) -> None:
             response = client.get(url)
             if response.status_code != 200:
                 raise RuntimeError(f"preflight GET {url} answered {response.status_code}: {response.text[:500]}")
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (zeros elsewhere)."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(x) for x in f.readline().split()[1:]]
-    except OSError:
-        return 0.0, 0.0
-    hz = os.sysconf("SC_CLK_TCK")
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-    return (sum(ticks) - idle) / hz, sum(ticks) / hz
-
-
-def process_cpu() -> dict[int, tuple[str, int, float]]:
-    """{pid: (name, ppid, CPU seconds so far)} for every process, from /proc (empty elsewhere)."""
-    hz = os.sysconf("SC_CLK_TCK")
-    result = {}
-    try:
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return result
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                raw = f.read()
-            name = raw[raw.index("(") + 1 : raw.rindex(")")]
-            fields = raw.rsplit(")", 1)[1].split()
-            result[pid] = (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / hz)
-        except (OSError, ValueError, IndexError):
-            continue
-    return result
-
-
-def cpu_breakdown(before: dict, after: dict, server_pid: int) -> dict[str, float]:
-    """CPU seconds used between two ``process_cpu()`` snapshots, by uvicorn / bench / postgres / redis / other
-    (plus ``other_top``: the busiest other process names)."""
-    children: dict[int, list[int]] = {}
-    for pid, (_, ppid, _) in after.items():
-        children.setdefault(ppid, []).append(pid)
-    server, todo = set(), [server_pid]
-    while todo:
-        pid = todo.pop()
-        if pid not in server:
-            server.add(pid)
-            todo.extend(children.get(pid, []))
-    totals = dict.fromkeys(("uvicorn", "bench", "postgres", "redis", "other"), 0.0)
-    others: Counter = Counter()
-    for pid, (name, _, seconds) in after.items():
-        used = seconds - (before[pid][2] if pid in before and before[pid][0] == name else 0.0)
-        if pid in server:
-            totals["uvicorn"] += used
-        elif pid == os.getpid():
-            totals["bench"] += used
-        elif name.startswith("postgres"):
-            totals["postgres"] += used
-        elif name.startswith("redis"):
-            totals["redis"] += used
-        else:
-            totals["other"] += used
-            others[name] += used
-    totals["other_top"] = ", ".join(f"{name} {sec:.1f}s" for name, sec in others.most_common(3) if sec >= 0.05)
-    return totals
-
-
-def machine_busy_fraction(seconds: float = 1.0) -> float:
-    busy0, total0 = machine_cpu()
-    time.sleep(seconds)
-    busy1, total1 = machine_cpu()
-    return (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
-
-
-def measured(proc: subprocess.Popen, run):  # noqa: ANN001, ANN201
-    """Run ``run()`` and attach the machine's CPU use during it (seconds, by process group) to its Stats."""
-    busy0, _ = machine_cpu()
-    procs0 = process_cpu()
-    started = time.perf_counter()
-    stats = run()
-    stats.machine_busy_s = machine_cpu()[0] - busy0
-    stats.cpu = cpu_breakdown(procs0, process_cpu(), proc.pid)
-    stats.phase_wall_s = time.perf_counter() - started
-    return stats
-
-
-def describe(label: str, stats: Stats) -> None:
-    print(
-        f"{label:<8} {stats.rps:8.1f} req/s  p50 {stats.percentile(50):6.1f} ms  p95 {stats.percentile(95):6.1f} ms  "
-        f"p99 {stats.percentile(99):6.1f} ms  ok {stats.ok}  errors {stats.error_count}  "
-        f"({stats.elapsed_s:.1f}s, {stats.bytes_received / max(stats.ok, 1) / 1024:.1f} KiB/response, "
-        f"bench client CPU {stats.client_cpu_s:.1f}s = {100 * stats.client_cpu_s / max(stats.elapsed_s, 1e-9):.0f}% of a core)",
-        flush=True,
-    )
-    if stats.machine_busy_s and stats.cpu:
-        c = stats.cpu
-        known = sum(v for v in c.values() if isinstance(v, float))
-        print(f"         CPU seconds in the phase (incl. warm-up): machine {stats.machine_busy_s:.1f} = uvicorn "
-              f"{c['uvicorn']:.1f} + bench {c['bench']:.1f} + postgres {c['postgres']:.1f} + redis {c['redis']:.1f} "
-              f"+ other processes {c['other']:.1f} + unattributed {max(stats.machine_busy_s - known, 0):.1f}", flush=True)
-        if c["other"] > 0.1 * stats.phase_wall_s:
-            print(f"         WARNING: other processes used {100 * c['other'] / stats.phase_wall_s:.0f}% of a core "
-                  f"during this phase ({c['other_top']}); the figures are low", flush=True)
-    if stats.errors:
-        print(f"         errors by kind: {dict(stats.errors)}", flush=True)
-        for sample in stats.error_samples:
-            print(f"         e.g. {sample}", flush=True)
 
 
 # --- Main ------------------------------------------------------------------------------------------
@@ -698,9 +334,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--models", type=int, default=5000, help="models to seed (default 5000)")
     parser.add_argument("--seed", type=int, default=20240601, help="random seed for data and requests")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2)")
-    parser.add_argument("--client", choices=["httpx", "raw"], default="httpx",
-                        help="load client: httpx.AsyncClient (default) or a minimal httptools keep-alive client "
-                             "that uses less of the machine's CPU")
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
+                        help="load client: a minimal httptools keep-alive client that uses little of the machine's "
+                             "CPU (default), or httpx.AsyncClient")
     parser.add_argument("--seed-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not (0 < args.duration <= 3600 and 0 < args.concurrency <= 1024 and 0 <= args.warmup <= 600):
@@ -714,13 +350,13 @@ def main() -> int:
         seed_worker(args)
         return 0
 
-    env = bench_env()
+    env = bench_env(DB_NAME, REDIS_URL)
     started = time.perf_counter()
     step(f"resetting database {DB_NAME}")
-    reset_database()
+    reset_database(DB_NAME)
     clear_redis_facets()
     step("migrating")
-    run_checked([str(PYTHON), "manage.py", "migrate", "--noinput"], env, 600, "migrate")
+    migrate(env)
     step(f"seeding {args.models} models (seed {args.seed})")
     out = run_checked([str(PYTHON), str(Path(__file__).resolve()), "--seed-worker", "--models", str(args.models),
                        "--seed", str(args.seed)], env, 600, "seeding")
@@ -741,18 +377,15 @@ def main() -> int:
     try:
         health = wait_for_health(base_url, proc, log_path)
         step(f"health answered {health} after {time.perf_counter() - started:.1f}s total setup")
-        headers = {"Authorization": f"Bearer {get_token(base_url, env['BENCH_PASSWORD'])}"}
+        headers = {"Authorization": f"Bearer {get_token(base_url, BENCH_USERNAME, env['BENCH_PASSWORD'])}"}
         preflight(base_url, headers)
-        busy = machine_busy_fraction()
-        cores = os.cpu_count() or 1
-        step(f"machine CPU busy before the load: {100 * busy:.0f}% of {cores} cores"
-             + (" - WARNING: something else is running; the figures will be low" if busy > 0.15 else ""))
+        check_idle()
 
         step(f"catalog: {args.concurrency} {args.client} clients, {args.warmup:g}s warm-up + {args.duration:g}s")
         catalog = measured(proc, lambda: asyncio.run(run_load(
             base_url, headers, lambda i: catalog_url_factory(args.seed * 1000 + i),
             concurrency=args.concurrency, duration=args.duration, warmup=args.warmup, sample_every=10,
-            client_kind=args.client,
+            sample=sample_catalog_page, client_kind=args.client,
         )))
         step(f"reference auth/me: {args.concurrency} {args.client} clients, {args.warmup:g}s warm-up + {args.duration:g}s")
         reference = measured(proc, lambda: asyncio.run(run_load(
@@ -767,19 +400,17 @@ def main() -> int:
 
     print()
     describe("catalog", catalog)
-    if catalog.sampled_pages:
-        print(f"         sampled {catalog.sampled_pages} pages: avg {catalog.sampled_models / catalog.sampled_pages:.1f} "
-              f"models/page, {100 * catalog.sampled_empty / catalog.sampled_pages:.0f}% empty, "
-              f"avg total {catalog.sampled_total / catalog.sampled_pages:.0f} matches", flush=True)
+    pages = catalog.samples["pages"]
+    if pages:
+        print(f"         sampled {pages} pages: avg {catalog.samples['models'] / pages:.1f} "
+              f"models/page, {100 * catalog.samples['empty'] / pages:.0f}% empty, "
+              f"avg total {catalog.samples['total'] / pages:.0f} matches", flush=True)
     describe("auth/me", reference)
     ratio = catalog.rps / reference.rps if reference.rps else 0.0
     goal = catalog.rps >= 400 and catalog.percentile(95) < 50 and ratio >= 0.35
     print(f"ratio    {ratio:.3f} (catalog rps / auth/me rps)")
     print(f"goal (>= 400 req/s, p95 < 50 ms, ratio >= 0.35): {'met' if goal else 'NOT met'}"
           f"{'' if not (catalog.error_count or reference.error_count) else '; there were errors'}")
-
-    def num(value: float, digits: int) -> float | None:
-        return None if value != value else round(value, digits)  # NaN (no successes) -> null
 
     print(json.dumps({
         "rps": num(catalog.rps, 1),
