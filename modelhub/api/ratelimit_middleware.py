@@ -101,7 +101,8 @@ class RateLimitMiddleware:
         if not settings.RATE_LIMITS_ENABLED or not request.path_info.startswith(API_PREFIX):
             return self.get_response(request)
         identity, limits = identify(request)
-        endpoint = endpoint_key(request)
+        # Resolving the route costs a URL match; only limits with endpoint overrides need it.
+        endpoint = endpoint_key(request) if limits.endpoints else None
         windows = limits.windows(identity, endpoint)
         try:
             decision = get_limiter().hit(windows)
@@ -125,7 +126,8 @@ class RateLimitMiddleware:
                 429,
                 ErrorCode.RATE_LIMIT_EXCEEDED,
                 f"Rate limit exceeded; retry in {retry} s.",
-                details={"retryAfter": retry, "window": decision.tightest.window.name, "endpoint": endpoint},
+                details={"retryAfter": retry, "window": decision.tightest.window.name,
+                         "endpoint": endpoint or endpoint_key(request)},
             )
             response["Retry-After"] = str(retry)
         for name, value in decision.headers().items():
