@@ -184,7 +184,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["modelhub.accounts.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["modelhub.api.renderers.OrjsonRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["modelhub.api.parsers.BoundedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "modelhub.api.pagination.PagePagination",
     "DEFAULT_SCHEMA_CLASS": "modelhub.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "modelhub.api.exceptions.exception_handler",
@@ -217,6 +217,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- API policy -----------------------------------------------------------------
+API_MAX_BODY_BYTES = 2 * 1024 * 1024  # JSON request bodies; larger ones answer 413
 API_PAGE_SIZE_DEFAULT = 20
 API_PAGE_SIZE_MAX = 100
 API_SEARCH_MAX_LENGTH = 200

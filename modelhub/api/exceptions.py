@@ -192,7 +192,7 @@ def _drf_error(exc: drf.APIException) -> tuple[int, ErrorCode, str, Any]:
         return 429, ErrorCode.RATE_LIMIT_EXCEEDED, "Rate limit exceeded.", {"retryAfter": exc.wait}
     if isinstance(exc, drf.ParseError):
         return 400, ErrorCode.INVALID_REQUEST, f"Malformed request body: {exc.detail}", None
-    # MethodNotAllowed (405), NotAcceptable (406), UnsupportedMediaType (415), others.
+    # PayloadTooLarge (413), MethodNotAllowed (405), NotAcceptable (406), UnsupportedMediaType (415), ...
     return exc.status_code, ErrorCode.INVALID_REQUEST, str(exc.detail), None
 
 

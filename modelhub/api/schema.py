@@ -59,6 +59,9 @@ class AutoSchema(SpectacularAutoSchema):
             errors["404"] = _error("Not found.")
         if self.method in ("POST", "PUT", "PATCH", "DELETE"):
             errors["409"] = _error("Conflicts with the current state.")
+        if self.method in ("POST", "PUT", "PATCH"):
+            errors["413"] = _error("The request body is too large.")
+            errors["415"] = _error("The body is not application/json.")
         errors["429"] = _error("Rate limit exceeded.")
         errors["500"] = _error("Internal error.")
         errors["503"] = _error("A backing service is unavailable.")

@@ -165,3 +165,19 @@ def test_database_outage_outside_an_atomic_block_is_still_503(db, monkeypatch):
 
     response = exception_handler(OperationalError("too many clients"), {"view": None})
     assert response.status_code == 503 and response.data["error"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+def test_oversized_body_is_413(client_for, settings):
+    settings.API_MAX_BODY_BYTES = 1000
+    body = '{"name": "' + "x" * 2000 + '"}'
+    assert_error(client_for("admin").post(f"{API}/models", data=body, content_type="application/json"), 413, "INVALID_REQUEST")
+
+
+def test_absurdly_nested_json_is_400_not_500(client_for):
+    body = "[" * 100_000 + "]" * 100_000
+    assert_error(client_for("admin").post(f"{API}/models", data=body, content_type="application/json"), 400, "INVALID_REQUEST")
+
+
+@pytest.mark.parametrize("body", ["NaN", '{"a": Infinity}', "\\ud800"])
+def test_bodies_that_are_not_json(client_for, body):
+    assert_error(client_for("admin").post(f"{API}/models", data=body, content_type="application/json"), 400, "INVALID_REQUEST")
