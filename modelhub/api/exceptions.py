@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.db.models import ProtectedError, RestrictedError
@@ -213,6 +214,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         auth_header = getattr(exc, "auth_header", None)
         if status == 401 and auth_header:
             headers["WWW-Authenticate"] = auth_header
+    elif isinstance(exc, SuspiciousOperation):  # too many fields, bad multipart, disallowed host...
+        status, code, message, details = 400, ErrorCode.INVALID_REQUEST, "Bad request: " + str(exc)[:200], None
     elif isinstance(exc, DjangoPermissionDenied):
         status, code, message, details = 403, ErrorCode.FORBIDDEN, "Permission denied.", None
     elif isinstance(exc, DjangoValidationError):

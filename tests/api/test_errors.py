@@ -181,3 +181,8 @@ def test_absurdly_nested_json_is_400_not_500(client_for):
 @pytest.mark.parametrize("body", ["NaN", '{"a": Infinity}', "\\ud800"])
 def test_bodies_that_are_not_json(client_for, body):
     assert_error(client_for("admin").post(f"{API}/models", data=body, content_type="application/json"), 400, "INVALID_REQUEST")
+
+
+def test_too_many_query_parameters_is_400(client_for):
+    query = "&".join(f"provider=openai" for _ in range(1200))
+    assert_error(client_for("viewer").get(f"{API}/models?{query}"), 400, "INVALID_REQUEST")
