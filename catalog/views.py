@@ -72,6 +72,10 @@ class ModelViewSet(BaseViewSet):
             return ModelUpdateSerializer
         return ModelRegistrySerializer
 
+    def count_in_window(self) -> bool:
+        """Relevance-ordered searches visit every match anyway: count them in the same query."""
+        return bool(self.request.query_params.get("search", "").strip())
+
     def list(self, request: Request) -> Response:
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)

@@ -46,13 +46,18 @@ class PagePagination(BasePagination):
         )
         self.results_key = getattr(view, "results_key", "results")
         offset = (self.page - 1) * self.limit
-        # One query for the page and the total: COUNT(*) OVER () is computed before LIMIT.
-        rows = list(queryset.annotate(_total_rows=Window(Count("pk")))[offset : offset + self.limit])
-        if rows:
-            self.total = rows[0]._total_rows
-        else:  # past the end (or nothing matches): the total still has to be right
-            self.total = queryset.count() if offset else 0
-        return rows
+        if view is not None and getattr(view, "count_in_window", lambda: False)():
+            # The database must visit and sort every match anyway (e.g. by relevance), so one
+            # query gives page and total: COUNT(*) OVER () is computed before LIMIT. For an
+            # index-ordered list this would be much slower than a narrow count plus a LIMIT scan.
+            rows = list(queryset.annotate(_total_rows=Window(Count("pk")))[offset : offset + self.limit])
+            if rows:
+                self.total = rows[0]._total_rows
+            else:  # past the end (or nothing matches): the total still has to be right
+                self.total = queryset.count() if offset else 0
+            return rows
+        self.total = queryset.count()
+        return list(queryset[offset : offset + self.limit]) if offset < self.total else []
 
     def pagination_data(self) -> dict[str, Any]:
         total_pages = math.ceil(self.total / self.limit) if self.total else 0

@@ -282,7 +282,8 @@ def test_list_query_count_is_bounded(client_for, personas):
     with CaptureQueriesContext(connection) as large:
         response = client.get(f"{API}/models?limit=100&search=model&provider=openai")
     assert response.status_code == 200 and len(response.json()["models"]) == 100
-    assert len(large) == len(small) <= 4, [q["sql"][:120] for q in large]
+    # the user, then count + page (or one windowed query for a relevance search): never more
+    assert len(small) <= 3 and len(large) <= 3, ([q["sql"][:80] for q in large], [q["sql"][:80] for q in small])
 
 
 def test_facets_follow_writes(client_for, catalog, django_capture_on_commit_callbacks):
