@@ -184,5 +184,5 @@ def test_bodies_that_are_not_json(client_for, body):
 
 
 def test_too_many_query_parameters_is_400(client_for):
-    query = "&".join(f"provider=openai" for _ in range(1200))
+    query = "&".join("provider=openai" for _ in range(1200))
     assert_error(client_for("viewer").get(f"{API}/models?{query}"), 400, "INVALID_REQUEST")
