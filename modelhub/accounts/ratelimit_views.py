@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -19,19 +17,6 @@ from modelhub.accounts.models import RateLimitOverride, User
 from modelhub.accounts.serializers import MyRateLimitsSerializer, RateLimitOverrideSerializer, UserRateLimitsSerializer
 from modelhub.api.exceptions import ErrorCode
 from modelhub.api.permissions import RolePermission
-from modelhub.api.ratelimit import get_limiter
-
-
-def _usage(decision: Any) -> dict[str, dict[str, int]]:
-    return {
-        s.window.name: {
-            "limit": s.window.limit,
-            "used": s.used,
-            "remaining": s.remaining,
-            "resetSeconds": max(1, math.ceil(s.reset_ms / 1000)),
-        }
-        for s in decision.states
-    }
 
 
 class MyRateLimitsView(APIView):
@@ -39,17 +24,7 @@ class MyRateLimitsView(APIView):
 
     @extend_schema(tags=["rate-limits"], summary="Your effective rate limits and current usage", responses=MyRateLimitsSerializer)
     def get(self, request: Request) -> Response:
-        limits = selectors.rate_limits_for(request.user)
-        windows = limits.windows(f"u:{request.user.pk}")
-        enforced = settings.RATE_LIMITS_ENABLED
-        try:
-            decision = get_limiter().peek(windows)
-        except Exception:  # noqa: BLE001 - limiter down: limits are not enforced right now
-            enforced, decision = False, None
-        usage = _usage(decision) if decision else {
-            w.name: {"limit": w.limit, "used": 0, "remaining": w.limit, "resetSeconds": 0} for w in windows
-        }
-        return Response({"limits": limits.as_spec(), "usage": usage, "enforced": enforced})
+        return Response(selectors.rate_limit_status(request.user))
 
 
 def _override_data(user: User) -> dict[str, Any] | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from django.db.models import QuerySet
 
 from modelhub.accounts.limits import RateLimits, merge, role_limits
@@ -31,3 +34,25 @@ def rate_limits_for_user_id(user_id: str) -> RateLimits | None:
     except RateLimitOverride.DoesNotExist:
         override = None
     return merge(role_limits(user.role), override)
+
+
+def rate_limit_status(user: User) -> dict[str, Any]:
+    """``GET /rate-limits``: effective limits and, per window, how much of it is used right now."""
+    from django.conf import settings
+
+    from modelhub.api.ratelimit import get_limiter
+
+    limits = rate_limits_for(user)
+    windows = limits.windows(f"u:{user.pk}")
+    enforced = settings.RATE_LIMITS_ENABLED
+    try:
+        states = get_limiter().peek(windows).states
+        usage = {
+            s.window.name: {"limit": s.window.limit, "used": s.used, "remaining": s.remaining,
+                            "resetSeconds": max(1, math.ceil(s.reset_ms / 1000))}
+            for s in states
+        }
+    except Exception:  # noqa: BLE001 - limiter down: limits are not being enforced right now
+        enforced = False
+        usage = {w.name: {"limit": w.limit, "used": 0, "remaining": w.limit, "resetSeconds": 0} for w in windows}
+    return {"limits": limits.as_spec(), "usage": usage, "enforced": enforced}

@@ -172,6 +172,7 @@ def test_reads_fail_open_and_writes_fail_closed_when_redis_is_unreachable(client
     assert refused["Retry-After"] == "5"
     health = APIClient().get(f"{API}/health").json()
     assert health["checks"]["cache"]["status"] == "down"
+    assert client_for("viewer").get(f"{API}/rate-limits").json()["enforced"] is False
 
 
 # --- across processes -------------------------------------------------------------------------
