@@ -18,7 +18,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404, JsonResponse
 from django.utils import timezone
@@ -225,6 +225,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         dependents = sorted({f"{o._meta.label}:{o.pk}" for o in list(exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects)[:20]})
         status, code = 409, ErrorCode.INVALID_REQUEST
         message, details = "The resource is still in use and cannot be deleted.", {"dependents": dependents}
+    elif isinstance(exc, DataError):
+        # The database refused a value that validation let through: a 400 for the client, a bug for us.
+        logger.warning("database rejected a value: %s", exc)
+        status, code, message, details = 400, ErrorCode.INVALID_REQUEST, "A value was rejected by the database.", None
     elif isinstance(exc, (OperationalError, InterfaceError)):
         logger.exception("database unavailable")
         status, code, message, details = 503, ErrorCode.SERVICE_UNAVAILABLE, "The database is unavailable.", None

@@ -31,6 +31,20 @@ class BoundedJSONParser(JSONParser):
         if not raw:
             raise ParseError("The request body is empty.")
         try:
-            return orjson.loads(raw)  # rejects NaN/Infinity (not JSON) and nesting deeper than 1024
+            data = orjson.loads(raw)  # rejects NaN/Infinity (not JSON) and nesting deeper than 1024
         except (orjson.JSONDecodeError, RecursionError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+        if b"\\u0000" in raw and _contains_nul(data):
+            # PostgreSQL text and jsonb cannot hold NUL; refuse it here rather than fail at INSERT.
+            raise ParseError("NUL characters (\\u0000) are not allowed in JSON bodies.")
+        return data
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False

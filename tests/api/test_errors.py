@@ -186,3 +186,27 @@ def test_bodies_that_are_not_json(client_for, body):
 def test_too_many_query_parameters_is_400(client_for):
     query = "&".join("provider=openai" for _ in range(1200))
     assert_error(client_for("viewer").get(f"{API}/models?{query}"), 400, "INVALID_REQUEST")
+
+
+def test_nul_inside_json_is_400_not_a_database_error(client_for, model):
+    # found by the stateful schemathesis run on PostgreSQL: jsonb cannot store \u0000 -> DataError -> 500
+    body = '{"supportedParameters": {"\\u0000": 1}}'
+    response = client_for("admin").patch(f"{API}/models/{model.pk}", data=body, content_type="application/json")
+    error = assert_error(response, 400, "INVALID_REQUEST")
+    assert "NUL" in error["message"]
+
+
+def test_database_data_error_is_400(db):
+    from django.db import DataError
+
+    from modelhub.api.exceptions import exception_handler
+
+    response = exception_handler(DataError("value too long"), {"view": None})
+    assert response.status_code == 400 and response.data["error"]["code"] == "INVALID_REQUEST"
+
+
+def test_an_escaped_backslash_u0000_is_just_text(client_for, model):
+    body = '{"supportedParameters": {"note": "\\\\u0000 is how JSON spells NUL"}}'
+    response = client_for("admin").patch(f"{API}/models/{model.pk}", data=body, content_type="application/json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["model"]["supportedParameters"]["note"].startswith("\\u0000")
