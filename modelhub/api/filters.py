@@ -50,7 +50,7 @@ class ListField(forms.Field):
         if not value:
             return None
         deduplicated = list(dict.fromkeys(value))
-        if len(deduplicated) > self.max_values:
+        if len(value) > self.max_values:  # counted as given, as the schema's maxItems counts them
             raise forms.ValidationError(f"At most {self.max_values} values are allowed.", code="too_many")
         if any("\x00" in v for v in deduplicated):
             raise forms.ValidationError("Null characters are not allowed.", code="null_characters_not_allowed")

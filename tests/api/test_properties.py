@@ -89,3 +89,14 @@ def test_any_free_text_list_filter_is_answered_within_the_contract(personas, val
     assert response.status_code in (200, 400), response.content[:300]
     if response.status_code == 400:
         assert response.json()["error"]["code"] == "INVALID_PARAMETER"
+
+
+def test_list_parameters_count_values_as_given():
+    # found by schemathesis: 60 repeats of 5 roles were accepted although maxItems is 50
+    from django.http import QueryDict
+
+    query = QueryDict(mutable=True)
+    query.setlist("provider", ["openai"] * 51)
+    field = ListField(choices=PROVIDERS)
+    with pytest.raises(Exception, match="At most 50"):
+        field.clean(field.widget.value_from_datadict(query, {}, "provider"))
