@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "channels",
     "modelhub.accounts",
     "catalog",
+    "deployments",
+    "analytics",
 ]
 
 MIDDLEWARE = [

@@ -12,6 +12,8 @@ v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="v1:schema"), name="docs"),
     path("", include("modelhub.accounts.urls")),
     path("", include("catalog.urls")),
+    path("", include("deployments.urls")),
+    path("", include("analytics.urls")),
 ]
 
 urlpatterns = [

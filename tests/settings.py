@@ -9,3 +9,7 @@ STATIC_ROOT.mkdir(exist_ok=True)  # noqa: F405 - whitenoise warns when it is mis
 # Rate limiting is exercised by tests/api/test_ratelimit.py, which switches it on; elsewhere it
 # would make hundreds of fast in-process requests trip the burst limit.
 RATE_LIMITS_ENABLED = False
+# Celery tasks run in the test process, synchronously, when queued (after commit). Tests that
+# need a real worker/broker start one explicitly.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True

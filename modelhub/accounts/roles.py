@@ -55,6 +55,8 @@ _TABLE: dict[str, tuple[Grant, Grant, Grant, Grant, Grant]] = {
     "experiments.update": (_Y, _Y, _O, _N, _N),
     "experiments.delete": (_Y, _Y, _O, _N, _N),
     "analytics.read": (_Y, _Y, _Y, _Y, _N),
+    "analytics.ingest": (_Y, _Y, _Y, _N, _N),
+    "alerts.acknowledge": (_Y, _Y, _Y, _N, _N),
     "marketplace.read": (_Y, _Y, _Y, _Y, _Y),
     "marketplace.purchase": (_Y, _Y, _Y, _N, _N),
     "users.manage": (_Y, _NA, _N, _N, _N),

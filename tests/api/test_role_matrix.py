@@ -88,6 +88,8 @@ experiments.create     yes yes yes -   -
 experiments.update     yes yes own -   -
 experiments.delete     yes yes own -   -
 analytics.read         yes yes yes yes -
+analytics.ingest       yes yes yes -   -
+alerts.acknowledge     yes yes yes -   -
 marketplace.read       yes yes yes yes yes
 marketplace.purchase   yes yes yes -   -
 users.manage           yes non-admin - - -
