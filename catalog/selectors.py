@@ -156,45 +156,23 @@ def _compute_facets() -> dict[str, list[str]]:
 PERFORMANCE_WINDOWS = {"last24h": (timedelta(hours=24), "1h"), "last7d": (timedelta(days=7), "1d"), "last30d": (timedelta(days=30), "1d")}
 
 
-def empty_performance(model: ModelRegistry, *, start, end, granularity: str) -> dict[str, Any]:  # noqa: ANN001
-    """A ``PerformanceMetrics`` with zero values, in the spec's shape.
-
-    The analytics issue replaces this with figures rolled up from real usage
-    events; until then the detail response has the right shape and honest zeros.
-    """
-    iso = lambda dt: dt.isoformat().replace("+00:00", "Z")  # noqa: E731
-    return {
-        "modelId": str(model.pk),
-        "deploymentId": None,
-        "timeRange": {"from": iso(start), "to": iso(end), "granularity": granularity},
-        "requests": {"total": 0, "successful": 0, "failed": 0, "successRate": 0.0, "errorRate": 0.0},
-        "latency": {"avg": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "min": 0.0, "max": 0.0},
-        "tokens": {
-            "prompt": {"total": 0, "avgPerRequest": 0.0, "maxPerRequest": 0},
-            "completion": {"total": 0, "avgPerRequest": 0.0, "maxPerRequest": 0},
-            "total": 0,
-        },
-        "cost": {
-            "total": 0.0,
-            "avgPerRequest": 0.0,
-            "costPer1kTokens": float(model.baseline_cost_per_1k_tokens),
-            "projectedMonthly": 0.0,
-        },
-        "quality": {"avgConfidenceScore": 0.0, "avgUserRating": 0.0, "acceptanceRate": 0.0, "rejectionRate": 0.0},
-        "errors": [],
-        "timeSeries": [],
-    }
-
-
 def model_detail(model: ModelRegistry) -> dict[str, Any]:
-    """The spec's ``ModelDetailResponse`` minus ``model`` (the view serializes that)."""
+    """The spec's ``ModelDetailResponse`` minus ``model`` (the view serializes that).
+
+    Deployments come from the deployments app (``lastUsed`` from the rollups);
+    performance and usage are merged from the analytics rollups of real usage events.
+    """
+    from analytics.selectors import last_used_by_deployment, model_usage, performance_metrics
+    from deployments.selectors import deployments_for_model
+
     now = timezone.now()
+    deployments = deployments_for_model(model)
+    last_used = last_used_by_deployment([d["id"] for d in deployments])
+    for item in deployments:
+        used = last_used.get(str(item["id"]))
+        item["lastUsed"] = used.isoformat().replace("+00:00", "Z") if used else None
     performance = {
-        name: empty_performance(model, start=now - span, end=now, granularity=granularity)
+        name: performance_metrics(model, start=now - span, end=now, granularity=granularity, now=now)
         for name, (span, granularity) in PERFORMANCE_WINDOWS.items()
     }
-    return {
-        "deployments": [],
-        "performance": performance,
-        "usage": {"totalRequests": 0, "totalCost": 0.0, "uniqueUsers": 0, "popularUseCases": []},
-    }
+    return {"deployments": deployments, "performance": performance, "usage": model_usage(model, now=now)}

@@ -209,3 +209,22 @@ def _dependents(model: ModelRegistry) -> list[str]:
         for pk in manager.values_list("pk", flat=True)[:20]:
             found.append(f"{relation.related_model._meta.label}:{pk}")
     return found
+
+
+def model_usage_stats_set(stats: dict[Any, tuple[int, float | None]], *, only: set | None = None) -> int:
+    """Store usage figures the analytics rollup computed: ``{model_id: (popularity, avg_rating)}``.
+
+    ``popularity`` is the number of requests in the last 30 days and ``avg_rating`` the
+    mean user rating over them (``None`` without ratings); models in ``only`` that have
+    no figures go back to 0 / ``None``. Idempotent; returns the number of rows changed.
+    """
+    qs = ModelRegistry.objects.all() if only is None else ModelRegistry.objects.filter(pk__in=only)
+    changed = []
+    for model in qs.only("pk", "popularity", "avg_rating"):
+        popularity, rating = stats.get(model.pk, (0, None))
+        rating = None if rating is None else round(float(rating), 4)
+        if model.popularity != popularity or model.avg_rating != rating:
+            model.popularity, model.avg_rating = int(popularity), rating
+            changed.append(model)
+    ModelRegistry.objects.bulk_update(changed, ["popularity", "avg_rating"], batch_size=500)
+    return len(changed)

@@ -6,6 +6,14 @@ hop between the event loop and a new thread several times per request (once per
 boundary between sync and async middleware, plus a fresh thread per request).
 The catalog benchmark measured that at ~4 ms of CPU per request - more than the
 whole trivial view costs. Websockets (Channels) keep the ASGI path.
+
+Routing by path (one small dispatcher, no framework in between):
+
+* ``/socket.io/...`` (HTTP long-polling and websocket) -> python-socketio (``modelhub.realtime.sio``);
+* websocket ``/modelhub/realtime`` or ``/api/v1/modelhub/realtime`` -> the Channels consumer
+  (``modelhub.realtime.consumers``), Origin checked first; any other websocket path is refused;
+* every other HTTP request -> Django on a2wsgi;
+* ``lifespan`` -> answered (nothing to start), so uvicorn's default ``--lifespan auto`` is quiet.
 """
 
 import os
@@ -17,9 +25,41 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "modelhub.settings")
 django_wsgi_app = get_wsgi_application()
 
 from a2wsgi import WSGIMiddleware  # noqa: E402
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.conf import settings  # noqa: E402
+
+from modelhub import realtime  # noqa: E402
+from modelhub.realtime.consumers import websocket_application  # noqa: E402
+from modelhub.realtime.sio import SOCKETIO_PATH, socketio_application  # noqa: E402
 
 http_application = WSGIMiddleware(django_wsgi_app, workers=settings.HTTP_THREADS)
 
-application = ProtocolTypeRouter({"http": http_application})
+WEBSOCKET_PATHS = frozenset({"/modelhub/realtime", "/api/v1/modelhub/realtime"})
+
+
+async def _lifespan(scope, receive, send) -> None:  # noqa: ANN001
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def application(scope, receive, send) -> None:  # noqa: ANN001
+    kind = scope["type"]
+    if kind == "lifespan":
+        return await _lifespan(scope, receive, send)
+    # This loop serves the sockets: synchronous publishers (views, in-process tasks) hand their sends to it.
+    realtime.bind_loop()
+    path = scope.get("path", "")
+    if path.startswith(SOCKETIO_PATH):
+        return await socketio_application(scope, receive, send)
+    if kind == "http":
+        return await http_application(scope, receive, send)
+    if kind == "websocket" and path.rstrip("/") in WEBSOCKET_PATHS:
+        return await websocket_application(scope, receive, send)
+    if kind == "websocket":
+        return await WebsocketDenier()(scope, receive, send)
+    raise ValueError(f"unsupported ASGI scope type {kind!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -136,10 +137,14 @@ if REDIS_URL:
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
+    # Redis pub/sub channels are server-wide, not per database number: the prefix carries the
+    # database so that hubs (or test runs, benchmarks) on one Redis server never hear each other.
+    _redis = urlparse(REDIS_URL)
+    _REDIS_DB = (parse_qs(_redis.query).get("db", ["0"])[0] if _redis.scheme == "unix" else _redis.path.strip("/")) or "0"
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "modelhub"},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"modelhub.db{_REDIS_DB}"},
         }
     }
 else:
@@ -215,6 +220,8 @@ SPECTACULAR_SETTINGS = {
         "ModelTypeEnum": "catalog.models.ModelType",
         "ModelStatusEnum": "catalog.models.ModelStatus",
         "SecurityLevelEnum": "catalog.models.SecurityLevel",
+        "DeploymentStatusEnum": "deployments.models.DeploymentStatus",
+        "EnvironmentEnum": "deployments.models.Environment",
     },
 }
 
@@ -251,6 +258,78 @@ RATE_LIMITS_ANONYMOUS = {
 RATE_LIMITS_CACHE_SECONDS = 5
 CATALOG_FACETS_CACHE_SECONDS = env.positive_int("CATALOG_FACETS_CACHE_SECONDS", default=300)
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
+
+# --- Realtime: websocket /modelhub/realtime and Socket.IO (modelhub.realtime) ------------
+REALTIME_AUTH_TIMEOUT_SECONDS = 10  # a socket without a valid token by then is closed (4401)
+REALTIME_MAX_MESSAGE_BYTES = 8192  # per client message; a larger one closes the socket (1009)
+REALTIME_INBOUND_BURST = 20  # client messages per socket: a bucket of 20 ...
+REALTIME_INBOUND_PER_SECOND = 5  # ... refilled at 5/s; beyond it the socket is closed (4429)
+REALTIME_PUBLISH_TIMEOUT_SECONDS = 2.0  # send_now gives up (and logs) if the channel layer takes longer
+
+# --- Deployments ------------------------------------------------------------------------
+# The hub's own public address: a deployment's `endpoint` is
+# {PUBLIC_BASE_URL}/api/v1/modelhub/deployments/{id}.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+if not PUBLIC_BASE_URL.startswith(("http://", "https://")) or any(c.isspace() for c in PUBLIC_BASE_URL):
+    raise ImproperlyConfigured(f"PUBLIC_BASE_URL={PUBLIC_BASE_URL!r} is invalid: expected an http:// or https:// URL")
+# Live (creating, running, scaling) deployments allowed per model and environment, and per owner;
+# one more answers 409 DEPLOYMENT_LIMIT_EXCEEDED.
+DEPLOYMENTS_MAX_LIVE_PER_MODEL_ENVIRONMENT = env.positive_int("DEPLOYMENTS_MAX_LIVE_PER_MODEL_ENVIRONMENT", default=10)
+DEPLOYMENTS_MAX_LIVE_PER_USER = env.positive_int("DEPLOYMENTS_MAX_LIVE_PER_USER", default=50)
+
+# --- Analytics: ingestion, rollups, queries, alerts ------------------------------------
+ANALYTICS_INGEST_MAX_EVENTS = 1000  # per POST /analytics/events
+ANALYTICS_MAX_CLOCK_SKEW_SECONDS = 300  # events stamped further in the future are rejected
+ANALYTICS_SKETCH_RELATIVE_ACCURACY = 0.01  # DDSketch mapping: 1 % relative error on percentiles
+ANALYTICS_MAX_POINTS = 2000  # buckets one performance query may span (e.g. 1m granularity: ~33 hours)
+# How long each kind of data is kept (days); `analytics.tasks.prune` deletes what is older.
+# Raw events must outlive every rollup that is recomputed from them (late events).
+ANALYTICS_RETENTION_DAYS = {
+    "raw": env.positive_int("ANALYTICS_RAW_RETENTION_DAYS", default=35),
+    "1m": 3,
+    "5m": 8,
+    "15m": 35,
+    "1h": 95,
+    "1d": 800,
+}
+# Insight and alert thresholds (GET /analytics/models/{id}/performance insights; periodic alert check).
+ANALYTICS_INSIGHTS = {
+    "latency_p95_over_baseline": 1.5,  # p95 above 1.5x the model's baseline avg latency -> warning
+    "latency_p95_over_baseline_critical": 3.0,
+    "error_rate_increase": 1.5,  # error rate up 50 % on the previous period ...
+    "error_rate_min": 0.02,  # ... and at least 2 %
+    "cost_per_request_increase": 1.25,
+    "rating_drop": 0.3,  # average rating down by 0.3 stars or more
+    "dominant_error_share": 0.5,  # one code is half of all errors
+    "min_requests": 20,  # no insight from fewer requests than this
+}
+ANALYTICS_ALERTS = {
+    "window_minutes": 15,  # the check looks at the last 15 minutes (5m buckets)
+    "min_requests": 20,
+    "error_rate_warning": 0.05,
+    "error_rate_critical": 0.20,
+    "latency_p95_over_baseline": 2.0,  # x baseline avg latency
+    "latency_p95_over_baseline_critical": 4.0,
+    "recover_factor": 0.8,  # resolved when the metric is back below 80 % of the threshold
+}
+ANALYTICS_DASHBOARD_INTERVAL_SECONDS = env.positive_int("ANALYTICS_DASHBOARD_INTERVAL_SECONDS", default=30)
+
+# Celery beat: every periodic job in one place, each expiring before its next run.
+CELERY_BEAT_SCHEDULE = {
+    "analytics-rollup": {"task": "analytics.rollup", "schedule": 60.0, "options": {"expires": 55}},
+    "analytics-check-alerts": {"task": "analytics.check_alerts", "schedule": 60.0, "options": {"expires": 55}},
+    "analytics-dashboard": {
+        "task": "analytics.publish_dashboard",
+        "schedule": float(ANALYTICS_DASHBOARD_INTERVAL_SECONDS),
+        "options": {"expires": ANALYTICS_DASHBOARD_INTERVAL_SECONDS},
+    },
+    "analytics-prune": {"task": "analytics.prune", "schedule": 3600.0, "options": {"expires": 3000}},
+}
+# The embedded default (scripts/run) runs a Celery worker and beat as threads of the web
+# process on the in-memory broker, so rollups and realtime events need no Redis.
+EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=False)
+if EMBEDDED_WORKER and REDIS_URL:
+    raise ImproperlyConfigured("EMBEDDED_WORKER is for the embedded default; with REDIS_URL run `celery worker` and `celery beat`")
 
 # --- i18n, static -------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

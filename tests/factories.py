@@ -46,3 +46,24 @@ class ModelRegistryFactory(factory.django.DjangoModelFactory):
     description = "A test model."
     tags = factory.LazyFunction(list)
     category = "general"
+
+
+def _deployment_configuration(replicas: int = 1) -> dict:
+    from deployments.config import nest
+
+    return nest({"replicas": replicas, "resources": {"cpu": "500m", "memory": "1Gi"}})
+
+
+class DeploymentFactory(factory.django.DjangoModelFactory):
+    """A deployment row as the services leave it; status changes in tests go through the services."""
+
+    class Meta:
+        model = "deployments.Deployment"
+
+    model = factory.SubFactory(ModelRegistryFactory)
+    version = factory.LazyAttribute(lambda d: d.model.version)
+    environment = "development"
+    status = "running"
+    replicas = 1
+    configuration = factory.LazyAttribute(lambda d: _deployment_configuration(d.replicas))
+    owner = factory.SubFactory(UserFactory, role=Role.DEVELOPER)

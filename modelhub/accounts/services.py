@@ -12,6 +12,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from modelhub import realtime
 from modelhub.accounts.limits import MAX_LIMIT, endpoint_errors
 from modelhub.accounts.models import RateLimitOverride, User
 from modelhub.accounts.roles import STAFF_ROLES, Grant, Role, grant_for
@@ -83,6 +84,7 @@ def user_update(*, actor: Any, user: User, **fields: Any) -> User:
     if unknown:
         raise InvalidRequest(f"Unknown field(s): {', '.join(sorted(unknown))}.")
     locked = User.objects.select_for_update().get(pk=user.pk)
+    access_before = (locked.role, locked.is_active)
     if actor is not None:
         check_user_change(actor=actor, target=locked, role=fields.get("role"), is_active=fields.get("is_active"))
     if "role" in fields:
@@ -99,6 +101,9 @@ def user_update(*, actor: Any, user: User, **fields: Any) -> User:
     locked.save()
     if "is_active" in fields and not locked.is_active:
         transaction.on_commit(lambda: tokens_revoke_for_user(user=locked))
+    if access_before != (locked.role, locked.is_active):
+        # Open sockets re-check the user: closed when deactivated, new events for a new role.
+        transaction.on_commit(lambda: realtime.user_changed(locked.pk))
     return locked
 
 

@@ -1,0 +1,218 @@
+"""Usage events (the record of every inference request), their rollups, and alerts.
+
+* :class:`UsageEvent` - one row per inference request, written in bulk by
+  :mod:`analytics.ingest`; ``request_id`` is unique so a re-sent event is stored once.
+* :class:`DirtyHour` - (model, hour) pairs with events not yet rolled up. Ingestion marks
+  them in the same transaction as the events; the rollup claims and clears them.
+* :class:`MetricBucket` - per model, deployment and environment, one row per
+  granularity and bucket start, recomputed from raw events (never incremented) and
+  upserted under a unique constraint.
+* :class:`Alert` - a threshold breach; at most one open alert per (model, deployment, type),
+  enforced by a partial unique constraint.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Granularity(models.TextChoices):
+    MINUTE = "1m", "1 minute"
+    FIVE_MINUTES = "5m", "5 minutes"
+    FIFTEEN_MINUTES = "15m", "15 minutes"
+    HOUR = "1h", "1 hour"
+    DAY = "1d", "1 day"
+
+
+GRANULARITY_SECONDS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
+
+
+class Environment(models.TextChoices):
+    DEVELOPMENT = "development", "Development"
+    STAGING = "staging", "Staging"
+    PRODUCTION = "production", "Production"
+
+
+class UsageEvent(models.Model):
+    """One inference request as a client reported it. Written only by ``analytics.ingest``."""
+
+    id = models.BigAutoField(primary_key=True)
+    request_id = models.CharField(max_length=128, unique=True)
+    timestamp = models.DateTimeField()
+    # No single-column FK indexes: (model, timestamp) serves the model's lookups, and deployments
+    # are never deleted; every index costs the hot insert path.
+    model = models.ForeignKey(
+        "catalog.ModelRegistry", on_delete=models.PROTECT, related_name="usage_events", db_index=False
+    )
+    deployment = models.ForeignKey(
+        "deployments.Deployment", on_delete=models.PROTECT, null=True, blank=True, related_name="usage_events", db_index=False
+    )
+    environment = models.CharField(max_length=16, choices=Environment.choices)
+    user_id = models.CharField(max_length=255, blank=True)  # the model's end user, not a hub account
+    latency_ms = models.FloatField()
+    prompt_tokens = models.PositiveIntegerField()
+    completion_tokens = models.PositiveIntegerField()
+    cost = models.DecimalField(max_digits=18, decimal_places=8)
+    success = models.BooleanField()
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=1000, blank=True)
+    confidence_score = models.FloatField(null=True, blank=True)
+    user_rating = models.PositiveSmallIntegerField(null=True, blank=True)
+    accepted = models.BooleanField(null=True, blank=True)
+    use_case = models.CharField(max_length=100, blank=True)
+    experiment_id = models.CharField(max_length=64, blank=True)
+    variant = models.CharField(max_length=64, blank=True)
+    prompt_hash = models.CharField(max_length=128, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # The rollup reads one model's hour; the performance fallbacks and pruning read by time.
+            models.Index(fields=["model", "timestamp"], name="analytics_event_model_ts_idx"),
+            models.Index(fields=["timestamp"], name="analytics_event_ts_idx"),
+            # Distinct end users per model (usage.uniqueUsers) is an index-only scan.
+            models.Index(fields=["model", "user_id"], name="analytics_event_model_user_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(latency_ms__gte=0), name="analytics_event_latency_nonneg"),
+            models.CheckConstraint(condition=Q(cost__gte=0), name="analytics_event_cost_nonneg"),
+            models.CheckConstraint(
+                condition=Q(user_rating__isnull=True) | Q(user_rating__gte=1, user_rating__lte=5),
+                name="analytics_event_rating_1_5",
+            ),
+            models.CheckConstraint(
+                condition=Q(confidence_score__isnull=True) | Q(confidence_score__gte=0, confidence_score__lte=1),
+                name="analytics_event_confidence_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class DirtyHour(models.Model):
+    """An hour of one model's events that changed since it was last rolled up."""
+
+    model_id = models.UUIDField()
+    hour = models.DateTimeField()
+    marked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model_id", "hour"], name="analytics_dirty_hour_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} {self.hour:%Y-%m-%d %H}:00"
+
+
+class MetricBucket(models.Model):
+    """Rolled-up metrics of one (model, deployment, environment) over one time bucket.
+
+    ``deployment_key`` is the deployment id as text, or ``""`` for events sent without
+    one (a plain column, so the unique constraint needs no NULL handling).
+    ``latency_sketch`` maps a DDSketch logarithmic-mapping key (as text) to a count,
+    with ``"z"`` holding latencies too small to index; merging buckets is adding counts.
+    ``errors`` maps an error code to ``{"count", "lastOccurred", "message"}``.
+    """
+
+    granularity = models.CharField(max_length=3, choices=Granularity.choices)
+    bucket_start = models.DateTimeField()
+    model = models.ForeignKey("catalog.ModelRegistry", on_delete=models.PROTECT, related_name="metric_buckets")
+    deployment_key = models.CharField(max_length=36, blank=True)
+    environment = models.CharField(max_length=16, choices=Environment.choices)
+
+    request_count = models.BigIntegerField()
+    success_count = models.BigIntegerField()
+    failure_count = models.BigIntegerField()
+    latency_count = models.BigIntegerField()
+    latency_sum = models.FloatField()
+    latency_min = models.FloatField(null=True)
+    latency_max = models.FloatField(null=True)
+    latency_sketch = models.JSONField(default=dict)
+    prompt_tokens_sum = models.BigIntegerField()
+    prompt_tokens_max = models.BigIntegerField()
+    completion_tokens_sum = models.BigIntegerField()
+    completion_tokens_max = models.BigIntegerField()
+    cost_sum = models.DecimalField(max_digits=20, decimal_places=8)
+    confidence_sum = models.FloatField()
+    confidence_count = models.BigIntegerField()
+    rating_sum = models.BigIntegerField()
+    rating_count = models.BigIntegerField()
+    accepted_count = models.BigIntegerField()
+    rejected_count = models.BigIntegerField()
+    errors = models.JSONField(default=dict)
+    use_cases = models.JSONField(default=dict)
+    distinct_users = models.BigIntegerField()
+    last_event_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["granularity", "model", "deployment_key", "environment", "bucket_start"],
+                name="analytics_bucket_unique",
+            ),
+            models.CheckConstraint(condition=Q(granularity__in=list(GRANULARITY_SECONDS)), name="analytics_bucket_granularity_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["granularity", "model", "bucket_start"], name="analytics_bucket_query_idx"),
+            models.Index(fields=["granularity", "bucket_start"], name="analytics_bucket_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:%M} {self.model_id}"
+
+
+class AlertType(models.TextChoices):
+    LATENCY = "latency_p95", "p95 latency"
+    ERROR_RATE = "error_rate", "Error rate"
+    SUCCESS_RATE = "success_rate", "Success rate below baseline"
+
+
+class AlertSeverity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
+class Alert(models.Model):
+    """A performance threshold breach of one model (optionally one deployment)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=32, choices=AlertType.choices)
+    severity = models.CharField(max_length=16, choices=AlertSeverity.choices)
+    status = models.CharField(max_length=16, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    model = models.ForeignKey("catalog.ModelRegistry", on_delete=models.CASCADE, related_name="alerts")
+    deployment_key = models.CharField(max_length=36, blank=True)
+    message = models.CharField(max_length=500)
+    metric_value = models.FloatField()
+    threshold = models.FloatField()
+    opened_at = models.DateTimeField()
+    last_checked_at = models.DateTimeField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            # One unresolved alert per (model, deployment, type): concurrent checks cannot duplicate it.
+            models.UniqueConstraint(
+                fields=["model", "deployment_key", "type"],
+                condition=Q(resolved_at__isnull=True),
+                name="analytics_alert_one_open",
+            ),
+            models.CheckConstraint(condition=Q(status__in=AlertStatus.values), name="analytics_alert_status_valid"),
+        ]
+        indexes = [models.Index(fields=["status", "-opened_at"], name="analytics_alert_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.severity} {self.model_id}"

@@ -1,0 +1,400 @@
+"""Reads over the rollups: performance metrics, trends, insights, usage and the dashboard.
+
+Every figure is merged from :class:`~analytics.models.MetricBucket` rows (sums add,
+latency sketches merge by adding counts), which the rollup recomputes from raw
+events; only ``uniqueUsers`` and per-deployment ``lastUsed`` read raw events (an
+index-only distinct count and a max per deployment).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Max, Sum
+from django.utils import timezone
+
+from analytics import sketch
+from analytics.models import GRANULARITY_SECONDS, Alert, AlertStatus, MetricBucket, UsageEvent
+from analytics.rollup import Accumulator, bucket_start
+
+_BUCKET_FIELDS = (
+    "bucket_start", "request_count", "success_count", "failure_count", "latency_count", "latency_sum", "latency_min",
+    "latency_max", "latency_sketch", "prompt_tokens_sum", "prompt_tokens_max", "completion_tokens_sum",
+    "completion_tokens_max", "cost_sum", "confidence_sum", "confidence_count", "rating_sum", "rating_count",
+    "accepted_count", "rejected_count", "errors",
+)
+_MONTH_SECONDS = 30 * 86400
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _money(value: Decimal | float) -> float:
+    return float(round(Decimal(value), 8))
+
+
+def _ratio(num: float, den: float) -> float:
+    return round(num / den, 6) if den else 0.0
+
+
+@dataclass(frozen=True)
+class Window:
+    """A bucket-aligned query range: ``start`` floored and ``end`` ceiled to the granularity."""
+
+    start: datetime
+    end: datetime
+    granularity: str
+
+    @classmethod
+    def aligned(cls, start: datetime, end: datetime, granularity: str) -> Window:
+        step = timedelta(seconds=GRANULARITY_SECONDS[granularity])
+        first = bucket_start(start, granularity)
+        last = bucket_start(end, granularity)
+        if last < end:
+            last += step
+        return cls(first, max(last, first + step), granularity)
+
+    @property
+    def step(self) -> timedelta:
+        return timedelta(seconds=GRANULARITY_SECONDS[self.granularity])
+
+    @property
+    def points(self) -> int:
+        return int((self.end - self.start) / self.step)
+
+    def previous(self) -> Window:
+        return Window(self.start - (self.end - self.start), self.start, self.granularity)
+
+
+class _Series:
+    """Per-bucket accumulators plus their total for one query."""
+
+    def __init__(self, window: Window) -> None:
+        self.window = window
+        self.by_start: dict[datetime, Accumulator] = {}
+        self.total = Accumulator()
+
+
+def _load(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, environment: str | None) -> _Series:
+    qs = MetricBucket.objects.filter(
+        granularity=window.granularity, model_id=model_id, bucket_start__gte=window.start, bucket_start__lt=window.end
+    )
+    if deployment_key is not None:
+        qs = qs.filter(deployment_key=deployment_key)
+    if environment is not None:
+        qs = qs.filter(environment=environment)
+    series = _Series(window)
+    for row in qs.values_list(*_BUCKET_FIELDS).iterator(chunk_size=2000):
+        acc = _accumulator_from_row(row)
+        target = series.by_start.get(row[0])
+        if target is None:
+            series.by_start[row[0]] = acc
+        else:
+            target.merge(acc)
+        series.total.merge(acc)
+    return series
+
+
+def _accumulator_from_row(row: tuple) -> Accumulator:
+    acc = Accumulator()
+    (_, acc.requests, acc.successes, acc.failures, acc.lat_count, acc.lat_sum, acc.lat_min, acc.lat_max, sk,
+     acc.prompt_sum, acc.prompt_max, acc.completion_sum, acc.completion_max, acc.cost, acc.conf_sum, acc.conf_count,
+     acc.rating_sum, acc.rating_count, acc.accepted, acc.rejected, errors) = row
+    acc.sketch = dict(sk)
+    acc.errors = {
+        code: {"count": e["count"], "lastOccurred": datetime.fromisoformat(e["lastOccurred"]), "message": e["message"]}
+        for code, e in errors.items()
+    }
+    return acc
+
+
+def _metrics(model: Any, series: _Series, *, deployment_id: str | None, now: datetime) -> dict[str, Any]:
+    """The spec's ``PerformanceMetrics`` from a loaded series."""
+    window, t = series.window, series.total
+    p50, p95, p99 = sketch.quantiles(t.sketch, (0.5, 0.95, 0.99))
+    tokens = t.prompt_sum + t.completion_sum
+    observed = (min(window.end, now) - window.start).total_seconds()
+    feedback = t.accepted + t.rejected
+    errors = sorted(t.errors.items(), key=lambda item: (-item[1]["count"], item[0]))[:20]
+    baseline_price = float(model.baseline_cost_per_1k_tokens)
+    return {
+        "modelId": str(model.pk),
+        "deploymentId": deployment_id,
+        "timeRange": {"from": iso(window.start), "to": iso(window.end), "granularity": window.granularity},
+        "requests": {
+            "total": t.requests,
+            "successful": t.successes,
+            "failed": t.failures,
+            "successRate": _ratio(t.successes, t.requests),
+            "errorRate": _ratio(t.failures, t.requests),
+        },
+        "latency": {
+            "avg": round(t.lat_sum / t.lat_count, 3) if t.lat_count else 0.0,
+            "p50": round(p50, 3),
+            "p95": round(p95, 3),
+            "p99": round(p99, 3),
+            "min": round(t.lat_min or 0.0, 3),
+            "max": round(t.lat_max or 0.0, 3),
+        },
+        "tokens": {
+            "prompt": {"total": t.prompt_sum, "avgPerRequest": _ratio(t.prompt_sum, t.requests), "maxPerRequest": t.prompt_max},
+            "completion": {
+                "total": t.completion_sum,
+                "avgPerRequest": _ratio(t.completion_sum, t.requests),
+                "maxPerRequest": t.completion_max,
+            },
+            "total": tokens,
+        },
+        "cost": {
+            "total": _money(t.cost),
+            "avgPerRequest": _money(t.cost / t.requests) if t.requests else 0.0,
+            "costPer1kTokens": _money(t.cost * 1000 / tokens) if tokens else baseline_price,
+            "projectedMonthly": _money(t.cost * Decimal(_MONTH_SECONDS) / Decimal(observed)) if observed > 0 else 0.0,
+        },
+        "quality": {
+            "avgConfidenceScore": _ratio(t.conf_sum, t.conf_count),
+            "avgUserRating": _ratio(t.rating_sum, t.rating_count),
+            "acceptanceRate": _ratio(t.accepted, feedback),
+            "rejectionRate": _ratio(t.rejected, feedback),
+        },
+        "errors": [
+            {
+                "code": code,
+                "message": e["message"],
+                "count": e["count"],
+                "percentage": round(100.0 * e["count"] / t.requests, 4) if t.requests else 0.0,
+                "lastOccurred": iso(e["lastOccurred"]),
+            }
+            for code, e in errors
+        ],
+        "timeSeries": [
+            {
+                "timestamp": iso(start),
+                "requests": acc.requests,
+                "latency": round(acc.lat_sum / acc.lat_count, 3) if acc.lat_count else 0.0,
+                "cost": _money(acc.cost),
+                "errors": acc.failures,
+            }
+            for start, acc in _dense(series)
+        ],
+    }
+
+
+def _dense(series: _Series) -> list[tuple[datetime, Accumulator]]:
+    """Every bucket of the window, zeros where nothing happened."""
+    out, empty = [], Accumulator()
+    start = series.window.start
+    while start < series.window.end:
+        out.append((start, series.by_start.get(start, empty)))
+        start += series.window.step
+    return out
+
+
+def _trends(series: _Series) -> dict[str, list[dict[str, Any]]]:
+    points = _dense(series)
+    return {
+        "requests": [{"timestamp": iso(s), "value": a.requests} for s, a in points],
+        "latency": [{"timestamp": iso(s), "value": round(sketch.quantiles(a.sketch, (0.95,))[0], 3)} for s, a in points],
+        "cost": [{"timestamp": iso(s), "value": _money(a.cost)} for s, a in points],
+        "errors": [{"timestamp": iso(s), "value": a.failures} for s, a in points],
+    }
+
+
+def insights(model: Any, current: Accumulator, previous: Accumulator) -> list[dict[str, Any]]:
+    """Findings with recommendations, from the window against the model's baseline and the previous window."""
+    cfg = settings.ANALYTICS_INSIGHTS
+    out: list[dict[str, Any]] = []
+    if current.requests < cfg["min_requests"]:
+        if current.requests == 0 and previous.requests >= cfg["min_requests"]:
+            out.append({"type": "usage", "severity": "warning", "message": f"No requests in this period (previous period: {previous.requests}).",
+                        "recommendation": "Check that clients still reach the model and that usage events are being sent."})
+        return out
+    baseline = float(model.baseline_avg_latency_ms or 0)
+    p95 = sketch.quantiles(current.sketch, (0.95,))[0]
+    if baseline > 0 and p95 > baseline * cfg["latency_p95_over_baseline"]:
+        critical = p95 > baseline * cfg["latency_p95_over_baseline_critical"]
+        out.append({
+            "type": "performance", "severity": "critical" if critical else "warning",
+            "message": f"p95 latency is {p95:.0f} ms, {p95 / baseline:.1f}x the model's baseline of {baseline:.0f} ms.",
+            "recommendation": "Add replicas or raise maxReplicas, lower maxTokens, or route latency-sensitive traffic to a faster model.",
+        })
+    error_rate = current.failures / current.requests
+    prev_rate = previous.failures / previous.requests if previous.requests else 0.0
+    if error_rate >= cfg["error_rate_min"] and (previous.requests < cfg["min_requests"] or error_rate > prev_rate * cfg["error_rate_increase"]):
+        out.append({
+            "type": "performance", "severity": "critical" if error_rate >= 4 * cfg["error_rate_min"] else "warning",
+            "message": f"Error rate is {error_rate:.1%}" + (f", up from {prev_rate:.1%} in the previous period." if previous.requests else "."),
+            "recommendation": "Inspect the most frequent error codes below; add retries with backoff for transient provider errors.",
+        })
+    if previous.requests >= cfg["min_requests"] and current.requests:
+        cpr, prev_cpr = current.cost / current.requests, previous.cost / previous.requests
+        if prev_cpr > 0 and cpr > prev_cpr * Decimal(str(cfg["cost_per_request_increase"])):
+            out.append({
+                "type": "cost", "severity": "warning",
+                "message": f"Cost per request rose to ${float(cpr):.6f} from ${float(prev_cpr):.6f} ({float(cpr / prev_cpr - 1):+.0%}).",
+                "recommendation": "Check prompt and completion lengths (tokens per request), cap maxTokens, and cache repeated prompts.",
+            })
+    if current.rating_count >= cfg["min_requests"] // 2 and previous.rating_count >= cfg["min_requests"] // 2:
+        rating, prev_rating = current.rating_sum / current.rating_count, previous.rating_sum / previous.rating_count
+        if prev_rating - rating >= cfg["rating_drop"]:
+            out.append({
+                "type": "quality", "severity": "warning",
+                "message": f"Average user rating fell to {rating:.2f} from {prev_rating:.2f}.",
+                "recommendation": "Review recent low-rated responses, prompt or parameter changes, and compare against a previous version in an experiment.",
+            })
+    if current.failures >= max(5, cfg["min_requests"] // 4):
+        code, entry = max(current.errors.items(), key=lambda item: item[1]["count"])
+        share = entry["count"] / current.failures
+        if share >= cfg["dominant_error_share"]:
+            out.append({
+                "type": "performance", "severity": "info",
+                "message": f"{code} accounts for {share:.0%} of errors ({entry['count']} of {current.failures}).",
+                "recommendation": f"Fix the cause of {code} first: {entry['message'][:200] or 'see the error messages'}",
+            })
+    if previous.requests >= cfg["min_requests"]:
+        change = current.requests / previous.requests - 1
+        if abs(change) >= 0.5:
+            out.append({
+                "type": "usage", "severity": "info",
+                "message": f"Traffic {'rose' if change > 0 else 'fell'} {abs(change):.0%} against the previous period ({current.requests} vs {previous.requests} requests).",
+                "recommendation": "Review autoscaling limits and budgets for the new load." if change > 0 else "Check whether clients moved to another model or deployment.",
+            })
+    return out
+
+
+def performance(model: Any, *, start: datetime, end: datetime, granularity: str, deployment_id: str | None = None,
+                environment: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """The spec's ``PerformanceResponse``; callers validated the window (see the view)."""
+    now = now or timezone.now()
+    window = Window.aligned(start, end, granularity)
+    key = None if deployment_id is None else uuid.UUID(deployment_id).hex
+    series = _load(model.pk, window, deployment_key=key, environment=environment)
+    previous = _load(model.pk, window.previous(), deployment_key=key, environment=environment)
+    return {
+        "modelId": str(model.pk),
+        "deploymentId": deployment_id,
+        "metrics": _metrics(model, series, deployment_id=deployment_id, now=now),
+        "trends": _trends(series),
+        "insights": insights(model, series.total, previous.total),
+    }
+
+
+def performance_metrics(model: Any, *, start: datetime, end: datetime, granularity: str, now: datetime | None = None) -> dict[str, Any]:
+    now = now or timezone.now()
+    window = Window.aligned(start, end, granularity)
+    return _metrics(model, _load(model.pk, window, deployment_key=None, environment=None), deployment_id=None, now=now)
+
+
+def model_usage(model: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """``usage`` of the model detail: all retained rollups plus distinct end users over retained raw events."""
+    totals = MetricBucket.objects.filter(granularity="1d", model_id=model.pk).aggregate(
+        requests=Sum("request_count"), cost=Sum("cost_sum")
+    )
+    use_cases: dict[str, int] = defaultdict(int)
+    for cases in MetricBucket.objects.filter(granularity="1d", model_id=model.pk).values_list("use_cases", flat=True):
+        for name, count in cases.items():
+            use_cases[name] += count
+    users = UsageEvent.objects.filter(model_id=model.pk).exclude(user_id="").aggregate(n=Count("user_id", distinct=True))["n"]
+    return {
+        "totalRequests": totals["requests"] or 0,
+        "totalCost": _money(totals["cost"] or 0),
+        "uniqueUsers": users or 0,
+        "popularUseCases": [name for name, _ in sorted(use_cases.items(), key=lambda kv: (-kv[1], kv[0]))[:5]],
+    }
+
+
+def last_used_by_deployment(ids: list[Any]) -> dict[str, datetime]:
+    """Latest event timestamp per deployment id (text), from the rollups' ``last_event_at``."""
+    keys = [uuid.UUID(str(i)).hex for i in ids]
+    rows = (
+        MetricBucket.objects.filter(granularity="1d", deployment_key__in=keys)
+        .values_list("deployment_key").annotate(last=Max("last_event_at")).order_by()
+    )
+    return {str(uuid.UUID(key)): last for key, last in rows}
+
+
+# --- dashboard ------------------------------------------------------------------------------
+DASHBOARD_TOP_MODELS = 5
+DASHBOARD_ACTIVITY = 20
+DASHBOARD_ALERTS = 20
+
+
+def open_alerts(limit: int = DASHBOARD_ALERTS) -> list[dict[str, Any]]:
+    rows = Alert.objects.exclude(status=AlertStatus.RESOLVED).order_by("-opened_at")[:limit]
+    return [{"id": str(a.pk), "type": a.type, "severity": a.severity, "message": a.message, "timestamp": iso(a.opened_at)} for a in rows]
+
+
+def dashboard(*, now: datetime | None = None) -> dict[str, Any]:
+    """The spec's ``DashboardResponse`` over the last 24 hours (1h rollups)."""
+    from catalog.models import ModelRegistry
+    from deployments.selectors import active_deployment_count, recent_activity
+
+    now = now or timezone.now()
+    since = bucket_start(now - timedelta(hours=24), "1h")
+    per_model = list(
+        MetricBucket.objects.filter(granularity="1h", bucket_start__gte=since)
+        .values("model_id")
+        .annotate(
+            requests=Sum("request_count"), cost=Sum("cost_sum"), lat_sum=Sum("latency_sum"), lat_count=Sum("latency_count"),
+            rating_sum=Sum("rating_sum"), rating_count=Sum("rating_count"),
+        )
+        .order_by()
+    )
+    requests = sum(r["requests"] for r in per_model)
+    lat_count = sum(r["lat_count"] for r in per_model)
+    rating_count = sum(r["rating_count"] for r in per_model)
+    top = sorted(per_model, key=lambda r: (-r["requests"], str(r["model_id"])))[:DASHBOARD_TOP_MODELS]
+    names = dict(ModelRegistry.objects.filter(pk__in=[r["model_id"] for r in top]).values_list("pk", "name"))
+
+    activity = list(recent_activity(DASHBOARD_ACTIVITY))
+    for alert in Alert.objects.filter(opened_at__gte=now - timedelta(days=7)).order_by("-opened_at")[:DASHBOARD_ACTIVITY]:
+        activity.append({"timestamp": iso(alert.opened_at), "type": "error", "modelId": str(alert.model_id), "message": alert.message})
+    activity.sort(key=lambda a: a["timestamp"] or "", reverse=True)
+
+    return {
+        "summary": {
+            "totalModels": ModelRegistry.objects.count(),
+            "activeDeployments": active_deployment_count(),
+            "totalRequests": requests,
+            "totalCost": _money(sum((r["cost"] for r in per_model), Decimal(0))),
+            "avgLatency": round(sum(r["lat_sum"] for r in per_model) / lat_count, 3) if lat_count else 0.0,
+            "avgRating": round(sum(r["rating_sum"] for r in per_model) / rating_count, 4) if rating_count else 0.0,
+        },
+        "topModels": [
+            {
+                "modelId": str(r["model_id"]),
+                "name": names.get(r["model_id"], ""),
+                "requests": r["requests"],
+                "cost": _money(r["cost"]),
+                "rating": round(r["rating_sum"] / r["rating_count"], 4) if r["rating_count"] else 0.0,
+            }
+            for r in top
+        ],
+        "recentActivity": activity[:DASHBOARD_ACTIVITY],
+        "alerts": open_alerts(),
+        "window": {"from": iso(since), "to": iso(now)},
+    }
+
+
+def alert_queryset():  # noqa: ANN201
+    return Alert.objects.select_related("model").order_by("-opened_at", "-id")
+
+
+def recent_window_by_model(minutes: int, *, now: datetime) -> dict[uuid.UUID, dict[str, Accumulator]]:
+    """Per model, per deployment key ("" = all), the last ``minutes`` of 5m rollups merged."""
+    since = bucket_start(now - timedelta(minutes=minutes), "5m")
+    out: dict[uuid.UUID, dict[str, Accumulator]] = defaultdict(lambda: defaultdict(Accumulator))
+    fields = ("model_id", "deployment_key", *_BUCKET_FIELDS)
+    for row in MetricBucket.objects.filter(granularity="5m", bucket_start__gte=since).values_list(*fields).iterator(chunk_size=2000):
+        out[row[0]][""].merge(_accumulator_from_row(row[2:]))
+    return out
+

@@ -1,0 +1,279 @@
+"""Analytics request and response shapes (OpenAPI), and the alert representation.
+
+Ingestion validates events in :mod:`analytics.ingest` (a tight loop, not serializer
+objects - it is the hottest path); :class:`UsageEventSerializer` documents the same
+rules for the schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from analytics.models import Alert, AlertSeverity, AlertStatus, AlertType, Environment, Granularity
+from analytics.selectors import iso
+from modelhub.api.fields import EnumField
+from modelhub.api.serializers import StrictInputSerializer
+
+
+class UsageEventSerializer(StrictInputSerializer):
+    requestId = serializers.CharField(max_length=128, help_text="Client-chosen and unique; a re-sent id is counted once.")
+    timestamp = serializers.DateTimeField(help_text="When the request happened (ISO 8601 with a time zone); at most 5 minutes ahead.")
+    modelId = serializers.UUIDField()
+    deploymentId = serializers.UUIDField(required=False, allow_null=True)
+    environment = EnumField(choices=Environment.choices, required=False, help_text="Defaults to the deployment's, else production.")
+    userId = serializers.CharField(max_length=255, required=False, allow_blank=True, help_text="The model's end user.")
+    latencyMs = serializers.FloatField(min_value=0, max_value=86_400_000)
+    promptTokens = serializers.IntegerField(min_value=0, max_value=100_000_000)
+    completionTokens = serializers.IntegerField(min_value=0, max_value=100_000_000)
+    cost = serializers.FloatField(min_value=0, max_value=1_000_000, required=False, allow_null=True,
+                                  help_text="USD; computed from the model's costPer1kTokens when absent.")
+    success = serializers.BooleanField()
+    errorCode = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    errorMessage = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+    confidenceScore = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    userRating = serializers.IntegerField(min_value=1, max_value=5, required=False, allow_null=True)
+    accepted = serializers.BooleanField(required=False, allow_null=True)
+    useCase = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    experimentId = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    variant = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    promptHash = serializers.CharField(max_length=128, required=False, allow_blank=True)
+
+
+class IngestRequestSerializer(StrictInputSerializer):
+    events = serializers.ListField(child=UsageEventSerializer(), min_length=1, max_length=settings.ANALYTICS_INGEST_MAX_EVENTS)
+
+
+class FieldProblemSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class RejectedEventSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    requestId = serializers.CharField(allow_null=True)
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = FieldProblemSerializer(many=True)
+
+
+class IngestResponseSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="Events stored by this call.")
+    duplicates = serializers.IntegerField(help_text="Events whose requestId was already stored (or repeated in the batch).")
+    rejected = serializers.IntegerField()
+    errors = RejectedEventSerializer(many=True)
+
+
+class PerformanceQuerySerializer(StrictInputSerializer):
+    """Documents the query; the view parses it (dates in every ISO form)."""
+
+    granularity = EnumField(choices=Granularity.choices)
+
+
+class TimeRangeSerializer(serializers.Serializer):
+    to = serializers.DateTimeField()
+    granularity = serializers.CharField()
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        fields["from"] = serializers.DateTimeField()
+        return fields
+
+
+class _Requests(serializers.Serializer):
+    total = serializers.IntegerField()
+    successful = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    successRate = serializers.FloatField()
+    errorRate = serializers.FloatField()
+
+
+class _Latency(serializers.Serializer):
+    avg = serializers.FloatField()
+    p50 = serializers.FloatField()
+    p95 = serializers.FloatField()
+    p99 = serializers.FloatField()
+    min = serializers.FloatField()
+    max = serializers.FloatField()
+
+
+class _TokenStats(serializers.Serializer):
+    total = serializers.IntegerField()
+    avgPerRequest = serializers.FloatField()
+    maxPerRequest = serializers.IntegerField()
+
+
+class _Tokens(serializers.Serializer):
+    prompt = _TokenStats()
+    completion = _TokenStats()
+    total = serializers.IntegerField()
+
+
+class _Cost(serializers.Serializer):
+    total = serializers.FloatField()
+    avgPerRequest = serializers.FloatField()
+    costPer1kTokens = serializers.FloatField()
+    projectedMonthly = serializers.FloatField()
+
+
+class _Quality(serializers.Serializer):
+    avgConfidenceScore = serializers.FloatField()
+    avgUserRating = serializers.FloatField()
+    acceptanceRate = serializers.FloatField()
+    rejectionRate = serializers.FloatField()
+
+
+class _ErrorStat(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    count = serializers.IntegerField()
+    percentage = serializers.FloatField(help_text="Share of all requests in the window, in percent.")
+    lastOccurred = serializers.DateTimeField()
+
+
+class _Point(serializers.Serializer):
+    timestamp = serializers.DateTimeField()
+    requests = serializers.IntegerField()
+    latency = serializers.FloatField(help_text="Average latency (ms) in the bucket.")
+    cost = serializers.FloatField()
+    errors = serializers.IntegerField()
+
+
+class PerformanceMetricsSerializer(serializers.Serializer):
+    modelId = serializers.UUIDField()
+    deploymentId = serializers.UUIDField(allow_null=True)
+    timeRange = TimeRangeSerializer()
+    requests = _Requests()
+    latency = _Latency()
+    tokens = _Tokens()
+    cost = _Cost()
+    quality = _Quality()
+    errors = _ErrorStat(many=True)
+    timeSeries = _Point(many=True)
+
+    class Meta:
+        ref_name = "PerformanceMetrics"
+
+
+class _TrendPoint(serializers.Serializer):
+    timestamp = serializers.DateTimeField()
+    value = serializers.FloatField()
+
+
+class _Trends(serializers.Serializer):
+    requests = _TrendPoint(many=True)
+    latency = _TrendPoint(many=True, help_text="p95 latency (ms) per bucket.")
+    cost = _TrendPoint(many=True)
+    errors = _TrendPoint(many=True)
+
+
+class InsightSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["performance", "cost", "quality", "usage"])
+    severity = serializers.ChoiceField(choices=AlertSeverity.choices)
+    message = serializers.CharField()
+    recommendation = serializers.CharField(required=False)
+
+
+class PerformanceResponseSerializer(serializers.Serializer):
+    modelId = serializers.UUIDField()
+    deploymentId = serializers.UUIDField(allow_null=True)
+    metrics = PerformanceMetricsSerializer()
+    trends = _Trends()
+    insights = InsightSerializer(many=True)
+
+
+class _Summary(serializers.Serializer):
+    totalModels = serializers.IntegerField()
+    activeDeployments = serializers.IntegerField()
+    totalRequests = serializers.IntegerField()
+    totalCost = serializers.FloatField()
+    avgLatency = serializers.FloatField()
+    avgRating = serializers.FloatField()
+
+
+class _TopModel(serializers.Serializer):
+    modelId = serializers.UUIDField()
+    name = serializers.CharField()
+    requests = serializers.IntegerField()
+    cost = serializers.FloatField()
+    rating = serializers.FloatField()
+
+
+class _Activity(serializers.Serializer):
+    timestamp = serializers.DateTimeField()
+    type = serializers.ChoiceField(choices=["deployment", "request", "error", "scaling"])
+    modelId = serializers.UUIDField()
+    message = serializers.CharField()
+
+
+class _DashboardAlert(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.CharField()
+    severity = serializers.CharField()
+    message = serializers.CharField()
+    timestamp = serializers.DateTimeField()
+
+
+class _DashboardWindow(serializers.Serializer):
+    to = serializers.DateTimeField()
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        fields["from"] = serializers.DateTimeField()
+        return fields
+
+
+class DashboardResponseSerializer(serializers.Serializer):
+    summary = _Summary()
+    topModels = _TopModel(many=True)
+    recentActivity = _Activity(many=True)
+    alerts = _DashboardAlert(many=True)
+    window = _DashboardWindow(help_text="The 24 hours the summary and top models cover.")
+
+
+class AlertSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.ChoiceField(choices=AlertType.choices)
+    severity = serializers.ChoiceField(choices=AlertSeverity.choices)
+    status = serializers.ChoiceField(choices=AlertStatus.choices)
+    message = serializers.CharField()
+    modelId = serializers.UUIDField()
+    deploymentId = serializers.UUIDField(allow_null=True)
+    value = serializers.FloatField(help_text="The metric when the alert was last checked.")
+    threshold = serializers.FloatField()
+    timestamp = serializers.DateTimeField(help_text="When it opened.")
+    acknowledgedAt = serializers.DateTimeField(allow_null=True)
+    resolvedAt = serializers.DateTimeField(allow_null=True)
+
+    def to_representation(self, alert: Alert) -> dict[str, Any]:
+        return alert_payload(alert)
+
+
+def alert_payload(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": str(alert.pk),
+        "type": alert.type,
+        "severity": alert.severity,
+        "status": alert.status,
+        "message": alert.message,
+        "modelId": str(alert.model_id),
+        "deploymentId": _uuid_text(alert.deployment_key),
+        "value": alert.metric_value,
+        "threshold": alert.threshold,
+        "timestamp": iso(alert.opened_at),
+        "acknowledgedAt": iso(alert.acknowledged_at),
+        "resolvedAt": iso(alert.resolved_at),
+    }
+
+
+def _uuid_text(key: str) -> str | None:
+    import uuid
+
+    return str(uuid.UUID(key)) if key else None
+
+
+class AlertResponseSerializer(serializers.Serializer):
+    alert = AlertSerializer()

@@ -1,0 +1,104 @@
+"""Reads of deployments: the API's querysets and the plain data other apps use.
+
+Other apps call only these (``catalog`` for a model's deployments, ``analytics`` for
+the dashboard and for validating ``deploymentId`` s):
+
+* :func:`deployments_for_model` - ``ModelDetailResponse.deployments``
+* :func:`active_deployment_count` - ``DashboardResponse.summary.activeDeployments``
+* :func:`recent_activity` - ``DashboardResponse.recentActivity`` (deployment and scaling items)
+* :func:`deployment_ids_existing` - which of some ids are deployments
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F, QuerySet
+
+from catalog.models import ModelRegistry
+from deployments.models import LIVE_STATUSES, Deployment, DeploymentStatus, DeploymentTransition
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def deployment_queryset() -> QuerySet[Deployment]:
+    """What every API read starts from: the model's name and the owner's username as annotations (no N+1)."""
+    return Deployment.objects.annotate(model_name=F("model__name"), owner_username=F("owner__username"))
+
+
+def deployment_endpoint(deployment: Deployment) -> str:
+    """Where the deployment is reached on this hub (``settings.PUBLIC_BASE_URL``)."""
+    return f"{settings.PUBLIC_BASE_URL}/api/v1/modelhub/deployments/{deployment.pk}"
+
+
+def deployments_for_model(model: ModelRegistry, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The model's deployments, newest first (at most ``limit``), as ``ModelDetailResponse.deployments``.
+
+    ``lastUsed`` is None here; analytics fills it from usage events.
+    """
+    rows = (
+        Deployment.objects.filter(model=model)
+        .order_by("-created_at", "-id")
+        .values_list("id", "environment", "status", "created_at")[:limit]
+    )
+    return [
+        {"id": str(pk), "environment": environment, "status": status, "createdAt": _iso(created), "lastUsed": None}
+        for pk, environment, status, created in rows
+    ]
+
+
+def active_deployment_count() -> int:
+    """Deployments that are creating, running or scaling."""
+    return Deployment.objects.filter(status__in=LIVE_STATUSES).count()
+
+
+def _activity_message(entry: DeploymentTransition, model_label: str) -> str:
+    where = f"{model_label} ({entry.deployment.environment})"
+    by = f" by {entry.actor_username}" if entry.actor_username else ""
+    if not entry.from_status:
+        text = f"Deployment of {where} created{by}"
+    elif entry.to_status == DeploymentStatus.SCALING:
+        text = f"{where} scaling to {entry.replicas} replica(s){by}"
+    elif entry.from_status == DeploymentStatus.SCALING and entry.to_status == DeploymentStatus.RUNNING:
+        text = f"{where} scaled to {entry.replicas} replica(s)"
+    else:
+        text = f"{where} {entry.from_status} → {entry.to_status}{by}"
+    if entry.reason and entry.to_status in (DeploymentStatus.FAILED, DeploymentStatus.STOPPED):
+        text += f": {entry.reason}"
+    return text[:500]
+
+
+def recent_activity(limit: int = 20) -> list[dict[str, Any]]:
+    """The latest transitions, newest first, as ``DashboardResponse.recentActivity`` items."""
+    entries = list(
+        DeploymentTransition.objects.select_related("deployment")
+        .annotate(model_name=F("deployment__model__name"), model_version=F("deployment__model__version"))
+        .order_by("-created_at", "-id")[: max(0, limit)]
+    )
+    return [
+        {
+            "timestamp": _iso(entry.created_at),
+            "type": entry.kind,
+            "modelId": str(entry.deployment.model_id),
+            "message": _activity_message(entry, f"{entry.model_name}@{entry.model_version}"),
+        }
+        for entry in entries
+    ]
+
+
+def deployment_ids_existing(ids: Iterable[Any]) -> set[str]:
+    """Which of ``ids`` (UUIDs or strings; malformed ones are ignored) are deployments, as strings."""
+    valid: set[uuid.UUID] = set()
+    for raw in ids:
+        try:
+            valid.add(raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw)))
+        except (ValueError, AttributeError, TypeError):
+            continue
+    if not valid:
+        return set()
+    return {str(pk) for pk in Deployment.objects.filter(id__in=valid).values_list("id", flat=True)}

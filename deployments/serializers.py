@@ -1,0 +1,421 @@
+"""Request and response shapes of the deployments API, camelCase exactly as the spec writes them.
+
+Request bodies check each field (type, range, syntax); rules spanning fields or needing
+the model (``minReplicas <= replicas <= maxReplicas``, ``maxTokens`` within the
+model's) are the services' (:func:`deployments.services.check_configuration`), so the
+API, the admin and PATCH merges all meet the same rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
+from rest_framework import serializers
+
+from catalog.models import MAX_CONTEXT_WINDOW
+from deployments import config as cfg
+from deployments.models import Deployment, DeploymentStatus, Environment
+from deployments.selectors import deployment_endpoint
+from modelhub.api.fields import EnumField, StringListField
+from modelhub.api.schema import PaginationSerializer
+from modelhub.api.serializers import StrictCharField, StrictInputSerializer, StrictRegexField
+
+
+def iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+# --- Input fields -----------------------------------------------------------------------------
+
+
+class CpuField(StrictRegexField):
+    """A Kubernetes CPU quantity: ``"2"``, ``"0.5"``, ``"500m"`` (1m to 256 cores)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(r"^(?:\d+(?:\.\d+)?|\.\d+)m?$", max_length=32, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        try:
+            cfg.cpu_millicores(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
+
+class MemoryField(StrictRegexField):
+    """A Kubernetes memory quantity: ``"512Mi"``, ``"4Gi"``, ``"1G"``, plain bytes (1Mi to 64Ti)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(
+            r"^(?:\d+(?:\.\d+)?|\.\d+)(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$", max_length=32, trim_whitespace=False, **kwargs
+        )
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        try:
+            cfg.memory_bytes(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
+
+@extend_schema_field({"type": "number", "exclusiveMinimum": 0, "maximum": cfg.MAX_TIMEOUT_SECONDS})
+class TimeoutField(serializers.FloatField):
+    """Seconds, more than 0 and at most 300."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(min_value=0, max_value=cfg.MAX_TIMEOUT_SECONDS, **kwargs)
+
+    def to_internal_value(self, data: Any) -> float | int:
+        value = super().to_internal_value(data)
+        if value <= 0:
+            raise serializers.ValidationError("Must be greater than 0.")
+        return int(value) if float(value).is_integer() else value
+
+
+class ResourcesSerializer(StrictInputSerializer):
+    cpu = CpuField()
+    memory = MemoryField()
+    gpu = StrictRegexField(
+        r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,62}[A-Za-z0-9])?$", max_length=64, required=False, allow_null=True,
+        trim_whitespace=False, help_text='A GPU count ("1") or type ("nvidia-tesla-t4"); null removes it (PATCH).',
+    )
+
+    class Meta:
+        ref_name = "DeploymentResources"
+
+    def validate_gpu(self, value: str | None) -> str | None:
+        if value is not None and value.isdigit() and int(value) < 1:
+            raise serializers.ValidationError("A GPU count must be at least 1.")
+        return value
+
+
+class ScalingSerializer(StrictInputSerializer):
+    minReplicas = serializers.IntegerField(min_value=1, max_value=cfg.MAX_REPLICAS, required=False)
+    maxReplicas = serializers.IntegerField(min_value=1, max_value=cfg.MAX_REPLICAS, required=False)
+    targetCPUUtilization = serializers.IntegerField(min_value=1, max_value=100, required=False, help_text="Percent.")
+    targetMemoryUtilization = serializers.IntegerField(min_value=1, max_value=100, required=False, help_text="Percent.")
+
+    class Meta:
+        ref_name = "DeploymentScaling"
+
+
+class RateLimitingSerializer(StrictInputSerializer):
+    requestsPerMinute = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+    burstLimit = serializers.IntegerField(min_value=1, max_value=100_000, required=False, help_text="Per second.")
+
+    class Meta:
+        ref_name = "DeploymentRateLimiting"
+
+
+# An optional field that ``null`` unsets (parameters, host, path).
+OPTIONAL = {"required": False, "allow_null": True}
+
+
+class DeploymentConfigurationSerializer(StrictInputSerializer):
+    """``CreateDeploymentRequest.configuration``: runtime & parameters & networking & monitoring & security.
+
+    The five sections' keys side by side (``resources``, ``scaling`` and
+    ``rateLimiting`` stay objects). Only ``replicas`` and ``resources`` are required;
+    the rest take the documented defaults. ``null`` unsets an optional field.
+    """
+
+    # runtime
+    replicas = serializers.IntegerField(min_value=1, max_value=cfg.MAX_REPLICAS)
+    resources = ResourcesSerializer()
+    scaling = ScalingSerializer(required=False)
+    # parameters (all optional)
+    temperature = serializers.FloatField(min_value=0, max_value=2, **OPTIONAL)
+    maxTokens = serializers.IntegerField(min_value=1, max_value=MAX_CONTEXT_WINDOW, **OPTIONAL)
+    topP = serializers.FloatField(min_value=0, max_value=1, **OPTIONAL)
+    topK = serializers.IntegerField(min_value=1, max_value=cfg.MAX_TOP_K, **OPTIONAL)
+    frequencyPenalty = serializers.FloatField(min_value=-2, max_value=2, **OPTIONAL)
+    presencePenalty = serializers.FloatField(min_value=-2, max_value=2, **OPTIONAL)
+    stopSequences = serializers.ListField(
+        child=StrictCharField(max_length=cfg.MAX_STOP_SEQUENCE_LENGTH, trim_whitespace=False),
+        max_length=cfg.MAX_STOP_SEQUENCES,
+        **OPTIONAL,
+    )
+    # networking
+    port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+    host = StrictRegexField(
+        r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+        r"|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$",
+        max_length=253, trim_whitespace=False,
+        help_text="Where the model server listens; when set, the readiness check probes http://host:port/path.",
+        **OPTIONAL,
+    )
+    path = StrictRegexField(r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$", max_length=1024, trim_whitespace=False, **OPTIONAL)
+    timeout = TimeoutField(required=False, help_text="Seconds per request/probe attempt (0 < timeout <= 300).")
+    retries = serializers.IntegerField(min_value=0, max_value=cfg.MAX_RETRIES, required=False)
+    # monitoring
+    enableMetrics = serializers.BooleanField(required=False)
+    metricsInterval = serializers.IntegerField(
+        min_value=1, max_value=cfg.MAX_METRICS_INTERVAL_SECONDS, required=False, help_text="Seconds."
+    )
+    enableTracing = serializers.BooleanField(required=False)
+    logLevel = EnumField(choices=[(v, v) for v in cfg.LOG_LEVELS], required=False)
+    # security
+    authentication = serializers.BooleanField(required=False)
+    authorization = StringListField(max_items=50, max_item_length=100)
+    rateLimiting = RateLimitingSerializer(required=False)
+
+    class Meta:
+        ref_name = "DeploymentConfiguration"
+
+    def validate_host(self, value: str | None) -> str | None:
+        if value is not None and ":" in value:
+            import ipaddress
+
+            try:
+                ipaddress.IPv6Address(value)
+            except ValueError:
+                raise serializers.ValidationError("Must be a host name, an IPv4 or an IPv6 address.") from None
+        return value
+
+
+class CreateDeploymentRequestSerializer(StrictInputSerializer):
+    modelId = serializers.UUIDField()
+    version = StrictRegexField(r"^\S+$", max_length=64, trim_whitespace=False, help_text="Must be the model's version.")
+    environment = EnumField(choices=Environment.choices)
+    configuration = DeploymentConfigurationSerializer()
+
+    class Meta:
+        ref_name = "CreateDeploymentRequest"
+
+
+class UpdateDeploymentRequestSerializer(StrictInputSerializer):
+    """PUT: the whole configuration (omitted optional fields go back to their defaults).
+    PATCH: any subset, merged into the current configuration."""
+
+    configuration = DeploymentConfigurationSerializer()
+
+    class Meta:
+        ref_name = "UpdateDeploymentRequest"
+
+
+class ScaleRequestSerializer(StrictInputSerializer):
+    replicas = serializers.IntegerField(min_value=1, max_value=cfg.MAX_REPLICAS)
+    reason = StrictCharField(max_length=500, required=False, allow_blank=True)
+
+    class Meta:
+        ref_name = "ScaleRequest"
+
+
+# --- Output ------------------------------------------------------------------------------------
+
+
+class _Resources(serializers.Serializer):
+    cpu = serializers.CharField()
+    memory = serializers.CharField()
+    gpu = serializers.CharField(required=False)
+
+    class Meta:
+        ref_name = "DeploymentResources"
+
+
+class _Scaling(serializers.Serializer):
+    minReplicas = serializers.IntegerField()
+    maxReplicas = serializers.IntegerField()
+    targetCPUUtilization = serializers.IntegerField()
+    targetMemoryUtilization = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "DeploymentScaling"
+
+
+class _Runtime(serializers.Serializer):
+    replicas = serializers.IntegerField()
+    resources = _Resources()
+    scaling = _Scaling()
+
+    class Meta:
+        ref_name = "DeploymentRuntime"
+
+
+class _Parameters(serializers.Serializer):
+    temperature = serializers.FloatField(required=False)
+    maxTokens = serializers.IntegerField(required=False)
+    topP = serializers.FloatField(required=False)
+    topK = serializers.IntegerField(required=False)
+    frequencyPenalty = serializers.FloatField(required=False)
+    presencePenalty = serializers.FloatField(required=False)
+    stopSequences = serializers.ListField(child=serializers.CharField(), required=False)
+
+    class Meta:
+        ref_name = "DeploymentParameters"
+
+
+class _Networking(serializers.Serializer):
+    port = serializers.IntegerField()
+    host = serializers.CharField(required=False)
+    path = serializers.CharField(required=False)
+    timeout = serializers.FloatField(help_text="Seconds.")
+    retries = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "DeploymentNetworking"
+
+
+class _Monitoring(serializers.Serializer):
+    enableMetrics = serializers.BooleanField()
+    metricsInterval = serializers.IntegerField(help_text="Seconds.")
+    enableTracing = serializers.BooleanField()
+    logLevel = serializers.ChoiceField(choices=[(v, v) for v in cfg.LOG_LEVELS])
+
+    class Meta:
+        ref_name = "DeploymentMonitoring"
+
+
+class _RateLimiting(serializers.Serializer):
+    requestsPerMinute = serializers.IntegerField()
+    burstLimit = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "DeploymentRateLimiting"
+
+
+class _Security(serializers.Serializer):
+    authentication = serializers.BooleanField()
+    authorization = serializers.ListField(child=serializers.CharField())
+    rateLimiting = _RateLimiting()
+
+    class Meta:
+        ref_name = "DeploymentSecurity"
+
+
+class DeploymentConfigSerializer(serializers.Serializer):
+    """The spec's ``DeploymentConfig``, whole, plus the ``schemaVersion`` it is stored with."""
+
+    id = serializers.UUIDField()
+    modelId = serializers.UUIDField()
+    version = serializers.CharField()
+    environment = serializers.ChoiceField(choices=Environment.choices)
+    runtime = _Runtime()
+    parameters = _Parameters()
+    networking = _Networking()
+    monitoring = _Monitoring()
+    security = _Security()
+    schemaVersion = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "DeploymentConfig"
+
+
+def config_representation(d: Deployment) -> dict[str, Any]:
+    stored = d.config
+    runtime = stored.get("runtime", {})
+    return {
+        "id": str(d.pk),
+        "modelId": str(d.model_id),
+        "version": d.version,
+        "environment": d.environment,
+        "runtime": {"replicas": d.replicas, "resources": runtime.get("resources", {}), "scaling": runtime.get("scaling", {})},
+        "parameters": stored.get("parameters", {}),
+        "networking": stored.get("networking", {}),
+        "monitoring": stored.get("monitoring", {}),
+        "security": stored.get("security", {}),
+        "schemaVersion": stored.get("schemaVersion", cfg.CURRENT_SCHEMA_VERSION),
+    }
+
+
+def _model_name(d: Deployment) -> str:
+    return d.model_name if hasattr(d, "model_name") else d.model.name
+
+
+def _owner_username(d: Deployment) -> str | None:
+    if hasattr(d, "owner_username"):
+        return d.owner_username
+    return d.owner.username if d.owner_id else None
+
+
+class DeploymentSerializer(serializers.Serializer):
+    """The spec's ``DeploymentResponse.deployment`` plus what a client needs to follow it."""
+
+    id = serializers.UUIDField()
+    modelId = serializers.UUIDField()
+    modelName = serializers.CharField()
+    version = serializers.CharField()
+    environment = serializers.ChoiceField(choices=Environment.choices)
+    status = serializers.ChoiceField(choices=DeploymentStatus.choices)
+    statusReason = serializers.CharField(help_text="Why the last transition happened (e.g. why it failed).")
+    replicas = serializers.IntegerField()
+    targetReplicas = serializers.IntegerField(allow_null=True, help_text="While scaling: the replicas it moves to.")
+    endpoint = serializers.URLField(help_text="{PUBLIC_BASE_URL}/api/v1/modelhub/deployments/{id}")
+    configuration = DeploymentConfigSerializer()
+    owner = serializers.CharField(allow_null=True, help_text="Username of the user who created it.")
+    createdAt = serializers.DateTimeField()
+    updatedAt = serializers.DateTimeField()
+    lastHealthCheck = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "Deployment"
+
+    def to_representation(self, d: Deployment) -> dict[str, Any]:
+        return {
+            "id": str(d.pk),
+            "modelId": str(d.model_id),
+            "modelName": _model_name(d),
+            "version": d.version,
+            "environment": d.environment,
+            "status": d.status,
+            "statusReason": d.status_reason,
+            "replicas": d.replicas,
+            "targetReplicas": d.target_replicas,
+            "endpoint": deployment_endpoint(d),
+            "configuration": config_representation(d),
+            "owner": _owner_username(d),
+            "createdAt": iso(d.created_at),
+            "updatedAt": iso(d.updated_at),
+            "lastHealthCheck": iso(d.last_health_check),
+        }
+
+
+class DeploymentResponseSerializer(serializers.Serializer):
+    deployment = DeploymentSerializer()
+
+    class Meta:
+        ref_name = "DeploymentResponse"
+
+
+class DeploymentListItemSerializer(serializers.Serializer):
+    """One item of ``DeploymentListResponse.deployments``, exactly the spec's fields."""
+
+    id = serializers.UUIDField()
+    modelId = serializers.UUIDField()
+    modelName = serializers.CharField()
+    version = serializers.CharField()
+    environment = serializers.ChoiceField(choices=Environment.choices)
+    status = serializers.ChoiceField(choices=DeploymentStatus.choices)
+    replicas = serializers.IntegerField()
+    createdAt = serializers.DateTimeField()
+    updatedAt = serializers.DateTimeField()
+    lastHealthCheck = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "DeploymentListItem"
+
+    def to_representation(self, d: Deployment) -> dict[str, Any]:
+        return {
+            "id": str(d.pk),
+            "modelId": str(d.model_id),
+            "modelName": _model_name(d),
+            "version": d.version,
+            "environment": d.environment,
+            "status": d.status,
+            "replicas": d.replicas,
+            "createdAt": iso(d.created_at),
+            "updatedAt": iso(d.updated_at),
+            "lastHealthCheck": iso(d.last_health_check),
+        }
+
+
+@extend_schema_serializer(many=False)
+class DeploymentListResponseSerializer(serializers.Serializer):
+    deployments = DeploymentListItemSerializer(many=True)
+    pagination = PaginationSerializer()
+
+    class Meta:
+        ref_name = "DeploymentListResponse"

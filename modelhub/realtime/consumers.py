@@ -1,0 +1,215 @@
+"""The websocket endpoint ``/modelhub/realtime`` (also ``/api/v1/modelhub/realtime``).
+
+Protocol (the README's "Realtime" section is the reference):
+
+* the client authenticates with an access token - ``Authorization: Bearer`` on the
+  handshake, ``?token=``, or a first message ``{"type": "auth", "token": ...}`` within
+  ``REALTIME_AUTH_TIMEOUT_SECONDS`` - and gets ``{"event": "auth:ok", "data": {...}}``;
+* it then receives ``{"event": <spec event>, "data": <payload>}`` for every event its role
+  may read (a role change applies at once, announced by a new ``auth:ok``; deactivation
+  closes the socket), until the token expires: the socket is closed at ``exp`` (4401) unless the
+  client sent a fresh ``auth`` message before;
+* ``{"type": "ping"}`` answers ``{"event": "pong", "data": {}}``; anything else answers an
+  ``error`` event (the spec's ErrorResponse as ``data``) and the socket stays open;
+* failures: ``error`` event, then close - 4401 (authentication), 4429 (too many
+  messages), 1009 (message too big).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from modelhub import realtime
+from modelhub.api.exceptions import ErrorCode
+from modelhub.api.request_id import resolve_request_id
+from modelhub.realtime.auth import (
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_TOO_MANY_MESSAGES,
+    CLOSE_UNAUTHORIZED,
+    AuthFailure,
+    NonBrowserAwareOriginValidator,
+    Session,
+    TokenBucket,
+    authenticate,
+    error_envelope,
+    header,
+    revalidate,
+    token_from_scope,
+)
+
+logger = logging.getLogger(__name__)
+
+INBOUND_TYPES = ("auth", "ping")
+
+
+class RealtimeConsumer(AsyncWebsocketConsumer):
+    """One client socket: authenticates, joins the groups of the events its role may read."""
+
+    session: Session | None = None
+
+    async def connect(self) -> None:
+        realtime.bind_loop()
+        self.connection_id = resolve_request_id(header(self.scope.get("headers", ()), b"x-request-id"))
+        self.joined: set[str] = set()
+        self.closing = False
+        self.bucket = TokenBucket.from_settings()
+        self.timers: dict[str, asyncio.Task] = {}
+        await self.accept()
+        token = token_from_scope(self.scope)
+        if token is not None:
+            await self.authenticate(token)
+        else:
+            self.timers["auth"] = _background(self._auth_deadline())
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        for task in self.timers.values():
+            task.cancel()
+        await self._set_groups(set())
+
+    # --- inbound ---------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > settings.REALTIME_MAX_MESSAGE_BYTES:
+            await self.fail(ErrorCode.INVALID_REQUEST, "The message is too large.", CLOSE_MESSAGE_TOO_BIG,
+                            details={"maxBytes": settings.REALTIME_MAX_MESSAGE_BYTES})
+            return
+        if not self.bucket.take():
+            await self.fail(ErrorCode.RATE_LIMIT_EXCEEDED, "Too many messages on this socket.", CLOSE_TOO_MANY_MESSAGES,
+                            details={"burst": self.bucket.burst, "perSecond": self.bucket.rate})
+            return
+        message = _parse(text_data)
+        kind = message.get("type") if message is not None else None
+        if kind == "ping":
+            await self.send_event("pong", {})
+        elif kind == "auth":
+            token = message.get("token")
+            await self.authenticate(token if isinstance(token, str) else "")
+        else:
+            await self.send_error(ErrorCode.INVALID_REQUEST,
+                                  'Messages are JSON objects {"type": "auth", "token": ...} or {"type": "ping"}.',
+                                  details={"allowedTypes": list(INBOUND_TYPES)})
+
+    async def authenticate(self, token: str) -> None:
+        """First authentication or a re-authentication: either way the session, groups and expiry are renewed."""
+        try:
+            session = await database_sync_to_async(authenticate)(token)
+        except AuthFailure as failure:
+            await self.fail(failure.code, failure.message, CLOSE_UNAUTHORIZED)
+            return
+        if self.closing:
+            return
+        self._cancel("auth")
+        await self._start(session)
+        await self.send_event("auth:ok", session.describe())
+
+    # --- from the channel layer --------------------------------------------------------------
+
+    async def realtime_event(self, message: dict[str, Any]) -> None:
+        if self.session is not None and not self.closing:
+            await self.send(text_data=message["text"])
+
+    async def realtime_revalidate(self, message: dict[str, Any]) -> None:
+        if self.session is None or self.closing:
+            return
+        try:
+            session = await database_sync_to_async(revalidate)(self.session)
+        except AuthFailure as failure:
+            await self.fail(failure.code, failure.message, CLOSE_UNAUTHORIZED)
+            return
+        role_changed = session.role != self.session.role
+        await self._start(session)
+        if role_changed:  # the client learns its new set of events
+            await self.send_event("auth:ok", session.describe())
+
+    # --- outbound ----------------------------------------------------------------------------
+
+    async def send_event(self, event: str, data: dict[str, Any]) -> None:
+        if not self.closing:
+            await self.send(text_data=realtime.encode(event, data))
+
+    async def send_error(self, code: ErrorCode, message: str, details: Any = None) -> None:
+        await self.send_event("error", error_envelope(code, message, self.connection_id, details))
+
+    async def fail(self, code: ErrorCode, message: str, close_code: int, details: Any = None) -> None:
+        """Tell the client why, then close; nothing is sent after this."""
+        if self.closing:
+            return
+        await self.send_error(code, message, details)
+        self.closing = True
+        for name in list(self.timers):
+            self._cancel(name)
+        await self._set_groups(set())
+        await self.close(code=close_code)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    async def _start(self, session: Session) -> None:
+        self.session = session
+        await self._set_groups(set(session.groups))
+        self._cancel("expiry")
+        self.timers["expiry"] = _background(self._expire(session))
+
+    async def _set_groups(self, wanted: set[str]) -> None:
+        # group_add again for groups already joined: renews their expiry in layers that have one.
+        for group in wanted:
+            await self.channel_layer.group_add(group, self.channel_name)
+        for group in self.joined - wanted:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.joined = wanted
+
+    def _cancel(self, name: str) -> None:
+        task = self.timers.pop(name, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _auth_deadline(self) -> None:
+        await asyncio.sleep(settings.REALTIME_AUTH_TIMEOUT_SECONDS)
+        if self.session is None:
+            await self.fail(ErrorCode.UNAUTHORIZED,
+                            f"No access token within {settings.REALTIME_AUTH_TIMEOUT_SECONDS} s of connecting.",
+                            CLOSE_UNAUTHORIZED)
+
+    async def _expire(self, session: Session) -> None:
+        await asyncio.sleep(max(session.seconds_left(), 0))
+        await self.fail(ErrorCode.TOKEN_EXPIRED,
+                        "The access token has expired; reconnect, or send a fresh auth message before it expires.",
+                        CLOSE_UNAUTHORIZED)
+
+
+def _background(coro: Any) -> asyncio.Task:
+    """A timer task whose failure (say, the client vanished mid-send) is logged, not lost."""
+
+    async def run() -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("realtime socket timer failed")
+
+    return asyncio.create_task(run())
+
+
+def _parse(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    with contextlib.suppress(orjson.JSONDecodeError):
+        value = orjson.loads(text)
+        return value if isinstance(value, dict) else None
+    return None
+
+
+# The ASGI application for the websocket paths: Origin checked against ALLOWED_HOSTS first.
+websocket_application = NonBrowserAwareOriginValidator(RealtimeConsumer.as_asgi())
