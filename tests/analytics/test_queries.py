@@ -1,0 +1,257 @@
+"""Performance, dashboard, alerts and the catalog's use of real usage: every figure from ingested events."""
+
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.utils import timezone
+
+from analytics.ingest import ingest_events
+from analytics.models import Alert, AlertStatus
+from analytics.rollup import rollup
+from analytics.services import check_alerts
+from modelhub.realtime import decode_data, group_name
+from tests.analytics.helpers import event
+from tests.conftest import API, assert_error
+from tests.factories import DeploymentFactory, ModelRegistryFactory
+
+pytestmark = pytest.mark.django_db
+
+NOW = timezone.now().replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
+
+
+def perf_url(model, **params) -> str:  # noqa: ANN001
+    from urllib.parse import urlencode
+
+    return f"{API}/analytics/models/{model.pk}/performance" + (f"?{urlencode(params)}" if params else "")
+
+
+def iso(dt) -> str:  # noqa: ANN001
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def load(model, deployment=None):  # noqa: ANN001, ANN201
+    """Two hours of known traffic: 10 requests in the first hour, 4 (2 failing) in the second."""
+    start = NOW - timedelta(hours=1, minutes=30)  # an hour boundary
+    events = [
+        event(model, at=start + timedelta(minutes=i), latencyMs=100.0 * (i + 1), promptTokens=100, completionTokens=10,
+              cost=0.01, userRating=4, accepted=True, confidenceScore=0.8, userId=f"u{i % 3}",
+              **({"deploymentId": str(deployment.pk)} if deployment else {}))
+        for i in range(10)
+    ] + [
+        event(model, at=start + timedelta(hours=1, minutes=i), latencyMs=50.0, promptTokens=10, completionTokens=10, cost=0.02,
+              success=i >= 2, **({"errorCode": "TIMEOUT", "errorMessage": f"timeout {i}"} if i < 2 else {}), accepted=False)
+        for i in range(4)
+    ]
+    result = ingest_events(events)
+    assert not result.rejected, result.rejected
+    rollup()
+    return start
+
+
+def test_performance_metrics_trace_back_to_events(client_for, model):
+    start = load(model)
+    response = client_for("analyst").get(perf_url(model, **{"from": iso(start), "to": iso(start + timedelta(hours=2)), "granularity": "1h"}))
+    assert response.status_code == 200, response.content
+    body = response.json()
+    m = body["metrics"]
+    assert body["modelId"] == str(model.pk) and body["deploymentId"] is None
+    assert m["timeRange"] == {"from": iso(start), "to": iso(start + timedelta(hours=2)), "granularity": "1h"}
+    assert m["requests"] == {"total": 14, "successful": 12, "failed": 2, "successRate": round(12 / 14, 6), "errorRate": round(2 / 14, 6)}
+    assert m["latency"]["min"] == 50.0 and m["latency"]["max"] == 1000.0
+    assert m["latency"]["avg"] == round((5500 + 200) / 14, 3)
+    # Sorted: 50 x4, 100, 200, 300, ... 1000; rank q*(n-1) -> p50 is the 7th (300), p99 the 13th (900); within 1 %.
+    assert abs(m["latency"]["p50"] - 300.0) <= 3.0
+    assert abs(m["latency"]["p99"] - 900.0) <= 9.0
+    assert m["tokens"]["prompt"] == {"total": 1040, "avgPerRequest": round(1040 / 14, 6), "maxPerRequest": 100}
+    assert m["tokens"]["completion"]["total"] == 140 and m["tokens"]["total"] == 1180
+    assert m["cost"]["total"] == pytest.approx(0.18) and m["cost"]["avgPerRequest"] == pytest.approx(0.18 / 14)
+    assert m["cost"]["costPer1kTokens"] == pytest.approx(0.18 * 1000 / 1180)
+    assert m["cost"]["projectedMonthly"] == pytest.approx(0.18 * 30 * 12, rel=1e-6)  # 0.18 in 2 hours
+    assert m["quality"] == {"avgConfidenceScore": 0.8, "avgUserRating": 4.0, "acceptanceRate": round(10 / 14, 6), "rejectionRate": round(4 / 14, 6)}
+    assert m["errors"] == [{"code": "TIMEOUT", "message": "timeout 1", "count": 2, "percentage": round(200 / 14, 4),
+                            "lastOccurred": iso(start + timedelta(hours=1, minutes=1))}]
+    assert [p["requests"] for p in m["timeSeries"]] == [10, 4]
+    assert [p["errors"] for p in m["timeSeries"]] == [0, 2]
+    assert m["timeSeries"][0] == {"timestamp": iso(start), "requests": 10, "latency": 550.0, "cost": 0.1, "errors": 0}
+    assert [p["value"] for p in body["trends"]["requests"]] == [10, 4]
+    assert len(body["trends"]["latency"]) == len(body["trends"]["cost"]) == len(body["trends"]["errors"]) == 2
+    for insight in body["insights"]:
+        assert insight["type"] in {"performance", "cost", "quality", "usage"} and insight["severity"] in {"info", "warning", "critical"}
+
+
+def test_time_series_is_dense_and_filters_by_deployment_and_environment(client_for, model, personas):
+    deployment = DeploymentFactory(model=model, environment="staging", owner=personas["developer"])
+    start = load(model, deployment)
+    ingest_events([event(model, at=start + timedelta(minutes=3), environment="production")])
+    rollup()
+    params = {"from": iso(start), "to": iso(start + timedelta(hours=3)), "granularity": "15m"}
+    whole = client_for("developer").get(perf_url(model, **params)).json()["metrics"]
+    assert len(whole["timeSeries"]) == 12 and whole["requests"]["total"] == 15  # 10 (deployment) + 4 + 1
+    only = client_for("developer").get(perf_url(model, deploymentId=str(deployment.pk), **params)).json()
+    assert only["deploymentId"] == str(deployment.pk) and only["metrics"]["requests"]["total"] == 10
+    prod = client_for("developer").get(perf_url(model, environment="production", **params)).json()
+    assert prod["metrics"]["requests"]["total"] == 5  # the second hour's 4 (no deployment) + 1
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}, "from"),
+    ({"from": "2026-11-01T00:00:00Z", "to": "2026-11-20T00:00:00Z", "granularity": "1m"}, "granularity"),
+    ({"granularity": "2h"}, "granularity"),
+    ({"from": "yesterday"}, "from"),
+    ({"deploymentId": "nope"}, "deploymentId"),
+    ({"deploymentId": "00000000-0000-0000-0000-000000000001"}, "deploymentId"),
+    ({"environment": "prod"}, "environment"),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_queries_are_invalid_parameter(client_for, model, params, field):
+    error = assert_error(client_for("analyst").get(perf_url(model, **params)), 400, "INVALID_PARAMETER")
+    assert field in error["details"]["fields"]
+
+
+def test_old_ranges_need_a_coarse_granularity(client_for, model):
+    start = timezone.now() - timedelta(days=20)
+    assert_error(client_for("analyst").get(perf_url(model, **{"from": iso(start), "to": iso(start + timedelta(hours=2)), "granularity": "1m"})), 400, "INVALID_PARAMETER")
+    assert client_for("analyst").get(perf_url(model, **{"from": iso(start), "to": iso(start + timedelta(hours=2)), "granularity": "1h"})).status_code == 200
+
+
+def test_performance_of_unknown_models_and_roles(client_for, model):
+    assert_error(client_for("analyst").get(f"{API}/analytics/models/00000000-0000-0000-0000-000000000001/performance"), 404, "MODEL_NOT_FOUND")
+    assert_error(client_for("analyst").get(f"{API}/analytics/models/not-a-uuid/performance"), 404, "MODEL_NOT_FOUND")
+    assert_error(client_for("viewer").get(perf_url(model)), 403, "FORBIDDEN")
+    assert client_for("developer").get(perf_url(model)).status_code == 200
+
+
+def test_insights_compare_against_baseline_and_previous_period(client_for):
+    model = ModelRegistryFactory(baseline_avg_latency_ms=100.0)
+    start = NOW - timedelta(hours=2)
+    previous = [event(model, at=start + timedelta(seconds=30 * i), latencyMs=90.0, cost=0.001, userRating=5) for i in range(40)]
+    current = [
+        event(model, at=start + timedelta(hours=1, seconds=30 * i), latencyMs=400.0, cost=0.003, userRating=3,
+              success=i % 4 != 0, **({"errorCode": "UPSTREAM_5XX", "errorMessage": "bad gateway"} if i % 4 == 0 else {}))
+        for i in range(100)
+    ]
+    assert not ingest_events(previous + current).rejected
+    rollup()
+    body = client_for("analyst").get(perf_url(model, **{"from": iso(start + timedelta(hours=1)), "to": iso(start + timedelta(hours=2)), "granularity": "5m"})).json()
+    kinds = {(i["type"], i["severity"]) for i in body["insights"]}
+    messages = " ".join(i["message"] for i in body["insights"])
+    assert ("performance", "critical") in kinds and "baseline" in messages  # p95 400 ms = 4x baseline
+    assert "Error rate is 25.0%" in messages
+    assert any(i["type"] == "cost" for i in body["insights"])
+    assert any(i["type"] == "quality" for i in body["insights"])
+    assert "UPSTREAM_5XX accounts for 100% of errors" in messages
+    assert any(i["type"] == "usage" for i in body["insights"])  # 100 vs 40 requests
+    assert all(i.get("recommendation") for i in body["insights"])
+
+
+def test_dashboard_summarises_the_last_24_hours(client_for, personas, model):
+    other = ModelRegistryFactory(name="second")
+    DeploymentFactory(model=model, status="running", owner=personas["developer"])
+    DeploymentFactory(model=model, status="stopped", owner=personas["developer"])
+    load(model)
+    ingest_events([event(other, at=NOW, latencyMs=10.0, cost=1.0, userRating=1)])
+    ingest_events([event(other, at=timezone.now() - timedelta(days=3))])  # outside the window
+    rollup()
+    response = client_for("analyst").get(f"{API}/analytics/dashboard")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["summary"]["totalModels"] == 2 and body["summary"]["activeDeployments"] == 1
+    assert body["summary"]["totalRequests"] == 15
+    assert body["summary"]["totalCost"] == pytest.approx(1.18)
+    assert body["summary"]["avgLatency"] == round((5700 + 10) / 15, 3)
+    assert body["summary"]["avgRating"] == pytest.approx((40 + 1) / 11, abs=1e-4)
+    assert [t["name"] for t in body["topModels"]] == ["gpt-test", "second"]
+    assert body["topModels"][0] == {"modelId": str(model.pk), "name": "gpt-test", "requests": 14, "cost": 0.18, "rating": 4.0}
+    assert isinstance(body["recentActivity"], list) and isinstance(body["alerts"], list)
+    assert_error(client_for("viewer").get(f"{API}/analytics/dashboard"), 403, "FORBIDDEN")
+    assert_error(client_for("analyst").get(f"{API}/analytics/dashboard?x=1"), 400, "INVALID_PARAMETER")
+
+
+def _receive_all(channel: str) -> list[dict]:
+    layer = get_channel_layer()
+    out = []
+
+    async def drain() -> None:
+        import asyncio
+
+        while True:
+            try:
+                out.append(await asyncio.wait_for(layer.receive(channel), timeout=0.2))
+            except TimeoutError:
+                return
+
+    async_to_sync(drain)()
+    return out
+
+
+def test_alerts_open_once_resolve_on_recovery_and_notify(client_for, django_capture_on_commit_callbacks):
+    model = ModelRegistryFactory(baseline_avg_latency_ms=100.0)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group_name("analytics.read"), channel)
+    now = timezone.now()
+    failing = [event(model, at=now - timedelta(minutes=5, seconds=i), success=i % 2 == 0,
+                     **({} if i % 2 == 0 else {"errorCode": "E500"})) for i in range(40)]
+    ingest_events(failing)
+    rollup()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert check_alerts(now=now) == {"opened": 1, "resolved": 0}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert check_alerts(now=now) == {"opened": 0, "resolved": 0}  # still open: not opened again
+    alert = Alert.objects.get()
+    assert alert.type == "error_rate" and alert.severity == "critical" and alert.metric_value == 0.5
+    messages = [decode_data(m["text"]) for m in _receive_all(channel) if m["event"] == "alert:new"]
+    assert len(messages) == 1 and messages[0]["id"] == str(alert.pk) and messages[0]["modelId"] == str(model.pk)
+    assert messages[0]["type"] == "error_rate" and messages[0]["severity"] == "critical"
+
+    listed = client_for("analyst").get(f"{API}/analytics/alerts?status=open").json()
+    assert [a["id"] for a in listed["alerts"]] == [str(alert.pk)] and listed["pagination"]["total"] == 1
+    dash = client_for("analyst").get(f"{API}/analytics/dashboard").json()
+    assert dash["alerts"][0]["id"] == str(alert.pk)
+    assert any(a["type"] == "error" for a in dash["recentActivity"])
+
+    assert_error(client_for("analyst").post(f"{API}/analytics/alerts/{alert.pk}/acknowledge"), 403, "FORBIDDEN")
+    ack = client_for("developer").post(f"{API}/analytics/alerts/{alert.pk}/acknowledge")
+    assert ack.status_code == 200 and ack.json()["alert"]["status"] == "acknowledged"
+    assert client_for("developer").post(f"{API}/analytics/alerts/{alert.pk}/acknowledge").json()["alert"]["status"] == "acknowledged"
+
+    healthy = [event(model, at=now - timedelta(minutes=2, seconds=i / 10)) for i in range(1000)]  # 20 errors in 1040: 1.9 %
+    ingest_events(healthy)
+    rollup()
+    assert check_alerts(now=now) == {"opened": 0, "resolved": 1}
+    assert check_alerts(now=now) == {"opened": 0, "resolved": 0}
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.RESOLVED and alert.resolved_at is not None
+    assert_error(client_for("developer").post(f"{API}/analytics/alerts/{alert.pk}/acknowledge"), 409, "INVALID_REQUEST")
+
+
+def test_alert_list_filters_are_strict(client_for):
+    assert_error(client_for("analyst").get(f"{API}/analytics/alerts?status=bogus"), 400, "INVALID_PARAMETER")
+    assert_error(client_for("analyst").get(f"{API}/analytics/alerts?modelId=x"), 400, "INVALID_PARAMETER")
+    assert client_for("analyst").get(f"{API}/analytics/alerts?severity=critical,warning").status_code == 200
+    assert_error(client_for("viewer").get(f"{API}/analytics/alerts"), 403, "FORBIDDEN")
+
+
+def test_model_detail_and_catalog_use_real_usage(client_for, model, personas):
+    deployment = DeploymentFactory(model=model, owner=personas["developer"])
+    now = timezone.now()
+    ingest_events([
+        event(model, at=now - timedelta(hours=2), userId="a", useCase="chat", userRating=5, deploymentId=str(deployment.pk)),
+        event(model, at=now - timedelta(days=3), userId="b", useCase="chat", userRating=4),
+        event(model, at=now - timedelta(days=10), userId="a", useCase="summarize", cost=2.0),
+    ])
+    rollup()
+    body = client_for("viewer").get(f"{API}/models/{model.pk}").json()
+    assert body["usage"]["totalRequests"] == 3 and body["usage"]["uniqueUsers"] == 2
+    assert body["usage"]["popularUseCases"] == ["chat", "summarize"]
+    assert body["usage"]["totalCost"] == pytest.approx(2.0 + 2 * float(model.baseline_cost_per_1k_tokens) * 150 / 1000)
+    perf = body["performance"]
+    assert (perf["last24h"]["requests"]["total"], perf["last7d"]["requests"]["total"], perf["last30d"]["requests"]["total"]) == (1, 2, 3)
+    assert body["deployments"][0]["id"] == str(deployment.pk) and body["deployments"][0]["lastUsed"] is not None
+
+    other = ModelRegistryFactory(name="unrated")
+    listed = client_for("viewer").get(f"{API}/models?sortBy=popularity&minRating=4").json()["models"]
+    assert [m["id"] for m in listed] == [str(model.pk)]
+    assert other.pk not in [m["id"] for m in listed]
