@@ -169,40 +169,49 @@ def test_dashboard_summarises_the_last_24_hours(client_for, personas, model):
     assert_error(client_for("analyst").get(f"{API}/analytics/dashboard?x=1"), 400, "INVALID_PARAMETER")
 
 
-def _receive_all(channel: str) -> list[dict]:
-    layer = get_channel_layer()
-    out = []
+def run_subscribed(group: str, fn):  # noqa: ANN001, ANN201
+    """Run ``fn`` (sync, in this thread) while a channel-layer channel is in ``group``; return (result, messages)."""
+    import asyncio
 
-    async def drain() -> None:
-        import asyncio
+    from asgiref.sync import sync_to_async
 
+    async def scenario():  # noqa: ANN202
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        result = await sync_to_async(fn)()
+        messages = []
         while True:
             try:
-                out.append(await asyncio.wait_for(layer.receive(channel), timeout=0.2))
+                messages.append(await asyncio.wait_for(layer.receive(channel), timeout=0.5))
             except TimeoutError:
-                return
+                break
+        await layer.group_discard(group, channel)
+        return result, messages
 
-    async_to_sync(drain)()
-    return out
+    return async_to_sync(scenario)()
 
 
 def test_alerts_open_once_resolve_on_recovery_and_notify(client_for, django_capture_on_commit_callbacks):
     model = ModelRegistryFactory(baseline_avg_latency_ms=100.0)
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group_name("analytics.read"), channel)
     now = timezone.now()
     failing = [event(model, at=now - timedelta(minutes=5, seconds=i), success=i % 2 == 0,
                      **({} if i % 2 == 0 else {"errorCode": "E500"})) for i in range(40)]
     ingest_events(failing)
     rollup()
-    with django_capture_on_commit_callbacks(execute=True):
-        assert check_alerts(now=now) == {"opened": 1, "resolved": 0}
-    with django_capture_on_commit_callbacks(execute=True):
-        assert check_alerts(now=now) == {"opened": 0, "resolved": 0}  # still open: not opened again
+
+    def check_twice():  # noqa: ANN202
+        results = []
+        for _ in range(2):
+            with django_capture_on_commit_callbacks(execute=True):
+                results.append(check_alerts(now=now))
+        return results
+
+    results, received = run_subscribed(group_name("analytics.read"), check_twice)
+    assert results == [{"opened": 1, "resolved": 0}, {"opened": 0, "resolved": 0}]  # still open: not opened again
     alert = Alert.objects.get()
     assert alert.type == "error_rate" and alert.severity == "critical" and alert.metric_value == 0.5
-    messages = [decode_data(m["text"]) for m in _receive_all(channel) if m["event"] == "alert:new"]
+    messages = [decode_data(m["text"]) for m in received if m["event"] == "alert:new"]
     assert len(messages) == 1 and messages[0]["id"] == str(alert.pk) and messages[0]["modelId"] == str(model.pk)
     assert messages[0]["type"] == "error_rate" and messages[0]["severity"] == "critical"
 
