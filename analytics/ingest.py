@@ -97,13 +97,19 @@ def _parse_timestamp(value: object) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def _parse_uuid(value: object) -> uuid.UUID | None:
+def _parse_uuid(value: object, _cache: dict[str, uuid.UUID | None] = {}) -> uuid.UUID | None:  # noqa: B006 - a memo
     if type(value) is not str or len(value) > 36:
         return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
+    parsed = _cache.get(value, False)
+    if parsed is False:
+        try:
+            parsed = uuid.UUID(value)
+        except ValueError:
+            parsed = None
+        if len(_cache) > 10_000:  # model and deployment ids repeat; bound the memo anyway
+            _cache.clear()
+        _cache[value] = parsed
+    return parsed
 
 
 def _lookup_models(ids: set[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
@@ -303,22 +309,7 @@ def _store(rows: list[dict], now: datetime) -> int:
     dirty = sorted({(row["model_id"], _hour(row["timestamp"])) for row in rows})
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            columns = ", ".join(names)
-            unnest = ", ".join(f"%s::{sqltype}[]" for _, sqltype in _COLUMNS)
-            cursor.execute(
-                f"INSERT INTO {_EVENT_TABLE} ({columns}, received_at) "  # noqa: S608 - identifiers are ours
-                f"SELECT *, %s FROM unnest({unnest}) ON CONFLICT (request_id) DO NOTHING",
-                [now, *[[row[name] for row in rows] for name in names]],
-            )
-            inserted = cursor.rowcount
-            cursor.execute(
-                f"INSERT INTO {_DIRTY_TABLE} (model_id, hour, marked_at) "  # noqa: S608
-                # DO UPDATE (not DO NOTHING) takes the mark's row lock until this batch commits,
-                # so a rollup cannot clear the mark between reading the hour and our commit.
-                "SELECT u.m, u.h, %s FROM unnest(%s::uuid[], %s::timestamptz[]) AS u(m, h) "
-                "ON CONFLICT (model_id, hour) DO UPDATE SET marked_at = EXCLUDED.marked_at",
-                [now, [m for m, _ in dirty], [h for _, h in dirty]],
-            )
+            inserted = _store_postgres(rows, names, dirty, now)
         else:
             placeholders = ", ".join(["%s"] * (len(names) + 1))
             before = connection.connection.total_changes
@@ -331,6 +322,47 @@ def _store(rows: list[dict], now: datetime) -> int:
                 f"INSERT OR IGNORE INTO {_DIRTY_TABLE} (model_id, hour, marked_at) VALUES (%s, %s, %s)",  # noqa: S608
                 [(m.hex, _sqlite_value(h), _sqlite_value(now)) for m, h in dirty],
             )
+    return inserted
+
+
+_STAGING = "analytics_ingest_staging"
+
+
+def _store_postgres(rows: list[dict], names: list[str], dirty: list[tuple[uuid.UUID, datetime]], now: datetime) -> int:
+    """Binary COPY into a per-session temporary table, then one INSERT ... ON CONFLICT DO NOTHING.
+
+    COPY's binary rows are encoded by psycopg's C code (a few ms per 500 events, where
+    array parameters cost ~17 ms and Django's client-side binding ~35 ms); ON CONFLICT
+    needs an INSERT, hence the staging table (temporary: no WAL, emptied at commit).
+    """
+    import psycopg
+
+    columns = ", ".join(names)
+    with psycopg.Cursor(connection.connection) as raw:
+        raw.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} AS "  # noqa: S608 - identifiers are ours
+            f"SELECT {columns} FROM {_EVENT_TABLE} WITH NO DATA"
+        )
+        raw.execute(f"DELETE FROM {_STAGING}")  # noqa: S608 - emptied at commit anyway, but not inside a test transaction
+        with raw.copy(f"COPY {_STAGING} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([sqltype for _, sqltype in _COLUMNS])
+            write = copy.write_row
+            for row in rows:
+                write([row[name] for name in names])
+        raw.execute(
+            f"INSERT INTO {_EVENT_TABLE} ({columns}, received_at) "  # noqa: S608
+            f"SELECT {columns}, %s FROM {_STAGING} ON CONFLICT (request_id) DO NOTHING",
+            [now],
+        )
+        inserted = raw.rowcount
+        raw.execute(
+            f"INSERT INTO {_DIRTY_TABLE} (model_id, hour, marked_at) "  # noqa: S608
+            # DO UPDATE (not DO NOTHING) takes the mark's row lock until this batch commits,
+            # so a rollup cannot clear the mark between reading the hour and our commit.
+            "SELECT u.m, u.h, %s FROM unnest(%s::uuid[], %s::timestamptz[]) AS u(m, h) "
+            "ON CONFLICT (model_id, hour) DO UPDATE SET marked_at = EXCLUDED.marked_at",
+            [now, [m for m, _ in dirty], [h for _, h in dirty]],
+        )
     return inserted
 
 

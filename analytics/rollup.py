@@ -343,7 +343,7 @@ def rollup(*, chunk_hours: int = 24, max_chunks: int | None = None, now: datetim
         with transaction.atomic():
             _lock()
             claimed = list(
-                DirtyHour.objects.select_for_update().order_by("hour", "model_id").values_list("pk", "model_id", "hour")[:chunk_hours]
+                DirtyHour.objects.select_for_update().order_by("model_id", "hour").values_list("pk", "model_id", "hour")[:chunk_hours]
             )
             if not claimed:
                 break

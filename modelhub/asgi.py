@@ -34,6 +34,11 @@ from modelhub.realtime.sio import SOCKETIO_PATH, socketio_application  # noqa: E
 
 http_application = WSGIMiddleware(django_wsgi_app, workers=settings.HTTP_THREADS)
 
+if settings.EMBEDDED_WORKER:  # the embedded default: Celery worker + beat as threads of this process
+    from modelhub import embedded
+
+    embedded.start()
+
 WEBSOCKET_PATHS = frozenset({"/modelhub/realtime", "/api/v1/modelhub/realtime"})
 
 

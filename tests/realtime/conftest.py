@@ -99,7 +99,7 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning",
-                                access_log=False, ws_ping_interval=None)
+                                access_log=False, ws_ping_interval=None, timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="live-uvicorn", daemon=True)
 

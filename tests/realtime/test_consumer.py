@@ -1,5 +1,9 @@
 """The websocket endpoint with channels' WebsocketCommunicator against modelhub.asgi:application
-(the real dispatcher, Origin check, consumer and channel layer: in-memory, or Redis when REDIS_URL is set)."""
+(the real dispatcher, Origin check, consumer and channel layer: in-memory, or Redis when REDIS_URL is set).
+
+Transactional tests: the consumer reads the database through ``database_sync_to_async``, which
+closes connections around each call as in production (and a pooled PostgreSQL connection cannot
+be closed inside the test's wrapping transaction); publish() fires on real commits."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from modelhub import realtime
 from modelhub.accounts import services
 from tests.realtime.conftest import REALTIME_PATH, communicator, run, token_for
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 EVENT = {"deploymentId": "d-1", "status": "running", "timestamp": "2025-01-01T00:00:00Z"}
 
@@ -57,11 +61,8 @@ async def closed_with(ws, code: int, error_code: str | None = None) -> dict | No
 
 
 def publish_committed(event: str, data: dict) -> None:
-    """publish() as a service calls it, in a transaction that commits (the test's transaction stays open,
-    so the commit hooks are run the way a real commit would run them)."""
-    from django.test import TestCase
-
-    with TestCase.captureOnCommitCallbacks(execute=True), transaction.atomic():
+    """publish() as a service calls it: inside a transaction, delivered when it commits."""
+    with transaction.atomic():
         realtime.publish(event, data)
 
 
@@ -268,7 +269,6 @@ def test_payloads_are_encoded_like_the_api(personas):
 # --- after commit only ----------------------------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
 def test_published_only_when_the_transaction_commits(personas):
     class Boom(Exception):
         pass
@@ -333,10 +333,7 @@ def test_a_fresh_auth_message_before_expiry_keeps_the_socket_open(personas):
 
 
 def _update(actor, user, **fields) -> None:  # noqa: ANN001
-    from django.test import TestCase
-
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        services.user_update(actor=actor, user=user, **fields)
+    services.user_update(actor=actor, user=user, **fields)
 
 
 def test_deactivation_closes_open_sockets(personas):

@@ -62,7 +62,14 @@ async def publish(event: str, data: dict) -> None:
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
-def test_receives_events_over_either_transport(live_server_url, personas, transport):
+def test_receives_events_over_either_transport(live_server_url, personas, transport, monkeypatch):
+    from modelhub.realtime.sio import server
+
+    # A long-polling client's disconnect waits for its pending GET, which the server answers at
+    # the next ping (25 s, then up to 20 s more); ping every second here so the test does not wait.
+    monkeypatch.setattr(server.eio, "ping_interval", 1)
+    monkeypatch.setattr(server.eio, "ping_timeout", 1)
+
     async def scenario():
         client = Client()
         await client.connect(live_server_url, auth={"token": token_for(personas["analyst"])}, transport=transport)

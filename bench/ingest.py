@@ -1,0 +1,247 @@
+#!/usr/bin/env python
+"""Usage-event ingestion benchmark: POST /analytics/events against PostgreSQL + Redis + uvicorn.
+
+    .venv/bin/python bench/ingest.py [--duration 60] [--concurrency 8] [--batch 500] [--workers 2]
+
+Steps (bounded in time; the server is always stopped):
+
+1. drop and re-create the database ``modelhub_bench_ingest``, migrate;
+2. seed 20 models and a developer (rate limits on, with a per-user override so they never refuse);
+3. start ``uvicorn modelhub.asgi:application --workers N``, get a JWT;
+4. ``--concurrency`` clients (httpx, keep-alive) post ``--batch``-event batches in a closed loop for
+   ``--duration`` seconds; every event has a unique ``requestId``; a batch counts when the answer is
+   200 with ``accepted == batch``;
+5. reference, same run: the same number of rows (generated the same way) written with one raw psycopg
+   ``COPY`` into the same table; ratio = API events/s / COPY events/s;
+6. ``lost`` = events the API acknowledged minus rows found in the table for them (must be 0).
+
+The last line is one JSON object: {"events_per_s", "batch_p50_ms", "batch_p95_ms", "copy_events_per_s", "ratio", "lost"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    API,
+    PYTHON,
+    ROOT,
+    Stats,
+    bench_env,
+    describe,
+    free_port,
+    get_token,
+    migrate,
+    num,
+    pg_dsn,
+    reset_database,
+    run_checked,
+    start_server,
+    step,
+    stop_server,
+    wait_for_health,
+)
+
+DB_NAME = "modelhub_bench_ingest"
+REDIS_URL = "redis://127.0.0.1:6379/11"
+USERNAME = "bench-ingest"
+MODELS = 20
+
+
+def seed_worker() -> None:
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from decimal import Decimal
+
+    from catalog.models import ModelRegistry
+    from modelhub.accounts.limits import MAX_LIMIT
+    from modelhub.accounts.models import RateLimitOverride
+    from modelhub.accounts.services import user_create
+
+    models = [
+        ModelRegistry(name=f"bench-model-{i:02d}", version="1", provider="custom", model_type="text", max_tokens=4096,
+                      context_window=32768, baseline_avg_latency_ms=300 + 20 * i, baseline_cost_per_1k_tokens=Decimal("0.0015"),
+                      baseline_success_rate=0.99)
+        for i in range(MODELS)
+    ]
+    ModelRegistry.objects.bulk_create(models)
+    user = user_create(actor=None, username=USERNAME, password=os.environ["BENCH_PASSWORD"], role="developer")
+    RateLimitOverride.objects.create(user=user, requests_per_minute=MAX_LIMIT, requests_per_hour=MAX_LIMIT,
+                                     requests_per_day=MAX_LIMIT, burst_limit=MAX_LIMIT)
+    print(json.dumps([str(m.pk) for m in ModelRegistry.objects.order_by("name")]))
+
+
+class BatchMaker:
+    """Varied, valid events with unique request ids, cheap to produce (string templates)."""
+
+    def __init__(self, model_ids: list[str], prefix: str) -> None:
+        self.model_ids = model_ids
+        self.prefix = prefix
+        self.count = 0
+        self.base = datetime.now(UTC) - timedelta(minutes=50)
+
+    def rows(self, n: int) -> list[dict]:
+        out = []
+        for _ in range(n):
+            i = self.count
+            self.count += 1
+            out.append({
+                "requestId": f"{self.prefix}-{i}",
+                "timestamp": (self.base + timedelta(milliseconds=i % 3_000_000)).isoformat(),
+                "modelId": self.model_ids[i % len(self.model_ids)],
+                "environment": "production",
+                "userId": f"u{i % 997}",
+                "latencyMs": float(50 + (i * 7919) % 2000),
+                "promptTokens": 100 + i % 900,
+                "completionTokens": 20 + i % 300,
+                "success": i % 37 != 0,
+                **({"errorCode": "TIMEOUT", "errorMessage": "provider timeout"} if i % 37 == 0 else {"userRating": 1 + i % 5}),
+                "useCase": "chat",
+            })
+        return out
+
+
+async def post_load(base_url: str, token: str, model_ids: list[str], *, concurrency: int, duration: float, batch: int,
+                    warmup: float) -> tuple[Stats, int, list[str]]:
+    import httpx
+    import orjson
+
+    stats = Stats()
+    acknowledged = 0
+    prefixes: list[str] = []
+    stop_at = time.monotonic() + warmup + duration
+    measure_from = time.monotonic() + warmup
+
+    async def client(index: int) -> None:
+        nonlocal acknowledged
+        prefix = f"c{index}-{uuid.uuid4().hex[:8]}"
+        prefixes.append(prefix)
+        maker = BatchMaker(model_ids, prefix)
+        async with httpx.AsyncClient(base_url=base_url, timeout=60, trust_env=False,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}) as http:
+            while time.monotonic() < stop_at:
+                body = orjson.dumps({"events": maker.rows(batch)})
+                started = time.monotonic()
+                try:
+                    response = await http.post(f"{API}/analytics/events", content=body)
+                except httpx.HTTPError as exc:
+                    stats.errors[type(exc).__name__] += 1
+                    continue
+                took = (time.monotonic() - started) * 1000
+                if response.status_code == 200 and response.json()["accepted"] == batch:
+                    acknowledged += batch
+                    if started >= measure_from:
+                        stats.latencies_ms.append(took)
+                else:
+                    stats.errors[response.status_code] += 1
+                    if len(stats.error_samples) < 3:
+                        stats.error_samples.append(response.text[:300])
+
+    started = time.monotonic()
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
+    stats.elapsed_s = time.monotonic() - started - warmup
+    return stats, acknowledged, prefixes
+
+
+def copy_reference(model_ids: list[str], rows: int) -> float:
+    """Rows per second of one raw psycopg COPY of equally generated rows into the events table."""
+    import psycopg
+
+    maker = BatchMaker(model_ids, "copy-" + uuid.uuid4().hex[:8])
+    data = maker.rows(rows)
+    now = datetime.now(UTC)
+    columns = ("request_id", "timestamp", "model_id", "deployment_id", "environment", "user_id", "latency_ms", "prompt_tokens",
+               "completion_tokens", "cost", "success", "error_code", "error_message", "confidence_score", "user_rating",
+               "accepted", "use_case", "experiment_id", "variant", "prompt_hash", "received_at")
+    tuples = [
+        (e["requestId"], datetime.fromisoformat(e["timestamp"]), uuid.UUID(e["modelId"]), None, e["environment"], e["userId"],
+         e["latencyMs"], e["promptTokens"], e["completionTokens"], (e["promptTokens"] + e["completionTokens"]) * 0.0015 / 1000,
+         e["success"], e.get("errorCode", ""), e.get("errorMessage", ""), None, e.get("userRating"), None, e["useCase"], "", "", "", now)
+        for e in data
+    ]  # converted before the clock starts: the reference is the database path alone
+    with psycopg.connect(pg_dsn(DB_NAME)) as conn, conn.cursor() as cur:
+        started = time.perf_counter()
+        with cur.copy(f"COPY analytics_usageevent ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in tuples:
+                copy.write_row(row)
+        conn.commit()
+        return rows / (time.perf_counter() - started)
+
+
+def count_rows(prefixes: list[str]) -> int:
+    import psycopg
+
+    with psycopg.connect(pg_dsn(DB_NAME)) as conn:
+        total = 0
+        for prefix in prefixes:
+            total += conn.execute("SELECT count(*) FROM analytics_usageevent WHERE request_id LIKE %s", (prefix + "-%",)).fetchone()[0]
+        return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.seed_worker:
+        seed_worker()
+        return
+
+    env = bench_env(DB_NAME, REDIS_URL)
+    step(f"resetting database {DB_NAME} and migrating")
+    reset_database(DB_NAME)
+    migrate(env)
+    model_ids = json.loads(run_checked([str(PYTHON), __file__, "--seed-worker"], env, 120, "seed").strip().splitlines()[-1])
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path = Path(tempfile.gettempdir()) / f"bench-ingest-{port}.log"
+    step(f"starting uvicorn with {args.workers} workers on {base_url}")
+    server = start_server(env, port, args.workers, log_path)
+    try:
+        wait_for_health(base_url, server, log_path)
+        token = get_token(base_url, USERNAME, env["BENCH_PASSWORD"])
+        step(f"posting {args.batch}-event batches from {args.concurrency} clients for {args.duration:.0f}s (+{args.warmup:.0f}s warm-up)")
+        stats, acknowledged, prefixes = asyncio.run(post_load(
+            base_url, token, model_ids, concurrency=args.concurrency, duration=args.duration, batch=args.batch, warmup=args.warmup))
+    finally:
+        stop_server(server)
+    stored = count_rows(prefixes)
+    lost = acknowledged - stored
+    events_per_s = stats.ok * args.batch / stats.elapsed_s if stats.elapsed_s else 0.0
+    describe("ingest batches", stats)
+    step(f"API: {events_per_s:,.0f} events/s ({stats.ok} batches of {args.batch} in {stats.elapsed_s:.1f}s); "
+         f"acknowledged {acknowledged:,}, stored {stored:,}, lost {lost}")
+    reference_rows = max(50_000, min(int(events_per_s * 10), 500_000))
+    step(f"reference: raw psycopg COPY of {reference_rows:,} equally generated rows into analytics_usageevent")
+    copy_rate = copy_reference(model_ids, reference_rows)
+    step(f"COPY: {copy_rate:,.0f} rows/s")
+    result = {
+        "events_per_s": num(events_per_s, 1),
+        "batch_p50_ms": num(stats.percentile(50), 2),
+        "batch_p95_ms": num(stats.percentile(95), 2),
+        "copy_events_per_s": num(copy_rate, 1),
+        "ratio": num(events_per_s / copy_rate, 3) if copy_rate else None,
+        "lost": lost,
+    }
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
