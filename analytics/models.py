@@ -113,8 +113,8 @@ class MetricBucket(models.Model):
 
     ``deployment_key`` is the deployment id as text, or ``""`` for events sent without
     one (a plain column, so the unique constraint needs no NULL handling).
-    ``latency_sketch`` maps a DDSketch logarithmic-mapping key (as text) to a count,
-    with ``"z"`` holding latencies too small to index; merging buckets is adding counts.
+    ``latency_sketch`` holds DDSketch logarithmic-mapping keys and their counts
+    (``{"keys": [...], "counts": [...]}``, see :mod:`analytics.sketch`); merging buckets is adding counts.
     ``errors`` maps an error code to ``{"count", "lastOccurred", "message"}``.
     """
 

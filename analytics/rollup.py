@@ -56,7 +56,7 @@ class Accumulator:
         self.lat_sum = 0.0
         self.lat_min: float | None = None
         self.lat_max: float | None = None
-        self.sketch: dict[str, int] = {}
+        self.sketch: dict[int, int] = {}
         self.prompt_sum = self.prompt_max = self.completion_sum = self.completion_max = 0
         self.cost = _ZERO
         self.conf_sum = 0.0
@@ -154,12 +154,27 @@ class Accumulator:
             self.last_event_at = other.last_event_at
 
     @classmethod
+    def from_row(cls, row: tuple) -> Accumulator:
+        """From a ``values_list(*BUCKET_VALUE_FIELDS)`` row."""
+        acc = cls()
+        (acc.requests, acc.successes, acc.failures, acc.lat_count, acc.lat_sum, acc.lat_min, acc.lat_max, sk,
+         acc.prompt_sum, acc.prompt_max, acc.completion_sum, acc.completion_max, acc.cost, acc.conf_sum, acc.conf_count,
+         acc.rating_sum, acc.rating_count, acc.accepted, acc.rejected, errors, use_cases, acc.distinct_users, acc.last_event_at) = row
+        acc.sketch = sketch.from_json(sk)
+        acc.errors = {
+            code: {"count": e["count"], "lastOccurred": datetime.fromisoformat(e["lastOccurred"]), "message": e["message"]}
+            for code, e in errors.items()
+        }
+        acc.use_cases = dict(use_cases)
+        return acc
+
+    @classmethod
     def from_bucket(cls, bucket: MetricBucket) -> Accumulator:
         acc = cls()
         acc.requests, acc.successes, acc.failures = bucket.request_count, bucket.success_count, bucket.failure_count
         acc.lat_count, acc.lat_sum = bucket.latency_count, bucket.latency_sum
         acc.lat_min, acc.lat_max = bucket.latency_min, bucket.latency_max
-        acc.sketch = dict(bucket.latency_sketch)
+        acc.sketch = sketch.from_json(bucket.latency_sketch)
         acc.prompt_sum, acc.prompt_max = bucket.prompt_tokens_sum, bucket.prompt_tokens_max
         acc.completion_sum, acc.completion_max = bucket.completion_tokens_sum, bucket.completion_tokens_max
         acc.cost = bucket.cost_sum
@@ -184,7 +199,7 @@ class Accumulator:
             "latency_sum": self.lat_sum,
             "latency_min": self.lat_min,
             "latency_max": self.lat_max,
-            "latency_sketch": self.sketch,
+            "latency_sketch": sketch.to_json(self.sketch),
             "prompt_tokens_sum": self.prompt_sum,
             "prompt_tokens_max": self.prompt_max,
             "completion_tokens_sum": self.completion_sum,
@@ -204,6 +219,14 @@ class Accumulator:
             "distinct_users": len(self.users) if self.users else self.distinct_users,
             "last_event_at": self.last_event_at,
         }
+
+
+BUCKET_VALUE_FIELDS = (
+    "request_count", "success_count", "failure_count", "latency_count", "latency_sum", "latency_min", "latency_max",
+    "latency_sketch", "prompt_tokens_sum", "prompt_tokens_max", "completion_tokens_sum", "completion_tokens_max",
+    "cost_sum", "confidence_sum", "confidence_count", "rating_sum", "rating_count", "accepted_count", "rejected_count",
+    "errors", "use_cases", "distinct_users", "last_event_at",
+)
 
 
 def bucket_start(ts: datetime, granularity: str) -> datetime:
@@ -234,28 +257,14 @@ def _retention_cutoffs(now: datetime) -> dict[str, datetime]:
     return {g: now - timedelta(days=days) for g, days in settings.ANALYTICS_RETENTION_DAYS.items()}
 
 
-def _upsert(buckets: list[MetricBucket]) -> None:
-    if buckets:
-        MetricBucket.objects.bulk_create(
-            buckets, update_conflicts=True, unique_fields=_UNIQUE_FIELDS, update_fields=_UPDATE_FIELDS, batch_size=500
-        )
-
-
 _EVENT_FIELDS = (
     "deployment_id", "environment", "timestamp", "latency_ms", "prompt_tokens", "completion_tokens", "cost",
     "success", "error_code", "error_message", "confidence_score", "user_rating", "accepted", "use_case", "user_id",
 )
 
 
-def _delete_stale(qs, keep: set[tuple[str, str, str, datetime]]) -> None:  # noqa: ANN001
-    rows = qs.values_list("pk", "granularity", "deployment_key", "environment", "bucket_start")
-    stale = [pk for pk, *key in rows if tuple(key) not in keep]
-    if stale:
-        MetricBucket.objects.filter(pk__in=stale).delete()
-
-
-def recompute_hour(model_id: uuid.UUID, hour: datetime, now: datetime, cutoffs: dict[str, datetime]) -> tuple[int, int]:
-    """Recompute the 1m/5m/15m/1h buckets of one model's hour from raw rows. Returns (events, buckets)."""
+def compute_hour(model_id: uuid.UUID, hour: datetime, cutoffs: dict[str, datetime]) -> tuple[int, list[dict[str, Any]]]:
+    """The 1m/5m/15m/1h buckets of one model's hour, from its raw rows. Returns (events, bucket rows)."""
     end = hour + timedelta(hours=1)
     minutes: dict[tuple[str, str, datetime], Accumulator] = {}
     events = 0
@@ -279,30 +288,22 @@ def recompute_hour(model_id: uuid.UUID, hour: datetime, now: datetime, cutoffs: 
                 target = coarse[key] = Accumulator()
             target.merge(acc)
         per_granularity[granularity] = coarse
-
-    # Buckets of the hour that the raw rows no longer produce (none, normally) go.
-    _delete_stale(
-        MetricBucket.objects.filter(model_id=model_id, granularity__in=_SUB_HOUR, bucket_start__gte=hour, bucket_start__lt=end),
-        {(g, dep, env, start) for g, accs in per_granularity.items() for (dep, env, start) in accs},
-    )
     buckets = [
-        MetricBucket(granularity=g, bucket_start=start, model_id=model_id, deployment_key=dep, environment=env,
-                     **acc.bucket_fields())
+        {"granularity": g, "bucket_start": start, "model_id": model_id, "deployment_key": dep, "environment": env, **acc.bucket_fields()}
         for g, accs in per_granularity.items()
         if hour >= cutoffs[g] - timedelta(hours=1)
         for (dep, env, start), acc in accs.items()
     ]
-    _upsert(buckets)
-    return events, len(buckets)
+    return events, buckets
 
 
-def recompute_day(model_id: uuid.UUID, day: datetime, now: datetime) -> int:
-    """Recompute one model's 1d buckets from its 1h buckets plus exact distinct users from raw rows."""
+def compute_day(model_id: uuid.UUID, day: datetime) -> list[dict[str, Any]]:
+    """One model's 1d buckets: its (just recomputed) 1h buckets merged, plus exact distinct users from raw rows."""
     end = day + timedelta(days=1)
     hours = MetricBucket.objects.filter(granularity="1h", model_id=model_id, bucket_start__gte=day, bucket_start__lt=end)
     merged: dict[tuple[str, str], Accumulator] = defaultdict(Accumulator)
-    for bucket in hours:
-        merged[(bucket.deployment_key, bucket.environment)].merge(Accumulator.from_bucket(bucket))
+    for row in hours.values_list("deployment_key", "environment", *BUCKET_VALUE_FIELDS):
+        merged[(row[0], row[1])].merge(Accumulator.from_row(row[2:]))
     users = (
         UsageEvent.objects.filter(model_id=model_id, timestamp__gte=day, timestamp__lt=end)
         .exclude(user_id="")
@@ -311,18 +312,93 @@ def recompute_day(model_id: uuid.UUID, day: datetime, now: datetime) -> int:
         .order_by()
     )
     distinct = {(dep.hex if dep else "", env): n for dep, env, n in users}
-    for key, acc in merged.items():
-        acc.distinct_users = distinct.get(key, 0)
-    _delete_stale(MetricBucket.objects.filter(granularity="1d", model_id=model_id, bucket_start=day),
-                  {("1d", dep, env, day) for dep, env in merged})
     buckets = []
     for (dep, env), acc in merged.items():
         fields = acc.bucket_fields()
-        fields["distinct_users"] = acc.distinct_users
-        buckets.append(MetricBucket(granularity="1d", bucket_start=day, model_id=model_id, deployment_key=dep,
-                                    environment=env, **fields))
-    _upsert(buckets)
-    return len(buckets)
+        fields["distinct_users"] = distinct.get((dep, env), 0)
+        buckets.append({"granularity": "1d", "bucket_start": day, "model_id": model_id, "deployment_key": dep, "environment": env, **fields})
+    return buckets
+
+
+# A scope is (model_id, granularity, start, end): after a write, the buckets in each scope are
+# exactly the rows given - upserted under analytics_bucket_unique, and any other bucket in the
+# scope (a key the raw rows no longer produce) deleted.
+Scope = tuple[uuid.UUID, str, datetime, datetime]
+
+
+def write_buckets(buckets: list[dict[str, Any]], scopes: list[Scope]) -> None:
+    if connection.vendor == "postgresql":
+        _write_buckets_postgres(buckets, scopes)
+        return
+    keep = {(b["granularity"], b["model_id"], b["deployment_key"], b["environment"], b["bucket_start"]) for b in buckets}
+    for model_id, granularity, start, end in scopes:
+        rows = MetricBucket.objects.filter(model_id=model_id, granularity=granularity, bucket_start__gte=start, bucket_start__lt=end)
+        stale = [pk for pk, *key in rows.values_list("pk", "granularity", "model_id", "deployment_key", "environment", "bucket_start")
+                 if tuple(key) not in keep]
+        if stale:
+            MetricBucket.objects.filter(pk__in=stale).delete()
+    if buckets:
+        MetricBucket.objects.bulk_create(
+            [MetricBucket(**b) for b in buckets], update_conflicts=True, unique_fields=_UNIQUE_FIELDS,
+            update_fields=_UPDATE_FIELDS, batch_size=500,
+        )
+
+
+_BUCKET_TABLE = MetricBucket._meta.db_table
+_BUCKET_STAGING = "analytics_bucket_staging"
+_BUCKET_COLUMNS = [
+    ("granularity", "text"), ("bucket_start", "timestamptz"), ("model_id", "uuid"), ("deployment_key", "text"),
+    ("environment", "text"), ("request_count", "int8"), ("success_count", "int8"), ("failure_count", "int8"),
+    ("latency_count", "int8"), ("latency_sum", "float8"), ("latency_min", "float8"), ("latency_max", "float8"),
+    ("latency_sketch", "jsonb"), ("prompt_tokens_sum", "int8"), ("prompt_tokens_max", "int8"),
+    ("completion_tokens_sum", "int8"), ("completion_tokens_max", "int8"), ("cost_sum", "numeric"),
+    ("confidence_sum", "float8"), ("confidence_count", "int8"), ("rating_sum", "int8"), ("rating_count", "int8"),
+    ("accepted_count", "int8"), ("rejected_count", "int8"), ("errors", "jsonb"), ("use_cases", "jsonb"),
+    ("distinct_users", "int8"), ("last_event_at", "timestamptz"),
+]
+
+
+def _write_buckets_postgres(buckets: list[dict[str, Any]], scopes: list[Scope]) -> None:
+    """Binary COPY into a temporary staging table, then one DELETE of stale keys and one upsert.
+
+    The ORM's bulk upsert cost ~0.7 ms of Python per bucket (26 fields prepared one by one);
+    a day of 20 busy models is ~37,000 buckets.
+    """
+    import psycopg
+    from psycopg.types.json import set_json_dumps
+
+    columns = ", ".join(name for name, _ in _BUCKET_COLUMNS)
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name, _ in _BUCKET_COLUMNS[5:])
+    with psycopg.Cursor(connection.connection) as raw:
+        set_json_dumps(_json_dumps, context=raw)
+        raw.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_BUCKET_STAGING} AS SELECT {columns} FROM {_BUCKET_TABLE} WITH NO DATA"  # noqa: S608
+        )
+        raw.execute(f"DELETE FROM {_BUCKET_STAGING}")  # noqa: S608
+        with raw.copy(f"COPY {_BUCKET_STAGING} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([sqltype for _, sqltype in _BUCKET_COLUMNS])
+            for bucket in buckets:
+                copy.write_row([bucket[name] for name, _ in _BUCKET_COLUMNS])
+        if scopes:
+            raw.execute(
+                f"DELETE FROM {_BUCKET_TABLE} b "  # noqa: S608
+                "USING unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS sc(m, g, s, e) "
+                "WHERE b.model_id = sc.m AND b.granularity = sc.g AND b.bucket_start >= sc.s AND b.bucket_start < sc.e "
+                f"AND NOT EXISTS (SELECT 1 FROM {_BUCKET_STAGING} t WHERE t.granularity = b.granularity "
+                "AND t.model_id = b.model_id AND t.deployment_key = b.deployment_key AND t.environment = b.environment "
+                "AND t.bucket_start = b.bucket_start)",
+                [[s[0] for s in scopes], [s[1] for s in scopes], [s[2] for s in scopes], [s[3] for s in scopes]],
+            )
+        raw.execute(
+            f"INSERT INTO {_BUCKET_TABLE} ({columns}) SELECT {columns} FROM {_BUCKET_STAGING} "  # noqa: S608
+            f"ON CONFLICT (granularity, model_id, deployment_key, environment, bucket_start) DO UPDATE SET {updates}"
+        )
+
+
+def _json_dumps(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
 
 
 def _lock() -> None:
@@ -349,17 +425,27 @@ def rollup(*, chunk_hours: int = 24, max_chunks: int | None = None, now: datetim
                 break
             DirtyHour.objects.filter(pk__in=[pk for pk, _, _ in claimed]).delete()
             days: set[tuple[uuid.UUID, datetime]] = set()
+            buckets: list[dict[str, Any]] = []
+            scopes: list[Scope] = []
             for _, model_id, hour in claimed:
                 if hour < cutoffs["raw"] - timedelta(hours=1):
                     continue  # its raw rows are past retention: nothing to recompute from
-                events, buckets = recompute_hour(model_id, hour, now_, cutoffs)
+                events, hour_buckets = compute_hour(model_id, hour, cutoffs)
+                buckets += hour_buckets
+                scopes += [(model_id, g, hour, hour + timedelta(hours=1)) for g in _SUB_HOUR if hour >= cutoffs[g] - timedelta(hours=1)]
                 report.events += events
-                report.buckets += buckets
                 days.add((model_id, bucket_start(hour, "1d")))
                 touched_models.add(model_id)
+            write_buckets(buckets, scopes)
+            report.buckets += len(buckets)
+            day_buckets: list[dict[str, Any]] = []
+            day_scopes: list[Scope] = []
             for model_id, day in sorted(days):
                 if day >= cutoffs["1d"] - timedelta(days=1):
-                    report.buckets += recompute_day(model_id, day, now_)
+                    day_buckets += compute_day(model_id, day)
+                    day_scopes.append((model_id, "1d", day, day + timedelta(days=1)))
+            write_buckets(day_buckets, day_scopes)
+            report.buckets += len(day_buckets)
             report.hours += len(claimed)
             report.days += len(days)
         chunks += 1

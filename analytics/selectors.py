@@ -15,20 +15,33 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from django.conf import settings
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max, Sum, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from analytics import sketch
 from analytics.models import GRANULARITY_SECONDS, Alert, AlertStatus, MetricBucket, UsageEvent
-from analytics.rollup import Accumulator, bucket_start
+from analytics.rollup import BUCKET_VALUE_FIELDS, Accumulator, bucket_start
 
-_BUCKET_FIELDS = (
-    "bucket_start", "request_count", "success_count", "failure_count", "latency_count", "latency_sum", "latency_min",
-    "latency_max", "latency_sketch", "prompt_tokens_sum", "prompt_tokens_max", "completion_tokens_sum",
-    "completion_tokens_max", "cost_sum", "confidence_sum", "confidence_count", "rating_sum", "rating_count",
-    "accepted_count", "rejected_count", "errors",
-)
+# The JSON columns come as text and are parsed with orjson (Django's JSONField uses the slower json module).
+_JSON_COLUMNS = {"latency_sketch", "errors", "use_cases"}
+_FAST_FIELDS = tuple(f"{name}_text" if name in _JSON_COLUMNS else name for name in BUCKET_VALUE_FIELDS)
+_JSON_POSITIONS = tuple(i for i, name in enumerate(BUCKET_VALUE_FIELDS) if name in _JSON_COLUMNS)
+
+
+def _bucket_rows(qs):  # noqa: ANN001, ANN202
+    return qs.annotate(**{f"{name}_text": Cast(name, TextField()) for name in _JSON_COLUMNS})
+
+
+def _parse_json_columns(row: tuple) -> tuple:
+    values = list(row)
+    for i in _JSON_POSITIONS:
+        values[i] = orjson.loads(values[i])
+    return tuple(values)
+
+
 _MONTH_SECONDS = 30 * 86400
 
 
@@ -92,9 +105,10 @@ def _load(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, en
         qs = qs.filter(deployment_key=deployment_key)
     if environment is not None:
         qs = qs.filter(environment=environment)
+    qs = _bucket_rows(qs)
     series = _Series(window)
-    for row in qs.values_list(*_BUCKET_FIELDS).iterator(chunk_size=2000):
-        acc = _accumulator_from_row(row)
+    for row in qs.values_list("bucket_start", *_FAST_FIELDS):  # at most ANALYTICS_MAX_POINTS x keys rows
+        acc = Accumulator.from_row(_parse_json_columns(row[1:]))
         target = series.by_start.get(row[0])
         if target is None:
             series.by_start[row[0]] = acc
@@ -104,16 +118,24 @@ def _load(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, en
     return series
 
 
-def _accumulator_from_row(row: tuple) -> Accumulator:
+def _totals(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, environment: str | None) -> Accumulator:
+    """Additive totals of a window in one aggregate query (what insights compare against)."""
+    qs = MetricBucket.objects.filter(
+        granularity=window.granularity, model_id=model_id, bucket_start__gte=window.start, bucket_start__lt=window.end
+    )
+    if deployment_key is not None:
+        qs = qs.filter(deployment_key=deployment_key)
+    if environment is not None:
+        qs = qs.filter(environment=environment)
+    sums = qs.aggregate(
+        requests=Sum("request_count"), failures=Sum("failure_count"), cost=Sum("cost_sum"),
+        rating_sum=Sum("rating_sum"), rating_count=Sum("rating_count"),
+    )
     acc = Accumulator()
-    (_, acc.requests, acc.successes, acc.failures, acc.lat_count, acc.lat_sum, acc.lat_min, acc.lat_max, sk,
-     acc.prompt_sum, acc.prompt_max, acc.completion_sum, acc.completion_max, acc.cost, acc.conf_sum, acc.conf_count,
-     acc.rating_sum, acc.rating_count, acc.accepted, acc.rejected, errors) = row
-    acc.sketch = dict(sk)
-    acc.errors = {
-        code: {"count": e["count"], "lastOccurred": datetime.fromisoformat(e["lastOccurred"]), "message": e["message"]}
-        for code, e in errors.items()
-    }
+    acc.requests, acc.failures = sums["requests"] or 0, sums["failures"] or 0
+    acc.successes = acc.requests - acc.failures
+    acc.cost = sums["cost"] or Decimal(0)
+    acc.rating_sum, acc.rating_count = sums["rating_sum"] or 0, sums["rating_count"] or 0
     return acc
 
 
@@ -278,13 +300,13 @@ def performance(model: Any, *, start: datetime, end: datetime, granularity: str,
     window = Window.aligned(start, end, granularity)
     key = None if deployment_id is None else uuid.UUID(deployment_id).hex
     series = _load(model.pk, window, deployment_key=key, environment=environment)
-    previous = _load(model.pk, window.previous(), deployment_key=key, environment=environment)
+    previous = _totals(model.pk, window.previous(), deployment_key=key, environment=environment)
     return {
         "modelId": str(model.pk),
         "deploymentId": deployment_id,
         "metrics": _metrics(model, series, deployment_id=deployment_id, now=now),
         "trends": _trends(series),
-        "insights": insights(model, series.total, previous.total),
+        "insights": insights(model, series.total, previous),
     }
 
 
@@ -393,8 +415,9 @@ def recent_window_by_model(minutes: int, *, now: datetime) -> dict[uuid.UUID, di
     """Per model, per deployment key ("" = all), the last ``minutes`` of 5m rollups merged."""
     since = bucket_start(now - timedelta(minutes=minutes), "5m")
     out: dict[uuid.UUID, dict[str, Accumulator]] = defaultdict(lambda: defaultdict(Accumulator))
-    fields = ("model_id", "deployment_key", *_BUCKET_FIELDS)
-    for row in MetricBucket.objects.filter(granularity="5m", bucket_start__gte=since).values_list(*fields).iterator(chunk_size=2000):
-        out[row[0]][""].merge(_accumulator_from_row(row[2:]))
+    fields = ("model_id", "deployment_key", *_FAST_FIELDS)
+    qs = _bucket_rows(MetricBucket.objects.filter(granularity="5m", bucket_start__gte=since))
+    for row in qs.values_list(*fields).iterator(chunk_size=2000):
+        out[row[0]][""].merge(Accumulator.from_row(_parse_json_columns(row[2:])))
     return out
 

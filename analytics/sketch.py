@@ -3,10 +3,10 @@
 A latency ``v`` is counted under the key ``ceil(log_gamma(v))`` of DataDog's
 ``ddsketch`` :class:`~ddsketch.mapping.LogarithmicMapping`; every value in a key's
 bucket is within the mapping's relative accuracy (1 %) of the key's representative
-value. A sketch is a ``{key: count}`` dict (keys as text in JSON, ``"z"`` for values
-too small to index, e.g. 0 ms), so merging two buckets is adding their counts, and a
-quantile is a walk over the sorted keys - the DDSketch algorithm, with storage that
-PostgreSQL and SQLite both keep as JSON.
+value. A sketch is a ``{key: count}`` dict, so merging two buckets is adding their
+counts, and a quantile is a walk over the sorted keys - the DDSketch algorithm, with
+storage that PostgreSQL and SQLite both keep as JSON (``{"keys": [...], "counts": [...]}``;
+values too small to index, e.g. 0 ms, count under the key ``ZERO``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from ddsketch.mapping import LogarithmicMapping
 from django.conf import settings
 
-ZERO_KEY = "z"
+ZERO = -(10**9)  # the key of latencies too small to index: sorts before every real key
 
 MAPPING = LogarithmicMapping(relative_accuracy=settings.ANALYTICS_SKETCH_RELATIVE_ACCURACY)
 _MIN_INDEXABLE = MAPPING.min_possible
@@ -24,36 +24,47 @@ _key = MAPPING.key
 _value = MAPPING.value
 
 
-def key_for(latency_ms: float) -> str:
+def key_for(latency_ms: float) -> int:
     """The sketch key a latency is counted under."""
     if latency_ms < _MIN_INDEXABLE:
-        return ZERO_KEY
-    return str(_key(latency_ms))
+        return ZERO
+    return _key(latency_ms)
 
 
-def build(latencies: Iterable[float]) -> dict[str, int]:
-    sketch: dict[str, int] = {}
+def build(latencies: Iterable[float]) -> dict[int, int]:
+    sketch: dict[int, int] = {}
     for latency in latencies:
         k = key_for(latency)
         sketch[k] = sketch.get(k, 0) + 1
     return sketch
 
 
-def merge_into(target: dict[str, int], other: Mapping[str, int]) -> dict[str, int]:
+def merge_into(target: dict[int, int], other: Mapping[int, int]) -> dict[int, int]:
     """Add ``other``'s counts to ``target`` (in place) and return it."""
+    get = target.get
     for k, count in other.items():
-        target[k] = target.get(k, 0) + count
+        target[k] = get(k, 0) + count
     return target
 
 
-def merge(sketches: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    out: dict[str, int] = {}
+def merge(sketches: Iterable[Mapping[int, int]]) -> dict[int, int]:
+    out: dict[int, int] = {}
     for sketch in sketches:
         merge_into(out, sketch)
     return out
 
 
-def quantiles(sketch: Mapping[str, int], qs: Iterable[float]) -> list[float]:
+def to_json(sketch: Mapping[int, int]) -> dict[str, list[int]]:
+    """Stored form: ``{"keys": [sorted keys], "counts": [...]}`` (integers parse fast; ``ZERO`` is a key too)."""
+    items = sorted(sketch.items())
+    return {"keys": [k for k, _ in items], "counts": [c for _, c in items]}
+
+
+def from_json(stored: Mapping[str, list[int]]) -> dict[int, int]:
+    return dict(zip(stored.get("keys", ()), stored.get("counts", ()), strict=True))
+
+
+def quantiles(sketch: Mapping[int, int], qs: Iterable[float]) -> list[float]:
     """Quantiles of a sketch (``q`` in [0, 1]); 0.0 for an empty sketch.
 
     Like DDSketch: the value at rank ``q * (n - 1)``, reported as its bucket's
@@ -61,25 +72,22 @@ def quantiles(sketch: Mapping[str, int], qs: Iterable[float]) -> list[float]:
     exact lower quantile of the values counted.
     """
     qs = list(qs)
-    total = sum(sketch.values())
-    if total == 0:
-        return [0.0 for _ in qs]
-    zero = sketch.get(ZERO_KEY, 0)
-    keyed = sorted((int(k), c) for k, c in sketch.items() if k != ZERO_KEY)
-    out: list[float] = []
     for q in qs:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile {q} outside [0, 1]")
+    total = sum(sketch.values())
+    if total == 0:
+        return [0.0 for _ in qs]
+    keyed = sorted(sketch.items())
+    out: list[float] = []
+    for q in qs:
         rank = q * (total - 1)
-        if rank < zero:
-            out.append(0.0)
-            continue
-        seen = zero
-        value = _value(keyed[-1][0]) if keyed else 0.0
+        seen = 0
+        key = keyed[-1][0]
         for k, count in keyed:
             seen += count
             if seen > rank:
-                value = _value(k)
+                key = k
                 break
-        out.append(value)
+        out.append(0.0 if key == ZERO else _value(key))
     return out

@@ -1,0 +1,335 @@
+#!/usr/bin/env python
+"""Realtime fan-out benchmark: events published through ``modelhub.realtime.send_now`` reach
+1,000 websocket subscribers on ``uvicorn modelhub.asgi:application --workers 2`` via the Redis
+channel layer.
+
+    .venv/bin/python bench/realtime.py [--subscribers 1000] [--rate 20] [--duration 30] [--workers 2]
+
+Steps (every step bounded in time; the server is always stopped):
+
+1. drop and re-create the database ``modelhub_bench_rt``, migrate, create one ``viewer`` user
+   (a ``django.setup()`` subprocess: this same file, ``--setup-worker``);
+2. start uvicorn with ``--workers`` processes on a free 127.0.0.1 port (Redis DB 3), wait for
+   ``/health``, get a JWT;
+3. reference: 1 websocket subscriber, ``--rate`` events/s for ``--reference-duration`` s;
+4. connect the other subscribers (``websockets`` client, ``Authorization: Bearer``, each waits for
+   its ``auth:ok``), ``--warmup`` s of events not counted, then ``--rate`` events/s for
+   ``--duration`` s to all of them;
+5. print delivered/expected and publish-to-receive latency p50/p95/p99 for both phases, the CPU
+   split, and the ratio p95(all) / p95(1 subscriber); the last line is one JSON object.
+
+The publisher is this process: ``django.setup()`` with the server's settings (the same Redis
+channel layer), a thread calling ``send_now`` - the path a Celery worker takes. Each event
+carries its ``time.time()`` just before ``send_now``; the subscriber takes ``time.time()`` on
+receipt (same machine, same clock). The subscribers share one asyncio loop in this process,
+so their own CPU is part of the latency; it is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py
+from common import (  # noqa: E402
+    PYTHON,
+    ROOT,
+    bench_env,
+    check_idle,
+    cpu_breakdown,
+    free_port,
+    get_token,
+    machine_cpu,
+    migrate,
+    num,
+    process_cpu,
+    reset_database,
+    run_checked,
+    start_server,
+    step,
+    stop_server,
+    wait_for_health,
+)
+
+DB_NAME = "modelhub_bench_rt"
+REDIS_URL = "redis://127.0.0.1:6379/3"
+BENCH_USERNAME = "bench-viewer"
+WS_PATH = "/modelhub/realtime"
+
+
+def _project_imports() -> None:
+    """From here on import the project's packages, not bench/*.py (bench/catalog.py would shadow the app)."""
+    bench_dir = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if p != bench_dir]
+    sys.path.insert(0, str(ROOT))
+
+
+def setup_worker() -> None:
+    _project_imports()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "modelhub.settings")
+    import django
+
+    django.setup()
+    from modelhub.accounts.services import user_create
+
+    user = user_create(actor=None, username=BENCH_USERNAME, password=os.environ["BENCH_PASSWORD"], role="viewer")
+    print(json.dumps({"user_id": str(user.pk)}), flush=True)
+
+
+# --- Subscribers ---------------------------------------------------------------------------------
+
+
+class Phase:
+    """What the subscribers received for one phase (events tagged with its name)."""
+
+    def __init__(self, name: str, subscribers: int):
+        self.name = name
+        self.subscribers = subscribers
+        self.latencies_ms: list[float] = []
+        self.published = 0
+        self.publish_ms: list[float] = []  # how long each send_now call took (publisher side)
+        self.cpu: dict = {}
+        self.machine_busy_s = 0.0
+        self.wall_s = 0.0
+        self.client_cpu_s = 0.0
+
+    @property
+    def expected(self) -> int:
+        return self.published * self.subscribers
+
+    @property
+    def delivered(self) -> int:
+        return len(self.latencies_ms)
+
+    def percentiles(self) -> tuple[float, float, float]:
+        data = sorted(self.latencies_ms)
+        if not data:
+            return (float("nan"),) * 3
+
+        def pick(p: float) -> float:
+            k = (len(data) - 1) * p / 100
+            lo = int(k)
+            hi = min(lo + 1, len(data) - 1)
+            return data[lo] + (data[hi] - data[lo]) * (k - lo)
+
+        return pick(50), pick(95), pick(99)
+
+
+class Subscribers:
+    """Websocket clients on one loop; each message is timed on receipt and credited to its phase."""
+
+    def __init__(self, url: str, token: str):
+        self.url = url
+        self.token = token
+        self.sockets: list = []
+        self.tasks: list[asyncio.Task] = []
+        self.phases: dict[str, Phase] = {}
+        self.other = 0  # messages that were not bench events (should stay 0)
+        self.ended_early: list[str] = []  # sockets that ended before the bench closed them
+        self.closing = False
+
+    async def connect(self, count: int, concurrency: int) -> float:
+        from websockets.asyncio.client import connect
+
+        started = time.perf_counter()
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with gate:
+                ws = await asyncio.wait_for(
+                    connect(self.url, additional_headers={"Authorization": f"Bearer {self.token}"},
+                            max_queue=None, ping_interval=None, compression=None),
+                    30,
+                )
+                hello = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if hello.get("event") != "auth:ok":
+                    raise RuntimeError(f"unexpected first message {hello}")
+                self.sockets.append(ws)
+                self.tasks.append(asyncio.create_task(self._listen(ws)))
+
+        await asyncio.gather(*(one() for _ in range(count)))
+        return time.perf_counter() - started
+
+    async def _listen(self, ws) -> None:  # noqa: ANN001
+        import orjson
+
+        try:
+            async for raw in ws:
+                received = time.time()
+                data = orjson.loads(raw)["data"]
+                tag = data.get("details", {}).get("phase", "")
+                phase = self.phases.get(tag)
+                if phase is None:
+                    self.other += tag != "warmup"
+                    continue
+                phase.latencies_ms.append((received - data["details"]["sentAt"]) * 1000)
+        except Exception as exc:  # noqa: BLE001 - a dropped socket is a finding, report it
+            if not self.closing:
+                self.ended_early.append(f"{type(exc).__name__}: {exc}")
+        else:
+            if not self.closing:
+                self.ended_early.append(f"closed by the server: {ws.close_code} {ws.close_reason}")
+
+    async def close(self) -> None:
+        self.closing = True
+        for ws in self.sockets:
+            await ws.close()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def publish_loop(phase: Phase | None, tag: str, rate: float, seconds: float) -> int:
+    """``rate`` events/s for ``seconds`` through send_now, on a steady schedule; returns how many."""
+    from modelhub.realtime import send_now
+
+    count = int(rate * seconds)
+    started = time.perf_counter()
+    for i in range(count):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sent_at = time.time()
+        send_now("deployment:status", {
+            "deploymentId": "bench", "status": "running", "timestamp": "2025-01-01T00:00:00Z",
+            "details": {"phase": tag, "seq": i, "sentAt": sent_at},
+        })
+        if phase is not None:
+            phase.publish_ms.append((time.time() - sent_at) * 1000)
+    return count
+
+
+async def run_phase(subs: Subscribers, phase: Phase, rate: float, seconds: float, server_pid: int) -> None:
+    subs.phases[phase.name] = phase
+    busy0, _ = machine_cpu()
+    procs0 = process_cpu()
+    cpu0 = time.process_time()
+    wall0 = time.perf_counter()
+    phase.published = await asyncio.to_thread(publish_loop, phase, phase.name, rate, seconds)
+    deadline = time.monotonic() + 10  # let the last events arrive
+    while phase.delivered < phase.expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # and catch any duplicate
+    phase.wall_s = time.perf_counter() - wall0
+    phase.client_cpu_s = time.process_time() - cpu0
+    phase.machine_busy_s = machine_cpu()[0] - busy0
+    phase.cpu = cpu_breakdown(procs0, process_cpu(), server_pid)
+
+
+def describe(phase: Phase, width: int) -> None:
+    p50, p95, p99 = phase.percentiles()
+    pub = sorted(phase.publish_ms)
+    pub_p50 = pub[len(pub) // 2] if pub else float("nan")
+    print(f"{phase.name:<{width}} delivered {phase.delivered}/{phase.expected} "
+          f"({100 * phase.delivered / max(phase.expected, 1):.2f}%)  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
+          f"p99 {p99:6.1f} ms  ({phase.published} events x {phase.subscribers} subscribers, send_now p50 {pub_p50:.2f} ms)",
+          flush=True)
+    c = phase.cpu
+    if c:
+        pad = " " * (width + 1)
+        print(f"{pad}CPU seconds over {phase.wall_s:.1f}s: machine {phase.machine_busy_s:.1f} = uvicorn {c['uvicorn']:.1f} "
+              f"+ bench (publisher + subscribers) {c['bench']:.1f} + redis {c['redis']:.1f} + postgres {c['postgres']:.1f} "
+              f"+ other processes {c['other']:.1f}", flush=True)
+        if c["other"] > 0.1 * phase.wall_s:
+            print(f"{pad}WARNING: other processes used {100 * c['other'] / phase.wall_s:.0f}% of a core "
+                  f"({c['other_top']}); the figures are low", flush=True)
+
+
+async def bench(args: argparse.Namespace, base_url: str, token: str, server_pid: int) -> tuple[Phase, Phase, Subscribers]:
+    url = base_url.replace("http://", "ws://") + WS_PATH
+    subs = Subscribers(url, token)
+    await subs.connect(1, 1)
+    step(f"reference: 1 subscriber, {args.rate:g} events/s for {args.reference_duration:g}s")
+    reference = Phase("1 subscriber", 1)
+    await run_phase(subs, reference, args.rate, args.reference_duration, server_pid)
+
+    step(f"connecting {args.subscribers - 1} more subscribers ({args.connect_concurrency} at a time)")
+    took = await subs.connect(args.subscribers - 1, args.connect_concurrency)
+    step(f"{len(subs.sockets)} subscribers connected and authenticated in {took:.1f}s")
+    if args.warmup > 0:
+        await asyncio.to_thread(publish_loop, None, "warmup", args.rate, args.warmup)
+        await asyncio.sleep(1)
+    step(f"load: {len(subs.sockets)} subscribers, {args.rate:g} events/s for {args.duration:g}s")
+    load = Phase(f"{len(subs.sockets)} subscribers", len(subs.sockets))
+    await run_phase(subs, load, args.rate, args.duration, server_pid)
+    await subs.close()
+    return reference, load, subs
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=20.0, help="events per second")
+    parser.add_argument("--duration", type=float, default=30.0, help="measured seconds with all subscribers")
+    parser.add_argument("--reference-duration", type=float, default=10.0, help="measured seconds with 1 subscriber")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of events before the measured load")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--connect-concurrency", type=int, default=50)
+    parser.add_argument("--setup-worker", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    if args.setup_worker:
+        setup_worker()
+        return 0
+
+    env = bench_env(DB_NAME, REDIS_URL)
+    step(f"resetting database {DB_NAME}")
+    reset_database(DB_NAME)
+    step("migrating")
+    migrate(env)
+    run_checked([str(PYTHON), str(Path(__file__).resolve()), "--setup-worker"], env, 300, "setup")
+
+    # This process publishes: the server's settings, hence the same Redis channel layer.
+    os.environ.update(env)
+    _project_imports()
+    import django
+
+    django.setup()
+
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log = Path(tempfile.gettempdir()) / f"modelhub-bench-uvicorn-{port}.log"
+    step(f"starting uvicorn --workers {args.workers} on {base_url} (log {log})")
+    server = start_server(env, port, args.workers, log)
+    try:
+        wait_for_health(base_url, server, log)
+        token = get_token(base_url, BENCH_USERNAME, env["BENCH_PASSWORD"])
+        check_idle()
+        reference, load, subs = asyncio.run(bench(args, base_url, token, server.pid))
+    finally:
+        stop_server(server)
+
+    print()
+    width = max(len(reference.name), len(load.name))
+    describe(reference, width)
+    describe(load, width)
+    if subs.other or subs.ended_early:
+        print(f"non-bench messages: {subs.other}; sockets that ended early: {len(subs.ended_early)} "
+              f"(e.g. {subs.ended_early[:3]})")
+    ref_p95 = reference.percentiles()[1]
+    p50, p95, p99 = load.percentiles()
+    ratio = p95 / ref_p95 if ref_p95 else float("nan")
+    all_delivered = load.delivered == load.expected and reference.delivered == reference.expected
+    print(f"p95 with {load.subscribers} subscribers / p95 with 1: {ratio:.2f} ({p95:.1f} / {ref_p95:.1f} ms)")
+    print(f"goal: all delivered ({'met' if all_delivered else 'NOT met'}), p95 < 200 ms "
+          f"({'met' if p95 < 200 else 'NOT met'})")
+    print(json.dumps({
+        "subscribers": load.subscribers,
+        "expected": load.expected,
+        "delivered": load.delivered,
+        "p50_ms": num(p50, 1),
+        "p95_ms": num(p95, 1),
+        "p99_ms": num(p99, 1),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
