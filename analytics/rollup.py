@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from analytics import sketch
 from analytics.models import GRANULARITY_SECONDS, DirtyHour, MetricBucket, UsageEvent
+from analytics.sketch import merge_into as merge_sketch
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class Accumulator:
             self.last_event_at = ts
 
     # -- merging -----------------------------------------------------------------------
-    def merge(self, other: Accumulator) -> None:
+    def merge(self, other: Accumulator, *, sketch: bool = True) -> None:
         self.requests += other.requests
         self.successes += other.successes
         self.failures += other.failures
@@ -125,7 +126,8 @@ class Accumulator:
             self.lat_min = other.lat_min
         if other.lat_max is not None and (self.lat_max is None or other.lat_max > self.lat_max):
             self.lat_max = other.lat_max
-        sketch.merge_into(self.sketch, other.sketch)
+        if sketch:
+            merge_sketch(self.sketch, other.sketch)
         self.prompt_sum += other.prompt_sum
         self.prompt_max = max(self.prompt_max, other.prompt_max)
         self.completion_sum += other.completion_sum

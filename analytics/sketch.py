@@ -11,7 +11,9 @@ values too small to index, e.g. 0 ms, count under the key ``ZERO``).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
+from itertools import accumulate
 
 from ddsketch.mapping import LogarithmicMapping
 from django.conf import settings
@@ -75,19 +77,17 @@ def quantiles(sketch: Mapping[int, int], qs: Iterable[float]) -> list[float]:
     for q in qs:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile {q} outside [0, 1]")
-    total = sum(sketch.values())
+    if not sketch:
+        return [0.0 for _ in qs]
+    items = sorted(sketch.items())
+    cumulative = list(accumulate(count for _, count in items))
+    total = cumulative[-1]
     if total == 0:
         return [0.0 for _ in qs]
-    keyed = sorted(sketch.items())
     out: list[float] = []
     for q in qs:
-        rank = q * (total - 1)
-        seen = 0
-        key = keyed[-1][0]
-        for k, count in keyed:
-            seen += count
-            if seen > rank:
-                key = k
-                break
+        # The first key whose cumulative count passes rank q * (n - 1).
+        index = min(bisect_right(cumulative, q * (total - 1)), len(items) - 1)
+        key = items[index][0]
         out.append(0.0 if key == ZERO else _value(key))
     return out
