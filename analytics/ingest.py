@@ -168,7 +168,7 @@ def _validate(item: object, now: datetime, oldest: datetime, newest: datetime) -
         if deployment_id is None:
             problems.add("deploymentId", ErrorCode.INVALID_PARAMETER, "must be a UUID")
     environment = item.get("environment")
-    if environment is not None and environment not in _ENVIRONMENTS:
+    if environment is not None and (type(environment) is not str or environment not in _ENVIRONMENTS):
         problems.add("environment", ErrorCode.INVALID_PARAMETER, f"must be one of {', '.join(sorted(_ENVIRONMENTS))}")
 
     latency = item["latencyMs"]

@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from analytics.models import Alert, AlertSeverity, AlertStatus, AlertType, Environment, Granularity
 from analytics.selectors import iso
 from modelhub.api.fields import EnumField
+from modelhub.api.schema import PaginationSerializer
 from modelhub.api.serializers import StrictInputSerializer
 
 
@@ -277,3 +279,9 @@ def _uuid_text(key: str) -> str | None:
 
 class AlertResponseSerializer(serializers.Serializer):
     alert = AlertSerializer()
+
+
+@extend_schema_serializer(many=False)  # already the whole paginated body: spectacular must not wrap it again
+class AlertListResponseSerializer(serializers.Serializer):
+    alerts = AlertSerializer(many=True)
+    pagination = PaginationSerializer()

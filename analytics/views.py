@@ -10,7 +10,6 @@ from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,6 +20,7 @@ from analytics.filters import AlertFilterSet
 from analytics.ingest import ingest_events
 from analytics.models import GRANULARITY_SECONDS, Environment, Granularity
 from analytics.serializers import (
+    AlertListResponseSerializer,
     AlertResponseSerializer,
     AlertSerializer,
     DashboardResponseSerializer,
@@ -197,12 +197,12 @@ class DashboardView(APIView):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Performance alerts", tags=["analytics"]),
+    list=extend_schema(summary="Performance alerts (newest first)", responses=AlertListResponseSerializer, tags=["analytics"]),
     retrieve=extend_schema(summary="One alert", responses=AlertResponseSerializer, tags=["analytics"]),
     acknowledge=extend_schema(summary="Acknowledge an alert (idempotent; 409 once resolved)", request=None,
                               responses={200: AlertResponseSerializer, 409: OpenApiResponse(description="Already resolved.")}, tags=["analytics"]),
 )
-class AlertViewSet(mixins.ListModelMixin, BaseViewSet):
+class AlertViewSet(BaseViewSet):
     """Alerts opened by the periodic check; newest first."""
 
     serializer_class = AlertSerializer
@@ -214,6 +214,10 @@ class AlertViewSet(mixins.ListModelMixin, BaseViewSet):
 
     def get_queryset(self):  # noqa: ANN201
         return selectors.alert_queryset()
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.paginator.get_paginated_response(AlertSerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response({"alert": AlertSerializer(self.get_object()).data})

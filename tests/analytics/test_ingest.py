@@ -61,13 +61,15 @@ def test_invalid_events_are_rejected_by_index_and_valid_ones_kept(client_for, mo
         event(model, requestId="extra", surprise=1),
         event(model, requestId="naive", timestamp="2026-11-26T10:00:00"),
         event(model, requestId="ok-but-error", success=True, errorCode="X"),
+        event(model, requestId="env-object", environment={"a": 1}),  # found by schemathesis: was a 500
+        event(model, requestId="user-number", userId=5, modelId=["x"], deploymentId={"id": 1}),
     ]
     response = post(client_for("admin"), events)
     assert response.status_code == 200
     body = response.json()
-    assert body["accepted"] == 2 and body["duplicates"] == 0 and body["rejected"] == 10
+    assert body["accepted"] == 2 and body["duplicates"] == 0 and body["rejected"] == 12
     by_index = {e["index"]: e for e in body["errors"]}
-    assert sorted(by_index) == [1, 2, 3, 5, 6, 7, 8, 9, 10, 11]
+    assert sorted(by_index) == [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     assert by_index[1]["code"] == "INVALID_PARAMETER" and by_index[1]["fields"][0]["field"] == "promptTokens"
     assert by_index[2]["code"] == "MODEL_NOT_FOUND" and by_index[2]["requestId"] == "no-model"
     assert by_index[3]["fields"][0]["field"] == "timestamp"
@@ -78,6 +80,8 @@ def test_invalid_events_are_rejected_by_index_and_valid_ones_kept(client_for, mo
     assert by_index[9]["fields"][0]["field"] == "surprise"
     assert by_index[10]["fields"][0]["field"] == "timestamp"
     assert by_index[11]["fields"][0]["field"] == "errorCode"
+    assert by_index[12]["fields"][0]["field"] == "environment"
+    assert {f["field"] for f in by_index[13]["fields"]} == {"userId", "modelId", "deploymentId"}
     assert set(UsageEvent.objects.values_list("request_id", flat=True)) == {"ok-1", "ok-2"}
 
 
