@@ -132,6 +132,7 @@ class MetricBucket(models.Model):
     latency_min = models.FloatField(null=True)
     latency_max = models.FloatField(null=True)
     latency_sketch = models.JSONField(default=dict)
+    latency_p95 = models.FloatField(null=True)  # from the sketch, kept so a time series needs no sketches
     prompt_tokens_sum = models.BigIntegerField()
     prompt_tokens_max = models.BigIntegerField()
     completion_tokens_sum = models.BigIntegerField()

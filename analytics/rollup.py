@@ -49,7 +49,7 @@ class Accumulator:
         "requests", "successes", "failures", "lat_count", "lat_sum", "lat_min", "lat_max", "sketch",
         "prompt_sum", "prompt_max", "completion_sum", "completion_max", "cost", "conf_sum", "conf_count",
         "rating_sum", "rating_count", "accepted", "rejected", "errors", "use_cases", "users", "distinct_users",
-        "last_event_at",
+        "last_event_at", "p95",
     )
 
     def __init__(self) -> None:
@@ -67,6 +67,7 @@ class Accumulator:
         self.users: set[str] = set()
         self.distinct_users = 0
         self.last_event_at: datetime | None = None
+        self.p95: float | None = None  # the stored p95 of a single bucket (None: read it from the sketch)
 
     # -- from raw events -------------------------------------------------------------
     def add_event(self, ts, latency, prompt, completion, cost, success, code, message, conf, rating, accepted, use_case, user) -> None:  # noqa: ANN001, PLR0913
@@ -202,6 +203,7 @@ class Accumulator:
             "latency_min": self.lat_min,
             "latency_max": self.lat_max,
             "latency_sketch": sketch.to_json(self.sketch),
+            "latency_p95": sketch.quantiles(self.sketch, (0.95,))[0] if self.lat_count else None,
             "prompt_tokens_sum": self.prompt_sum,
             "prompt_tokens_max": self.prompt_max,
             "completion_tokens_sum": self.completion_sum,
@@ -352,7 +354,7 @@ _BUCKET_COLUMNS = [
     ("granularity", "text"), ("bucket_start", "timestamptz"), ("model_id", "uuid"), ("deployment_key", "text"),
     ("environment", "text"), ("request_count", "int8"), ("success_count", "int8"), ("failure_count", "int8"),
     ("latency_count", "int8"), ("latency_sum", "float8"), ("latency_min", "float8"), ("latency_max", "float8"),
-    ("latency_sketch", "jsonb"), ("prompt_tokens_sum", "int8"), ("prompt_tokens_max", "int8"),
+    ("latency_sketch", "jsonb"), ("latency_p95", "float8"), ("prompt_tokens_sum", "int8"), ("prompt_tokens_max", "int8"),
     ("completion_tokens_sum", "int8"), ("completion_tokens_max", "int8"), ("cost_sum", "numeric"),
     ("confidence_sum", "float8"), ("confidence_count", "int8"), ("rating_sum", "int8"), ("rating_count", "int8"),
     ("accepted_count", "int8"), ("rejected_count", "int8"), ("errors", "jsonb"), ("use_cases", "jsonb"),

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max, Sum, TextField
+from django.db.models import Count, Max, Sum, TextField, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -32,8 +32,15 @@ _FAST_FIELDS = tuple(f"{name}_text" if name in _JSON_COLUMNS else name for name 
 _JSON_POSITIONS = tuple(i for i, name in enumerate(BUCKET_VALUE_FIELDS) if name in _JSON_COLUMNS)
 
 
-def _bucket_rows(qs):  # noqa: ANN001, ANN202
-    return qs.annotate(**{f"{name}_text": Cast(name, TextField()) for name in _JSON_COLUMNS})
+_EMPTY_SKETCH = '{"keys": [], "counts": []}'
+
+
+def _bucket_rows(qs, *, sketch: bool = True):  # noqa: ANN001, ANN202
+    """JSON columns as text (parsed with orjson); without ``sketch`` the sketch column is left out."""
+    columns = {f"{name}_text": Cast(name, TextField()) for name in _JSON_COLUMNS}
+    if not sketch:
+        columns["latency_sketch_text"] = Value(_EMPTY_SKETCH, output_field=TextField())
+    return qs.annotate(**columns)
 
 
 def _raw_rows(qs) -> list[tuple]:  # noqa: ANN001
@@ -127,15 +134,31 @@ def _load(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, en
         last = bucket_start(window.end, parent)
         if last > first:
             covered = (first, last)
+    # First every bucket's figures without its sketch (and its stored p95) ...
     series = _Series(window)
-    for row in _raw_rows(_bucket_rows(qs).values_list("bucket_start", *_FAST_FIELDS)):  # <= ANALYTICS_MAX_POINTS x keys rows
-        acc = Accumulator.from_row(_parse_json_columns(row[1:]))
+    rows_at: dict[datetime, int] = defaultdict(int)
+    for row in _raw_rows(_bucket_rows(qs, sketch=False).values_list("bucket_start", *_FAST_FIELDS, "latency_p95")):
+        acc = Accumulator.from_row(_parse_json_columns(row[1:-1]))
+        acc.p95 = row[-1]
+        rows_at[row[0]] += 1
         target = series.by_start.get(row[0])
         if target is None:
             series.by_start[row[0]] = acc
         else:
-            target.merge(acc)
-        series.total.merge(acc, sketch=covered is None or not covered[0] <= row[0] < covered[1])
+            target.merge(acc)  # several deployments/environments share the start: its p95 needs their sketches
+        series.total.merge(acc)
+    # ... then the sketches that are needed: the window's edges (outside the covered parent buckets) and
+    # starts with several rows; the covered middle comes from the parents' sketches.
+    needed = [start for start, n in rows_at.items() if n > 1 or covered is None or not covered[0] <= start < covered[1]]
+    if needed:
+        merged: dict[datetime, dict[int, int]] = defaultdict(dict)
+        for start, text in _raw_rows(_bucket_rows(qs.filter(bucket_start__in=needed)).values_list("bucket_start", "latency_sketch_text")):
+            part = sketch.from_json(orjson.loads(text))
+            sketch.merge_into(merged[start], part)
+            if covered is None or not covered[0] <= start < covered[1]:
+                sketch.merge_into(series.total.sketch, part)
+        for start, combined in merged.items():
+            series.by_start[start].sketch = combined
     if covered is not None:
         coarse = qs.model.objects.filter(
             granularity=parent, model_id=model_id, bucket_start__gte=covered[0], bucket_start__lt=covered[1]
@@ -144,7 +167,7 @@ def _load(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, en
             coarse = coarse.filter(deployment_key=deployment_key)
         if environment is not None:
             coarse = coarse.filter(environment=environment)
-        for text in coarse.annotate(s=Cast("latency_sketch", TextField())).values_list("s", flat=True):
+        for (text,) in _raw_rows(coarse.annotate(s=Cast("latency_sketch", TextField())).values_list("s")):
             sketch.merge_into(series.total.sketch, sketch.from_json(orjson.loads(text)))
     return series
 
@@ -255,11 +278,18 @@ def _dense(series: _Series) -> list[tuple[datetime, Accumulator]]:
     return out
 
 
+def _p95(acc: Accumulator) -> float:
+    """A bucket's p95: stored by the rollup for a single row, else from the merged sketch."""
+    if acc.p95 is not None and not acc.sketch:
+        return acc.p95
+    return sketch.quantiles(acc.sketch, (0.95,))[0]
+
+
 def _trends(series: _Series) -> dict[str, list[dict[str, Any]]]:
     points = _dense(series)
     return {
         "requests": [{"timestamp": iso(s), "value": a.requests} for s, a in points],
-        "latency": [{"timestamp": iso(s), "value": round(sketch.quantiles(a.sketch, (0.95,))[0], 3)} for s, a in points],
+        "latency": [{"timestamp": iso(s), "value": round(_p95(a), 3)} for s, a in points],
         "cost": [{"timestamp": iso(s), "value": _money(a.cost)} for s, a in points],
         "errors": [{"timestamp": iso(s), "value": a.failures} for s, a in points],
     }

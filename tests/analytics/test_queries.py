@@ -264,3 +264,24 @@ def test_model_detail_and_catalog_use_real_usage(client_for, model, personas):
     listed = client_for("viewer").get(f"{API}/models?sortBy=popularity&minRating=4").json()["models"]
     assert [m["id"] for m in listed] == [str(model.pk)]
     assert other.pk not in [m["id"] for m in listed]
+
+
+def test_trend_p95_merges_sketches_of_buckets_sharing_a_start(client_for, model, personas):
+    from analytics import sketch
+
+    fast = DeploymentFactory(model=model, environment="production", owner=personas["developer"])
+    slow = DeploymentFactory(model=model, environment="production", owner=personas["developer"])
+    start = NOW - timedelta(hours=1, minutes=30)
+    fast_ms = [10.0 + i for i in range(50)]
+    slow_ms = [1000.0 + 10 * i for i in range(50)]
+    ingest_events([event(model, at=start + timedelta(seconds=i), latencyMs=v, deploymentId=str(fast.pk)) for i, v in enumerate(fast_ms)]
+                  + [event(model, at=start + timedelta(seconds=i), latencyMs=v, deploymentId=str(slow.pk)) for i, v in enumerate(slow_ms)])
+    rollup()
+    body = client_for("analyst").get(perf_url(model, **{"from": iso(start), "to": iso(start + timedelta(hours=1)), "granularity": "1h"})).json()
+    expected = sketch.quantiles(sketch.build(fast_ms + slow_ms), (0.95,))[0]
+    assert body["trends"]["latency"][0]["value"] == round(expected, 3)
+    assert abs(expected - sorted(fast_ms + slow_ms)[94]) <= 0.01 * expected
+    assert body["metrics"]["latency"]["p95"] == round(expected, 3)
+    # One deployment alone: its stored p95.
+    alone = client_for("analyst").get(perf_url(model, deploymentId=str(fast.pk), **{"from": iso(start), "to": iso(start + timedelta(hours=1)), "granularity": "1h"})).json()
+    assert alone["trends"]["latency"][0]["value"] == round(sketch.quantiles(sketch.build(fast_ms), (0.95,))[0], 3)
