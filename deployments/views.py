@@ -22,6 +22,7 @@ from deployments.serializers import (
     UpdateDeploymentRequestSerializer,
 )
 from modelhub.api.exceptions import ErrorCode
+from modelhub.api.schema import ErrorResponseSerializer
 from modelhub.api.viewsets import BaseViewSet
 
 _CREATE_EXAMPLE = OpenApiExample(
@@ -54,7 +55,13 @@ _CREATE_EXAMPLE = OpenApiExample(
     retrieve=extend_schema(summary="A deployment with its whole configuration", responses=DeploymentResponseSerializer, tags=["deployments"]),
     create=extend_schema(
         summary="Deploy a model version (starts as creating; a readiness check makes it running or failed)",
-        request=CreateDeploymentRequestSerializer, responses={201: DeploymentResponseSerializer}, tags=["deployments"],
+        request=CreateDeploymentRequestSerializer,
+        responses={
+            201: DeploymentResponseSerializer,
+            404: OpenApiResponse(ErrorResponseSerializer, description="MODEL_NOT_FOUND: modelId names no model."),
+            409: OpenApiResponse(ErrorResponseSerializer, description="DEPLOYMENT_LIMIT_EXCEEDED: a live-deployment limit is reached."),
+        },
+        tags=["deployments"],
         examples=[_CREATE_EXAMPLE],
     ),
     update=extend_schema(

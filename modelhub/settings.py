@@ -265,6 +265,7 @@ REALTIME_MAX_MESSAGE_BYTES = 8192  # per client message; a larger one closes the
 REALTIME_INBOUND_BURST = 20  # client messages per socket: a bucket of 20 ...
 REALTIME_INBOUND_PER_SECOND = 5  # ... refilled at 5/s; beyond it the socket is closed (4429)
 REALTIME_PUBLISH_TIMEOUT_SECONDS = 2.0  # send_now gives up (and logs) if the channel layer takes longer
+REALTIME_MAX_PENDING_MESSAGES = 1000  # events queued for a client that does not read; beyond: closed (1013)
 
 # --- Deployments ------------------------------------------------------------------------
 # The hub's own public address: a deployment's `endpoint` is

@@ -160,7 +160,8 @@ def send_now(event: str, data: dict[str, Any]) -> None:
     layer = _layer()
     if layer is None:
         return
-    # "group" tells the Socket.IO bridge which room to emit to; websocket consumers forward "text".
+    # "group" tells each process's fan-out which local sockets (or Socket.IO room) get it; "text" is
+    # the envelope, encoded once here and written as is to every websocket.
     message = {"type": "realtime.event", "event": event, "group": group, "text": encode(event, data)}
     _run(lambda: layer.group_send(group, message), f"publish of {event}")
 

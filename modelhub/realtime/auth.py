@@ -30,6 +30,7 @@ MAX_TOKEN_LENGTH = 4096
 CLOSE_UNAUTHORIZED = 4401  # missing, invalid, expired, revoked token; unknown or inactive user; auth timeout
 CLOSE_TOO_MANY_MESSAGES = 4429
 CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_TOO_SLOW = 1013  # "try again later": the client did not read its events
 
 
 class AuthFailure(Exception):

@@ -12,7 +12,8 @@ Protocol (the README's "Realtime" section is the reference):
 * ``{"type": "ping"}`` answers ``{"event": "pong", "data": {}}``; anything else answers an
   ``error`` event (the spec's ErrorResponse as ``data``) and the socket stays open;
 * failures: ``error`` event, then close - 4401 (authentication), 4429 (too many
-  messages), 1009 (message too big).
+  messages), 1009 (message too big); a client that stops reading is closed with 1013 once
+  ``REALTIME_MAX_PENDING_MESSAGES`` events wait for it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from typing import Any
 
 import orjson
@@ -33,6 +35,7 @@ from modelhub.api.request_id import resolve_request_id
 from modelhub.realtime.auth import (
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_TOO_MANY_MESSAGES,
+    CLOSE_TOO_SLOW,
     CLOSE_UNAUTHORIZED,
     AuthFailure,
     NonBrowserAwareOriginValidator,
@@ -44,6 +47,7 @@ from modelhub.realtime.auth import (
     revalidate,
     token_from_scope,
 )
+from modelhub.realtime.fanout import hub
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +55,14 @@ INBOUND_TYPES = ("auth", "ping")
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
-    """One client socket: authenticates, joins the groups of the events its role may read."""
+    """One client socket: authenticates, joins the groups of the events its role may read.
 
+    Events reach it through the process's :data:`~modelhub.realtime.fanout.hub`, not through a
+    channel of its own (see :mod:`modelhub.realtime.fanout` for why): ``channel_layer_alias`` names
+    no configured layer, so channels gives the consumer none.
+    """
+
+    channel_layer_alias = "realtime-local-fanout"  # not a configured layer: no per-socket channel
     session: Session | None = None
 
     async def connect(self) -> None:
@@ -62,6 +72,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.bucket = TokenBucket.from_settings()
         self.timers: dict[str, asyncio.Task] = {}
+        self.outbox: deque[str] = deque()
+        self.writer: asyncio.Task | None = None
         await self.accept()
         token = token_from_scope(self.scope)
         if token is not None:
@@ -71,8 +83,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
-        for task in self.timers.values():
-            task.cancel()
+        for task in [*self.timers.values(), *([self.writer] if self.writer else [])]:
+            if task is not asyncio.current_task():
+                task.cancel()
         await self._set_groups(set())
 
     # --- inbound ---------------------------------------------------------------------------
@@ -114,15 +127,39 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self._start(session)
         await self.send_event("auth:ok", session.describe())
 
-    # --- from the channel layer --------------------------------------------------------------
+    # --- from the process's fan-out -----------------------------------------------------------
 
-    async def realtime_event(self, message: dict[str, Any]) -> None:
-        if self.session is not None and not self.closing:
-            await self.send(text_data=message["text"])
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Called by the fan-out for every message of a group this socket is in; never blocks."""
+        kind = message.get("type")
+        if kind == "realtime.event":
+            if self.session is None or self.closing:
+                return
+            self.outbox.append(message["text"])
+            if len(self.outbox) > settings.REALTIME_MAX_PENDING_MESSAGES:
+                # The client does not read: drop it rather than buffer without bound.
+                self.outbox.clear()
+                self.timers["overflow"] = _background(self._overflow())
+            elif self.writer is None:
+                self.writer = asyncio.create_task(self._write())
+        elif kind == "realtime.revalidate" and self.session is not None and not self.closing:
+            self.timers["revalidate"] = _background(self._revalidate())
 
-    async def realtime_revalidate(self, message: dict[str, Any]) -> None:
-        if self.session is None or self.closing:
-            return
+    async def _write(self) -> None:
+        try:
+            while self.outbox and not self.closing:
+                await self.base_send({"type": "websocket.send", "text": self.outbox.popleft()})
+        except Exception:  # the client went away mid-send; disconnect() follows
+            self.outbox.clear()
+        finally:
+            self.writer = None
+
+    async def _overflow(self) -> None:
+        self.closing = True
+        await self._set_groups(set())
+        await self.close(code=CLOSE_TOO_SLOW)
+
+    async def _revalidate(self) -> None:
         try:
             session = await database_sync_to_async(revalidate)(self.session)
         except AuthFailure as failure:
@@ -162,12 +199,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.timers["expiry"] = _background(self._expire(session))
 
     async def _set_groups(self, wanted: set[str]) -> None:
-        # group_add again for groups already joined: renews their expiry in layers that have one.
-        for group in wanted:
-            await self.channel_layer.group_add(group, self.channel_name)
-        for group in self.joined - wanted:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        left = self.joined - wanted
         self.joined = wanted
+        if wanted:
+            await hub.join(self, wanted)
+        if left:
+            await hub.leave(self, left)
 
     def _cancel(self, name: str) -> None:
         task = self.timers.pop(name, None)

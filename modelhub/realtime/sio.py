@@ -7,10 +7,10 @@ authentication (``auth.token`` in the connect payload, or ``Authorization: Beare
 ``?token=``), the same events for the same roles, the close at token expiry, re-auth
 with an ``auth`` event.
 
-Events come from the same publish function: each server process runs one *bridge* - a
-channel in the channel layer, added to the groups its clients need - and emits what the
-layer delivers to the matching Socket.IO room (one room per permission group, one per
-user). So Socket.IO clients on any process get events published anywhere, through the
+Events come from the same publish function: one Socket.IO room per channel-layer group
+(one per permission, one per user), and each room with a client on this process is a member
+of the process's fan-out (:mod:`modelhub.realtime.fanout`), which emits each event once to
+the room. So Socket.IO clients on any process get events published anywhere, through the
 Redis channel layer, and the embedded single process works the same on the in-memory
 layer; python-socketio's own Redis manager would be a second, separate pub/sub path.
 """
@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from typing import Any
 
 import socketio
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from modelhub import realtime
@@ -41,6 +39,7 @@ from modelhub.realtime.auth import (
     query_token,
     revalidate,
 )
+from modelhub.realtime.fanout import hub
 
 logger = logging.getLogger(__name__)
 
@@ -60,58 +59,26 @@ class _Client:
         self.closing = False
 
 
-class Bridge:
-    """This process's one subscriber in the channel layer for all its Socket.IO clients.
+class _Room:
+    """One Socket.IO room (a channel-layer group) as a member of the process's fan-out:
+    each event is emitted once to the room (python-socketio encodes the packet once)."""
 
-    Groups are reference-counted: the bridge's channel is in a group while at least one
-    local client needs it. The bridge belongs to the event loop it started on.
-    """
-
-    def __init__(self, namespace: RealtimeNamespace):
+    def __init__(self, namespace: RealtimeNamespace, group: str):
         self.namespace = namespace
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.channel: str | None = None
-        self.task: asyncio.Task | None = None
-        self.refs: Counter[str] = Counter()
-        self.lock = asyncio.Lock()
+        self.group = group
+        self.clients = 0
 
-    async def join(self, groups: list[str]) -> None:
-        loop = asyncio.get_running_loop()
-        if self.loop is not loop:  # a new server loop in this process (tests): start afresh
-            self.loop, self.channel, self.task, self.refs, self.lock = loop, None, None, Counter(), asyncio.Lock()
-        async with self.lock:  # one channel and one receiving task, however many clients connect at once
-            layer = get_channel_layer()
-            if self.task is None or self.task.done():
-                self.channel = await layer.new_channel("socketio.")
-                for group in self.refs:
-                    await layer.group_add(group, self.channel)
-                self.task = asyncio.create_task(self._run(layer, self.channel))
-            for group in groups:
-                self.refs[group] += 1
-                # Added every time: renews the membership where the layer expires groups.
-                await layer.group_add(group, self.channel)
-
-    async def leave(self, groups: list[str]) -> None:
-        if self.channel is None or self.loop is not asyncio.get_running_loop():
+    def deliver(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "realtime.event":
+            coro = self.namespace.emit(message["event"], realtime.decode_data(message["text"]), room=self.group)
+        elif kind == "realtime.revalidate":
+            coro = self.namespace.revalidate_room(self.group)
+        else:
             return
-        async with self.lock:
-            layer = get_channel_layer()
-            for group in groups:
-                self.refs[group] -= 1
-                if self.refs[group] <= 0:
-                    del self.refs[group]
-                    await layer.group_discard(group, self.channel)
-
-    async def _run(self, layer: Any, channel: str) -> None:
-        while True:
-            message = await layer.receive(channel)
-            try:
-                if message.get("type") == "realtime.event":
-                    await self.namespace.emit(message["event"], realtime.decode_data(message["text"]), room=message["group"])
-                elif message.get("type") == "realtime.revalidate":
-                    await self.namespace.revalidate_room(message.get("group") or "")
-            except Exception:
-                logger.exception("Socket.IO bridge failed to deliver %s", message.get("type"))
+        task = asyncio.create_task(coro)
+        self.namespace.pending.add(task)
+        task.add_done_callback(self.namespace.finished)
 
 
 class RealtimeNamespace(socketio.AsyncNamespace):
@@ -120,7 +87,8 @@ class RealtimeNamespace(socketio.AsyncNamespace):
     def __init__(self, namespace: str = NAMESPACE):
         super().__init__(namespace)
         self.clients: dict[str, _Client] = {}
-        self.bridge = Bridge(self)
+        self.rooms: dict[str, _Room] = {}  # this process's rooms with at least one client
+        self.pending: set[asyncio.Task] = set()  # emits in flight (referenced until done)
 
     # --- Socket.IO handlers --------------------------------------------------------------------
 
@@ -151,7 +119,7 @@ class RealtimeNamespace(socketio.AsyncNamespace):
         client.closing = True
         if client.expiry is not None:
             client.expiry.cancel()
-        await self.bridge.leave(client.session.groups)
+        await self._leave_rooms(client.session.groups)
 
     async def on_auth(self, sid: str, data: Any = None) -> dict[str, Any]:
         """Re-authentication before expiry: ``socket.emit('auth', {token}, ack)``; the ack is the
@@ -190,7 +158,7 @@ class RealtimeNamespace(socketio.AsyncNamespace):
             return None
         return await super().trigger_event(event, *args)
 
-    # --- from the bridge -------------------------------------------------------------------------
+    # --- from the fan-out -------------------------------------------------------------------------
 
     async def revalidate_room(self, room: str) -> None:
         """The user behind these sockets changed: close them if inactive, re-room them if the role changed."""
@@ -214,16 +182,41 @@ class RealtimeNamespace(socketio.AsyncNamespace):
     async def _start(self, sid: str, client: _Client, session: Session, previous: Session | None) -> None:
         old = set(previous.groups) if previous is not None else set()
         new = set(session.groups)
-        await self.bridge.join(sorted(new))
-        for room in new - old:
+        for room in sorted(new - old):
             await self.enter_room(sid, room)
-        for room in old - new:
+        await self._join_rooms(sorted(new - old))
+        for room in sorted(old - new):
             await self.leave_room(sid, room)
-        if previous is not None:
-            await self.bridge.leave(sorted(old))  # join() above counted the kept groups again
+        await self._leave_rooms(sorted(old - new))
         if client.expiry is not None:
             client.expiry.cancel()
         client.expiry = asyncio.create_task(self._expire(sid, client, session))
+
+    async def _join_rooms(self, groups: list[str]) -> None:
+        """Count a client into rooms; a room's first client puts it in the fan-out."""
+        for group in groups:
+            room = self.rooms.get(group)
+            if room is None:
+                room = self.rooms[group] = _Room(self, group)
+                room.clients += 1
+                await hub.join(room, [group])
+            else:
+                room.clients += 1
+
+    async def _leave_rooms(self, groups: list[str]) -> None:
+        for group in groups:
+            room = self.rooms.get(group)
+            if room is None:
+                continue
+            room.clients -= 1
+            if room.clients <= 0:
+                del self.rooms[group]
+                await hub.leave(room, [group])
+
+    def finished(self, task: asyncio.Task) -> None:
+        self.pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("Socket.IO delivery failed", exc_info=task.exception())
 
     async def _expire(self, sid: str, client: _Client, session: Session) -> None:
         await asyncio.sleep(max(session.seconds_left(), 0))

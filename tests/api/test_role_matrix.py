@@ -8,7 +8,7 @@ import pytest
 
 from modelhub.accounts import roles
 from tests.conftest import API, assert_error
-from tests.factories import ModelRegistryFactory, UserFactory
+from tests.factories import DeploymentFactory, ModelRegistryFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -20,6 +20,9 @@ MODEL_BODY = {
     "supportedTasks": [], "maxTokens": 10, "contextWindow": 100, "description": "", "tags": [], "category": "",
     "baselineMetrics": {"avgLatencyMs": 1, "costPer1kTokens": 0, "successRate": 1},
 }
+
+OWN = {"admin", "manager", "developer"}  # deployments.update/delete/scale: the developer persona owns {deployment}
+DEPLOYMENT_CONFIG = {"replicas": 1, "resources": {"cpu": "100m", "memory": "128Mi"}}
 
 # (method, path template, body, roles allowed, success status)
 ENDPOINTS = [
@@ -41,6 +44,13 @@ ENDPOINTS = [
     ("put", "/rate-limits/users/{user}", {"requestsPerMinute": 10}, {"admin"}, 200),
     ("patch", "/rate-limits/users/{user}", {"burstLimit": 10}, {"admin"}, 200),
     ("delete", "/rate-limits/users/{user}", None, {"admin"}, 204),
+    ("get", "/deployments", None, ALL, 200),
+    ("get", "/deployments/{deployment}", None, ALL, 200),
+    ("post", "/deployments", "deployment-body", {"admin", "manager", "developer", "outsider"}, 201),
+    ("put", "/deployments/{deployment}", {"configuration": DEPLOYMENT_CONFIG}, OWN, 200),
+    ("patch", "/deployments/{deployment}", {"configuration": {"temperature": 0.5}}, OWN, 200),
+    ("delete", "/deployments/{deployment}", None, OWN, 204),
+    ("post", "/deployments/{deployment}/scale", {"replicas": 2}, OWN, 202),
 ]
 
 CASES = [(m, p, b, role, s if role in allowed else 403) for m, p, b, allowed, s in ENDPOINTS for role in sorted(ALL)]
@@ -50,8 +60,11 @@ CASES = [(m, p, b, role, s if role in allowed else 403) for m, p, b, allowed, s 
 def test_role_against_endpoint(client_for, personas, method, template, body, role, expected):
     model = ModelRegistryFactory(owner=personas["admin"])
     target = UserFactory(role="viewer")
-    path = API + template.format(model=model.pk, user=target.pk)
-    if body == "put-body":
+    deployment = DeploymentFactory(owner=personas["developer"]) if "{deployment}" in template else None
+    path = API + template.format(model=model.pk, user=target.pk, deployment=getattr(deployment, "pk", None))
+    if body == "deployment-body":
+        body = {"modelId": str(model.pk), "version": model.version, "environment": "staging", "configuration": DEPLOYMENT_CONFIG}
+    elif body == "put-body":
         body = {**MODEL_BODY, "name": model.name, "version": model.version}
     elif body == "verify-body":
         from rest_framework_simplejwt.tokens import AccessToken
@@ -68,7 +81,8 @@ def test_role_against_endpoint(client_for, personas, method, template, body, rol
 def test_anonymous_gets_401_everywhere(db, method, template):
     from rest_framework.test import APIClient
 
-    path = API + template.format(model="00000000-0000-0000-0000-000000000000", user="00000000-0000-0000-0000-000000000000")
+    nil = "00000000-0000-0000-0000-000000000000"
+    path = API + template.format(model=nil, user=nil, deployment=nil)
     assert_error(getattr(APIClient(), method)(path, {}, format="json"), 401, "UNAUTHORIZED")
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from deployments import services, tasks
 from deployments.models import TRANSITIONS, Deployment, DeploymentStatus, DeploymentTransition
-from modelhub.realtime import group_name
+from modelhub.realtime import decode_data, group_name
 from tests.conftest import API
 from tests.factories import DeploymentFactory
 
@@ -218,22 +218,60 @@ def test_scaling_that_does_not_become_ready_fails(client_for, create_body, model
 # --- Realtime --------------------------------------------------------------------------------------
 
 
-def test_every_transition_is_published(client_for, create_body, django_capture_on_commit_callbacks):
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group_name("deployments.read"), channel)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            deployment_id = client_for("developer").post(f"{API}/deployments", create_body(), format="json").json()["deployment"]["id"]
-        with django_capture_on_commit_callbacks(execute=True):
-            client_for("developer").post(f"{API}/deployments/{deployment_id}/scale", {"replicas": 3}, format="json")
-        with django_capture_on_commit_callbacks(execute=True):
-            client_for("developer").delete(f"{API}/deployments/{deployment_id}")
-        received = [async_to_sync(layer.receive)(channel) for _ in range(6)]
-    finally:
-        async_to_sync(layer.group_discard)(group_name("deployments.read"), channel)
+class Listener:
+    """A channel in the ``deployments.read`` group, served by one event loop of its own.
+
+    The Redis pub/sub layer is per event loop, so subscribing, receiving and leaving must
+    all happen on the same loop (the in-memory layer does not mind).
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.layer = get_channel_layer()
+        self.channel = self._run(self.layer.new_channel())
+        self._run(self.layer.group_add(group_name("deployments.read"), self.channel))
+
+    def _run(self, coroutine):  # noqa: ANN001, ANN202
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
+
+    def drain(self) -> list[dict]:
+        """Every message that arrives until none has for half a second."""
+
+        async def receive_all() -> list[dict]:
+            messages = []
+            while True:
+                try:
+                    messages.append(await asyncio.wait_for(self.layer.receive(self.channel), timeout=0.5))
+                except TimeoutError:
+                    return messages
+
+        return self._run(receive_all())
+
+    def close(self) -> None:
+        self._run(self.layer.group_discard(group_name("deployments.read"), self.channel))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def listener():
+    subscribed = Listener()
+    yield subscribed
+    subscribed.close()
+
+
+def test_every_transition_is_published(client_for, create_body, listener, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        deployment_id = client_for("developer").post(f"{API}/deployments", create_body(), format="json").json()["deployment"]["id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for("developer").post(f"{API}/deployments/{deployment_id}/scale", {"replicas": 3}, format="json")
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for("developer").delete(f"{API}/deployments/{deployment_id}")
+    received = listener.drain()
     assert all(m["type"] == "realtime.event" and m["event"] == "deployment:status" for m in received)
-    data = [m["data"] for m in received]
+    data = [decode_data(m["text"]) for m in received]
     assert [(d["details"]["from"], d["status"]) for d in data] == [
         (None, "creating"), ("creating", "running"), ("running", "scaling"), ("scaling", "running"),
         ("running", "stopped"), ]
@@ -243,13 +281,8 @@ def test_every_transition_is_published(client_for, create_body, django_capture_o
     assert data[3]["details"]["replicas"] == 3 and data[3]["details"]["actor"] is None
 
 
-def test_nothing_is_published_when_the_request_fails(client_for, create_body, django_capture_on_commit_callbacks):
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group_name("deployments.read"), channel)
-    try:
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            response = client_for("developer").post(f"{API}/deployments", create_body(version="nope"), format="json")
-        assert response.status_code == 400 and callbacks == []
-    finally:
-        async_to_sync(layer.group_discard)(group_name("deployments.read"), channel)
+def test_nothing_is_published_when_the_request_fails(client_for, create_body, listener, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client_for("developer").post(f"{API}/deployments", create_body(version="nope"), format="json")
+    assert response.status_code == 400 and callbacks == []
+    assert listener.drain() == []

@@ -452,3 +452,63 @@ def test_timers_are_cancelled_on_disconnect(personas, settings):
         await asyncio.sleep(0.4)  # the auth deadline must not fire on a closed consumer
 
     run(scenario)
+
+
+def test_send_now_from_another_thread_wakes_the_loop_at_once(personas):
+    """A request thread or an in-process worker publishes while the socket's loop is idle: the send
+    is handed to that loop thread-safely (with the in-memory layer, a send from a foreign thread
+    would sit in the queue until something else woke the loop)."""
+    import threading
+    import time
+
+    async def scenario():
+        ws, _ = await authenticated(personas["viewer"])
+        thread = threading.Thread(target=realtime.send_now, args=("deployment:status", EVENT))
+        started = time.monotonic()
+        thread.start()
+        assert await ws.receive_json_from(timeout=2) == {"event": "deployment:status", "data": EVENT}
+        assert time.monotonic() - started < 1
+        thread.join()
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_a_client_that_does_not_read_is_closed_1013(personas, settings):
+    """Events wait in the socket's own outbox; past REALTIME_MAX_PENDING_MESSAGES it is dropped
+    (one slow reader never holds up the others)."""
+    from modelhub.realtime.fanout import hub
+
+    settings.REALTIME_MAX_PENDING_MESSAGES = 2
+    group = realtime.group_name("deployments.read")
+    message = {"type": "realtime.event", "event": "deployment:status", "group": group,
+               "text": realtime.encode("deployment:status", EVENT)}
+
+    async def scenario():
+        slow, _ = await authenticated(personas["viewer"])
+        other, _ = await authenticated(personas["analyst"])
+        consumers = {member.session.username: member for member in hub.members[group]}
+        for _ in range(3):  # faster than the writer can run: nothing yields in between
+            consumers["viewer"].deliver(message)
+        assert await slow.receive_output(timeout=5) == {"type": "websocket.close", "code": 1013}
+        consumers["analyst"].deliver(message)
+        assert await other.receive_json_from(timeout=5) == {"event": "deployment:status", "data": EVENT}
+        await other.disconnect()
+
+    run(scenario)
+
+
+def test_sockets_share_one_channel_per_process(personas):
+    from modelhub.realtime.fanout import hub
+
+    async def scenario():
+        sockets = [(await authenticated(personas[role]))[0] for role in ("viewer", "analyst", "admin")]
+        assert hub.local_members(realtime.group_name("deployments.read")) == 3
+        assert hub.local_members(realtime.group_name("analytics.read")) == 2
+        await publish("deployment:status", EVENT)
+        for ws in sockets:
+            assert await ws.receive_json_from(timeout=5) == {"event": "deployment:status", "data": EVENT}
+            await ws.disconnect()
+        assert hub.local_members(realtime.group_name("deployments.read")) == 0
+
+    run(scenario)

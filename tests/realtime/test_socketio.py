@@ -220,8 +220,9 @@ def test_deactivation_and_role_changes_apply_to_open_connections(live_server_url
     run(scenario)
 
 
-def test_many_clients_share_one_bridge_per_process(live_server_url, personas):
-    """Every client gets each event once, and the bridge leaves groups when the last client goes."""
+def test_many_clients_share_one_room_per_group_in_the_fan_out(live_server_url, personas):
+    """Every client gets each event once; a room leaves the process's fan-out with its last client."""
+    from modelhub.realtime.fanout import hub
     from modelhub.realtime.sio import namespace
 
     async def scenario():
@@ -233,11 +234,13 @@ def test_many_clients_share_one_bridge_per_process(live_server_url, personas):
         for client in clients:
             assert await client.next() == ("deployment:status", EVENT)
             assert await client.nothing(0.05)
-        assert namespace.bridge.refs[realtime.group_name("deployments.read")] == 5
-        assert namespace.bridge.refs[realtime.group_name("analytics.read")] == 2
+        deployments, analytics = realtime.group_name("deployments.read"), realtime.group_name("analytics.read")
+        assert namespace.rooms[deployments].clients == 5 and namespace.rooms[analytics].clients == 2
+        assert hub.local_members(deployments) == 1  # the room, not its five clients
         for client in clients:
             await client.sio.disconnect()
         await asyncio.sleep(0.3)
-        assert not namespace.bridge.refs
+        assert not namespace.rooms
+        assert hub.local_members(deployments) == 0
 
     run(scenario)
