@@ -53,6 +53,9 @@ class DeploymentAdmin(RoleMatrixAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # deployments are kept for history; stop them instead
 
+    def save_model(self, request: HttpRequest, obj: Deployment, form: Any, change: bool) -> None:
+        """Every field is read-only here: a save changes nothing (configuration goes through the API)."""
+
     @admin.action(description="Stop selected deployments", permissions=["change"])
     def stop(self, request: HttpRequest, queryset: QuerySet) -> None:
         stopped = 0

@@ -187,13 +187,39 @@ class CreateDeploymentRequestSerializer(StrictInputSerializer):
 
 
 class UpdateDeploymentRequestSerializer(StrictInputSerializer):
-    """PUT: the whole configuration (omitted optional fields go back to their defaults).
-    PATCH: any subset, merged into the current configuration."""
+    """PUT: the whole configuration (omitted optional fields go back to their defaults)."""
 
     configuration = DeploymentConfigurationSerializer()
 
     class Meta:
         ref_name = "UpdateDeploymentRequest"
+
+
+class _ResourcesPatchSerializer(ResourcesSerializer):
+    cpu = CpuField(required=False)
+    memory = MemoryField(required=False)
+
+    class Meta:
+        ref_name = "DeploymentResourcesPatch"
+
+
+class DeploymentConfigurationPatchSerializer(DeploymentConfigurationSerializer):
+    """PATCH's configuration: every field optional (OpenAPI says so too); the merge is checked whole."""
+
+    replicas = serializers.IntegerField(min_value=1, max_value=cfg.MAX_REPLICAS, required=False)
+    resources = _ResourcesPatchSerializer(required=False)
+
+    class Meta:
+        ref_name = "DeploymentConfigurationPatch"
+
+
+class PatchDeploymentRequestSerializer(StrictInputSerializer):
+    """PATCH: any subset of the configuration, merged into the current one (``null`` unsets)."""
+
+    configuration = DeploymentConfigurationPatchSerializer(required=False)
+
+    class Meta:
+        ref_name = "PatchDeploymentRequest"
 
 
 class ScaleRequestSerializer(StrictInputSerializer):

@@ -18,6 +18,7 @@ from deployments.serializers import (
     DeploymentListResponseSerializer,
     DeploymentResponseSerializer,
     DeploymentSerializer,
+    PatchDeploymentRequestSerializer,
     ScaleRequestSerializer,
     UpdateDeploymentRequestSerializer,
 )
@@ -70,7 +71,7 @@ _CREATE_EXAMPLE = OpenApiExample(
     ),
     partial_update=extend_schema(
         summary="Change part of a deployment's configuration (merged; null unsets an optional field)",
-        request=UpdateDeploymentRequestSerializer, responses=DeploymentResponseSerializer, tags=["deployments"],
+        request=PatchDeploymentRequestSerializer, responses=DeploymentResponseSerializer, tags=["deployments"],
     ),
     destroy=extend_schema(
         summary="Stop a deployment (kept for history; stopping a stopped or failed one succeeds too)",
@@ -106,7 +107,7 @@ class DeploymentViewSet(BaseViewSet):
         return {
             "create": CreateDeploymentRequestSerializer,
             "update": UpdateDeploymentRequestSerializer,
-            "partial_update": UpdateDeploymentRequestSerializer,
+            "partial_update": PatchDeploymentRequestSerializer,
             "scale": ScaleRequestSerializer,
             "list": DeploymentListItemSerializer,
         }.get(self.action, DeploymentSerializer)
@@ -134,12 +135,10 @@ class DeploymentViewSet(BaseViewSet):
 
     def update(self, request: Request, pk: str | None = None, partial: bool = False) -> Response:
         deployment = self.get_object()
-        body = UpdateDeploymentRequestSerializer(data=request.data, partial=partial)
+        body = (PatchDeploymentRequestSerializer if partial else UpdateDeploymentRequestSerializer)(data=request.data)
         body.is_valid(raise_exception=True)
+        # PATCH: validated_data holds exactly the keys sent (explicit nulls included), which the service merges.
         configuration = body.validated_data.get("configuration", {})
-        if partial:
-            # Only what the client sent is merged: DRF drops absent keys, and keeps explicit nulls.
-            configuration = _sent_only(configuration, request.data.get("configuration", {}))
         deployment = services.deployment_update(
             deployment=deployment, actor=request.user, configuration=configuration, partial=partial
         )
@@ -171,20 +170,3 @@ class DeploymentViewSet(BaseViewSet):
         fresh = selectors.deployment_queryset().get(pk=deployment.pk)
         return Response({"deployment": DeploymentSerializer(fresh).data}, status=code)
 
-
-def _sent_only(validated: dict[str, Any], raw: Any) -> dict[str, Any]:
-    """The validated values of the keys the client actually sent (PATCH), nested objects included."""
-    if not isinstance(raw, dict):
-        return validated
-    out: dict[str, Any] = {}
-    for key, value in validated.items():
-        if key not in raw:
-            continue
-        if isinstance(value, dict) and isinstance(raw[key], dict):
-            out[key] = {k: v for k, v in value.items() if k in raw[key]}
-        else:
-            out[key] = value
-    for key, value in raw.items():  # explicit nulls that validation kept out of validated_data
-        if value is None and key not in out:
-            out[key] = None
-    return out

@@ -139,6 +139,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             if len(self.outbox) > settings.REALTIME_MAX_PENDING_MESSAGES:
                 # The client does not read: drop it rather than buffer without bound.
                 self.outbox.clear()
+                self.closing = True
                 self.timers["overflow"] = _background(self._overflow())
             elif self.writer is None:
                 self.writer = asyncio.create_task(self._write())
@@ -155,7 +156,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.writer = None
 
     async def _overflow(self) -> None:
-        self.closing = True
         await self._set_groups(set())
         await self.close(code=CLOSE_TOO_SLOW)
 
@@ -183,7 +183,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         """Tell the client why, then close; nothing is sent after this."""
         if self.closing:
             return
-        await self.send_error(code, message, details)
+        with contextlib.suppress(Exception):  # the client may be gone already; close regardless
+            await self.send_error(code, message, details)
         self.closing = True
         for name in list(self.timers):
             self._cancel(name)

@@ -88,6 +88,7 @@ class RealtimeNamespace(socketio.AsyncNamespace):
         super().__init__(namespace)
         self.clients: dict[str, _Client] = {}
         self.rooms: dict[str, _Room] = {}  # this process's rooms with at least one client
+        self.rooms_loop: asyncio.AbstractEventLoop | None = None  # the fan-out starts afresh per loop too
         self.pending: set[asyncio.Task] = set()  # emits in flight (referenced until done)
 
     # --- Socket.IO handlers --------------------------------------------------------------------
@@ -194,6 +195,8 @@ class RealtimeNamespace(socketio.AsyncNamespace):
 
     async def _join_rooms(self, groups: list[str]) -> None:
         """Count a client into rooms; a room's first client puts it in the fan-out."""
+        if self.rooms_loop is not asyncio.get_running_loop():
+            self.rooms, self.rooms_loop = {}, asyncio.get_running_loop()
         for group in groups:
             room = self.rooms.get(group)
             if room is None:

@@ -49,7 +49,8 @@ WebsocketCommunicator = _websocket_communicator()
 
 
 def token_for(user, seconds: float | None = None) -> str:  # noqa: ANN001
-    """An access token for ``user``; ``seconds`` sets its lifetime (negative: already expired)."""
+    """An access token for ``user``; ``seconds`` sets its lifetime (negative: already expired).
+    ``exp`` is whole seconds (rounded down), so a lifetime of ``n`` leaves between ``n - 1`` and ``n``."""
     token = AccessToken.for_user(user)
     if seconds is not None:
         token.set_exp(lifetime=timedelta(seconds=seconds))

@@ -155,9 +155,9 @@ def test_foreign_origins_are_refused(live_server_url, personas, settings):
 def test_disconnected_when_the_token_expires_unless_renewed(live_server_url, personas):
     async def scenario():
         short = Client()
-        await short.connect(live_server_url, auth={"token": token_for(personas["viewer"], seconds=1)})
+        await short.connect(live_server_url, auth={"token": token_for(personas["viewer"], seconds=2)})
         renewed = Client()
-        await renewed.connect(live_server_url, auth={"token": token_for(personas["viewer"], seconds=1)})
+        await renewed.connect(live_server_url, auth={"token": token_for(personas["viewer"], seconds=2)})
         ack = await renewed.sio.call("auth", {"token": token_for(personas["viewer"], seconds=60)}, namespace=NAMESPACE, timeout=5)
         assert ack["role"] == "viewer" and ack["events"] == ["deployment:status", "experiment:update"]
         name, data = await short.next(timeout=4)
