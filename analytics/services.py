@@ -129,3 +129,24 @@ def alert_acknowledge(*, alert: Alert, actor: Any) -> Alert:
     if not updated and alert.status == AlertStatus.RESOLVED:
         raise Conflict("The alert is already resolved.", details={"currentStatus": alert.status})
     return alert
+
+
+DASHBOARD_DEBOUNCE_SECONDS = 2
+
+
+def dashboard_changed() -> None:
+    """Something the dashboard shows changed (a deployment transition, an alert): push an update soon.
+
+    Debounced through the cache, so a burst of changes costs one dashboard computation.
+    """
+    from django.core.cache import cache
+
+    from analytics.tasks import publish_dashboard
+
+    try:
+        first = cache.add("analytics:dashboard:pending", 1, DASHBOARD_DEBOUNCE_SECONDS)
+    except Exception:  # noqa: BLE001 - the cache being down must not fail the change itself
+        logger.warning("dashboard update not scheduled: cache unavailable", exc_info=True)
+        return
+    if first:
+        publish_dashboard.apply_async(countdown=1)

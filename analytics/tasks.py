@@ -25,10 +25,11 @@ def rollup() -> dict[str, Any]:
 def check_alerts() -> dict[str, int]:
     """Open, refresh and resolve threshold alerts; a change pushes a dashboard update."""
     from analytics.services import check_alerts as run
+    from analytics.services import dashboard_changed
 
     result = run()
     if result["opened"] or result["resolved"]:
-        publish_dashboard.delay()
+        dashboard_changed()
     return result
 
 

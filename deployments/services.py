@@ -139,6 +139,10 @@ def _record(deployment: Deployment, *, from_status: str, to_status: str, actor: 
         "deployment:status",
         {"deploymentId": str(deployment.pk), "status": to_status, "timestamp": _iso(entry.created_at), "details": details},
     )
+    # activeDeployments and recentActivity changed: a dashboard:update follows (debounced).
+    from analytics.services import dashboard_changed
+
+    transaction.on_commit(dashboard_changed)
     return entry
 
 

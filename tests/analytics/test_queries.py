@@ -285,3 +285,18 @@ def test_trend_p95_merges_sketches_of_buckets_sharing_a_start(client_for, model,
     # One deployment alone: its stored p95.
     alone = client_for("analyst").get(perf_url(model, deploymentId=str(fast.pk), **{"from": iso(start), "to": iso(start + timedelta(hours=1)), "granularity": "1h"})).json()
     assert alone["trends"]["latency"][0]["value"] == round(sketch.quantiles(sketch.build(fast_ms), (0.95,))[0], 3)
+
+
+def test_a_deployment_transition_pushes_a_dashboard_update(client_for, model, personas, django_capture_on_commit_callbacks):
+    deployment = DeploymentFactory(model=model, status="running", owner=personas["developer"])
+
+    def stop():  # noqa: ANN202
+        with django_capture_on_commit_callbacks(execute=True):
+            return client_for("developer").delete(f"{API}/deployments/{deployment.pk}").status_code
+
+    status, received = run_subscribed(group_name("analytics.read"), stop)
+    assert status == 204
+    updates = [decode_data(m["text"]) for m in received if m["event"] == "dashboard:update"]
+    assert len(updates) == 1
+    assert updates[0]["summary"]["activeDeployments"] == 0
+    assert updates[0]["recentActivity"][0]["type"] == "deployment"
