@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max, Sum, TextField, Value
+from django.db.models import BigIntegerField, Count, Max, Min, Sum, TextField, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -134,19 +134,35 @@ def _load(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, en
         last = bucket_start(window.end, parent)
         if last > first:
             covered = (first, last)
-    # First every bucket's figures without its sketch (and its stored p95) ...
+    # First the figures per bucket start, summed over deployments and environments by the database ...
     series = _Series(window)
-    rows_at: dict[datetime, int] = defaultdict(int)
-    for row in _raw_rows(_bucket_rows(qs, sketch=False).values_list("bucket_start", *_FAST_FIELDS, "latency_p95")):
-        acc = Accumulator.from_row(_parse_json_columns(row[1:-1]))
-        acc.p95 = row[-1]
-        rows_at[row[0]] += 1
-        target = series.by_start.get(row[0])
-        if target is None:
-            series.by_start[row[0]] = acc
-        else:
-            target.merge(acc)  # several deployments/environments share the start: its p95 needs their sketches
-        series.total.merge(acc)
+    rows_at: dict[datetime, int] = {}
+    per_start = qs.values("bucket_start").annotate(**_PER_START).order_by("bucket_start").values_list("bucket_start", *_PER_START)
+    total = series.total
+    for (start, requests, successes, failures, lat_count, lat_sum, lat_min, lat_max, prompt_sum, prompt_max, completion_sum,
+         completion_max, cost, conf_sum, conf_count, rating_sum, rating_count, accepted, rejected, last_event_at, p95,
+         rows) in _raw_rows(per_start):
+        acc = Accumulator()
+        acc.requests, acc.successes, acc.failures, acc.lat_count, acc.lat_sum = requests, successes, failures, lat_count, lat_sum
+        acc.lat_min, acc.lat_max, acc.prompt_sum, acc.prompt_max = lat_min, lat_max, prompt_sum, prompt_max
+        acc.completion_sum, acc.completion_max, acc.cost = completion_sum, completion_max, cost
+        acc.conf_sum, acc.conf_count, acc.rating_sum, acc.rating_count = conf_sum, conf_count, rating_sum, rating_count
+        acc.accepted, acc.rejected, acc.last_event_at = accepted, rejected, last_event_at
+        acc.p95 = p95 if rows == 1 else None  # several rows share the start: its p95 needs their sketches
+        rows_at[start] = rows
+        series.by_start[start] = acc
+        total.merge(acc, sketch=False)
+    # ... the error breakdown (only buckets that had failures carry one) ...
+    for (text,) in _raw_rows(_bucket_rows(qs.filter(failure_count__gt=0)).values_list("errors_text")):
+        for code, e in orjson.loads(text).items():
+            mine = total.errors.get(code)
+            occurred = datetime.fromisoformat(e["lastOccurred"])
+            if mine is None:
+                total.errors[code] = {"count": e["count"], "lastOccurred": occurred, "message": e["message"]}
+            else:
+                mine["count"] += e["count"]
+                if occurred >= mine["lastOccurred"]:
+                    mine["lastOccurred"], mine["message"] = occurred, e["message"]
     # ... then the sketches that are needed: the window's edges (outside the covered parent buckets) and
     # starts with several rows; the covered middle comes from the parents' sketches.
     needed = [start for start, n in rows_at.items() if n > 1 or covered is None or not covered[0] <= start < covered[1]]
@@ -173,6 +189,21 @@ def _load(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, en
 
 
 _PARENT = {"1m": "15m", "5m": "1h", "15m": "1h", "1h": "1d"}
+def _int_sum(field: str) -> Cast:
+    # SUM(bigint) is numeric in PostgreSQL: cast back so rows read straight from psycopg hold ints.
+    return Cast(Sum(field), BigIntegerField())
+
+
+_PER_START = {
+    "requests": _int_sum("request_count"), "successes": _int_sum("success_count"), "failures": _int_sum("failure_count"),
+    "lat_count": _int_sum("latency_count"), "lat_sum": Sum("latency_sum"), "lat_min": Min("latency_min"),
+    "lat_max": Max("latency_max"), "prompt_sum": _int_sum("prompt_tokens_sum"), "prompt_max": Max("prompt_tokens_max"),
+    "completion_sum": _int_sum("completion_tokens_sum"), "completion_max": Max("completion_tokens_max"),
+    "cost": Sum("cost_sum"), "conf_sum": Sum("confidence_sum"), "conf_count": _int_sum("confidence_count"),
+    "rating_sum": _int_sum("rating_sum"), "rating_count": _int_sum("rating_count"), "accepted": _int_sum("accepted_count"),
+    "rejected": _int_sum("rejected_count"), "last_event_at": Max("last_event_at"), "p95": Max("latency_p95"),
+    "rows": Count("id"),
+}
 
 
 def _totals(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, environment: str | None) -> Accumulator:
