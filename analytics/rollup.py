@@ -34,6 +34,7 @@ from django.utils import timezone
 from analytics import sketch
 from analytics.models import GRANULARITY_SECONDS, DirtyHour, MetricBucket, UsageEvent
 from analytics.sketch import merge_into as merge_sketch
+from modelhub.db import iter_values_rows
 
 logger = logging.getLogger(__name__)
 
@@ -267,32 +268,13 @@ _EVENT_FIELDS = (
 )
 
 
-def _iter_rows(qs, chunk: int = 5000):  # noqa: ANN001, ANN202
-    """The rows of a values_list() query. On PostgreSQL straight from psycopg with its C timestamp
-    loader (Django's loader subclass parses timestamps in Python, ~8 us a row - seconds for a busy
-    day); the values need no further conversion there. Elsewhere Django's chunked iterator."""
-    if connection.vendor != "postgresql":
-        yield from qs.iterator(chunk_size=chunk)
-        return
-    import psycopg
-    from psycopg.types.datetime import TimestamptzLoader
-
-    sql, params = qs.query.sql_with_params()
-    connection.ensure_connection()
-    with psycopg.ClientCursor(connection.connection) as cursor:
-        cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
-        cursor.execute(sql, params)
-        while batch := cursor.fetchmany(chunk):
-            yield from batch
-
-
 def compute_hour(model_id: uuid.UUID, hour: datetime, cutoffs: dict[str, datetime]) -> tuple[int, list[dict[str, Any]]]:
     """The 1m/5m/15m/1h buckets of one model's hour, from its raw rows. Returns (events, bucket rows)."""
     end = hour + timedelta(hours=1)
     minutes: dict[tuple[str, str, datetime], Accumulator] = {}
     events = 0
     rows = UsageEvent.objects.filter(model_id=model_id, timestamp__gte=hour, timestamp__lt=end).values_list(*_EVENT_FIELDS)
-    for dep, env, ts, lat, prompt, completion, cost, ok, code, message, conf, rating, accepted, use_case, user in _iter_rows(rows):
+    for dep, env, ts, lat, prompt, completion, cost, ok, code, message, conf, rating, accepted, use_case, user in iter_values_rows(rows):
         minute = ts.replace(second=0, microsecond=0)
         key = (dep.hex if dep else "", env, minute)
         acc = minutes.get(key)

@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connection
 from django.db.models import BigIntegerField, Count, Max, Min, Sum, TextField, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -25,6 +24,7 @@ from django.utils import timezone
 from analytics import sketch
 from analytics.models import GRANULARITY_SECONDS, Alert, AlertStatus, MetricBucket, UsageEvent
 from analytics.rollup import BUCKET_VALUE_FIELDS, Accumulator, bucket_start
+from modelhub.db import iter_values_rows
 
 # The JSON columns come as text and are parsed with orjson (Django's JSONField uses the slower json module).
 _JSON_COLUMNS = {"latency_sketch", "errors", "use_cases"}
@@ -44,21 +44,7 @@ def _bucket_rows(qs, *, sketch: bool = True):  # noqa: ANN001, ANN202
 
 
 def _raw_rows(qs) -> list[tuple]:  # noqa: ANN001
-    """The rows of a values_list() query; on PostgreSQL straight from psycopg, whose values need
-    no conversion here, skipping Django's per-value converters (~5 ms for a week of hours)."""
-    if connection.vendor != "postgresql":
-        return list(qs)
-    import psycopg
-    from psycopg.types.datetime import TimestamptzLoader
-
-    sql, params = qs.query.sql_with_params()
-    connection.ensure_connection()
-    with psycopg.ClientCursor(connection.connection) as cursor:
-        # psycopg's own (C) timestamptz loader: Django's subclass runs the pure-Python parser
-        # (~8 us a value). The session time zone is UTC (Django sets it), so values are UTC-aware.
-        cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+    return list(iter_values_rows(qs))
 
 
 def _parse_json_columns(row: tuple) -> tuple:
