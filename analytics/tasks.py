@@ -44,9 +44,11 @@ def publish_dashboard() -> None:
 
 @shared_task(name="analytics.prune", acks_late=True)
 def prune() -> dict[str, int]:
-    """Delete raw events, rollups and resolved alerts past their retention; refresh catalog usage figures."""
+    """Delete raw events, rollups and resolved alerts past their retention; refresh catalog usage figures
+    (popularity, rating) and the cached distinct-user counts."""
     from analytics.models import Alert, DirtyHour, MetricBucket, UsageEvent
     from analytics.rollup import refresh_model_stats
+    from analytics.selectors import refresh_unique_users
 
     now = timezone.now()
     retention = settings.ANALYTICS_RETENTION_DAYS
@@ -67,5 +69,6 @@ def prune() -> dict[str, int]:
             ).delete()[0]
     deleted["alerts"] = Alert.objects.filter(resolved_at__lt=now - timedelta(days=retention["1h"])).delete()[0]
     refresh_model_stats(now=now)
+    refresh_unique_users()
     logger.info("analytics prune: %s", deleted)
     return deleted

@@ -300,3 +300,16 @@ def test_a_deployment_transition_pushes_a_dashboard_update(client_for, model, pe
     assert len(updates) == 1
     assert updates[0]["summary"]["activeDeployments"] == 0
     assert updates[0]["recentActivity"][0]["type"] == "deployment"
+
+
+def test_unique_users_are_cached_and_refreshed_by_prune(client_for, model):
+    from analytics.selectors import unique_users
+    from analytics.tasks import prune
+
+    ingest_events([event(model, userId="a"), event(model, userId="b"), event(model, userId="")])
+    assert unique_users(model.pk) == 2
+    ingest_events([event(model, userId="c")])
+    assert unique_users(model.pk) == 2  # cached: at most an hour behind
+    prune()  # the hourly job recounts every model in one query
+    assert unique_users(model.pk) == 3
+    assert client_for("viewer").get(f"{API}/models/{model.pk}").json()["usage"]["uniqueUsers"] == 3
