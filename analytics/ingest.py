@@ -121,12 +121,9 @@ def _lookup_models(ids: set[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
 
 
 def _lookup_deployments(ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
-    from deployments.models import Deployment
+    from deployments.selectors import deployment_homes
 
-    if not ids:
-        return {}
-    rows = Deployment.objects.filter(pk__in=ids).values_list("pk", "model_id", "environment")
-    return {pk: (model_id, environment) for pk, model_id, environment in rows}
+    return deployment_homes(ids)
 
 
 def _validate(item: object, now: datetime, oldest: datetime, newest: datetime) -> tuple[dict | None, _Problems]:

@@ -19,6 +19,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from deployments.models import Environment  # one environment enum for the hub
+
 
 class Granularity(models.TextChoices):
     MINUTE = "1m", "1 minute"
@@ -29,12 +31,6 @@ class Granularity(models.TextChoices):
 
 
 GRANULARITY_SECONDS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
-
-
-class Environment(models.TextChoices):
-    DEVELOPMENT = "development", "Development"
-    STAGING = "staging", "Staging"
-    PRODUCTION = "production", "Production"
 
 
 class UsageEvent(models.Model):

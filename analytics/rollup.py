@@ -165,34 +165,21 @@ class Accumulator:
          acc.prompt_sum, acc.prompt_max, acc.completion_sum, acc.completion_max, acc.cost, acc.conf_sum, acc.conf_count,
          acc.rating_sum, acc.rating_count, acc.accepted, acc.rejected, errors, use_cases, acc.distinct_users, acc.last_event_at) = row
         acc.sketch = sketch.from_json(sk)
-        acc.errors = {
-            code: {"count": e["count"], "lastOccurred": datetime.fromisoformat(e["lastOccurred"]), "message": e["message"]}
-            for code, e in errors.items()
-        }
+        acc.merge_stored_errors(errors)
         acc.use_cases = dict(use_cases)
         return acc
 
-    @classmethod
-    def from_bucket(cls, bucket: MetricBucket) -> Accumulator:
-        acc = cls()
-        acc.requests, acc.successes, acc.failures = bucket.request_count, bucket.success_count, bucket.failure_count
-        acc.lat_count, acc.lat_sum = bucket.latency_count, bucket.latency_sum
-        acc.lat_min, acc.lat_max = bucket.latency_min, bucket.latency_max
-        acc.sketch = sketch.from_json(bucket.latency_sketch)
-        acc.prompt_sum, acc.prompt_max = bucket.prompt_tokens_sum, bucket.prompt_tokens_max
-        acc.completion_sum, acc.completion_max = bucket.completion_tokens_sum, bucket.completion_tokens_max
-        acc.cost = bucket.cost_sum
-        acc.conf_sum, acc.conf_count = bucket.confidence_sum, bucket.confidence_count
-        acc.rating_sum, acc.rating_count = bucket.rating_sum, bucket.rating_count
-        acc.accepted, acc.rejected = bucket.accepted_count, bucket.rejected_count
-        acc.errors = {
-            code: {"count": e["count"], "lastOccurred": datetime.fromisoformat(e["lastOccurred"]), "message": e["message"]}
-            for code, e in bucket.errors.items()
-        }
-        acc.use_cases = dict(bucket.use_cases)
-        acc.distinct_users = bucket.distinct_users
-        acc.last_event_at = bucket.last_event_at
-        return acc
+    def merge_stored_errors(self, stored: dict[str, dict[str, Any]]) -> None:
+        """Add a bucket's ``errors`` column (``{code: {count, lastOccurred (ISO), message}}``)."""
+        for code, e in stored.items():
+            occurred = datetime.fromisoformat(e["lastOccurred"])
+            mine = self.errors.get(code)
+            if mine is None:
+                self.errors[code] = {"count": e["count"], "lastOccurred": occurred, "message": e["message"]}
+            else:
+                mine["count"] += e["count"]
+                if occurred >= mine["lastOccurred"]:
+                    mine["lastOccurred"], mine["message"] = occurred, e["message"]
 
     def bucket_fields(self) -> dict[str, Any]:
         return {

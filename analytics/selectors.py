@@ -12,7 +12,7 @@ import contextlib
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from django.utils import timezone
 from analytics import sketch
 from analytics.models import GRANULARITY_SECONDS, Alert, AlertStatus, MetricBucket, UsageEvent
 from analytics.rollup import BUCKET_VALUE_FIELDS, Accumulator, bucket_start
+from modelhub.api.dates import iso
 from modelhub.db import iter_values_rows
 
 # The JSON columns come as text and are parsed with orjson (Django's JSONField uses the slower json module).
@@ -57,12 +58,6 @@ def _parse_json_columns(row: tuple) -> tuple:
 
 
 _MONTH_SECONDS = 30 * 86400
-
-
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _money(value: Decimal | float) -> float:
@@ -150,15 +145,7 @@ def _load(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, en
         total.merge(acc, sketch=False)
     # ... the error breakdown (only buckets that had failures carry one) ...
     for (text,) in _raw_rows(_bucket_rows(qs.filter(failure_count__gt=0)).values_list("errors_text")):
-        for code, e in orjson.loads(text).items():
-            mine = total.errors.get(code)
-            occurred = datetime.fromisoformat(e["lastOccurred"])
-            if mine is None:
-                total.errors[code] = {"count": e["count"], "lastOccurred": occurred, "message": e["message"]}
-            else:
-                mine["count"] += e["count"]
-                if occurred >= mine["lastOccurred"]:
-                    mine["lastOccurred"], mine["message"] = occurred, e["message"]
+        total.merge_stored_errors(orjson.loads(text))
     # ... then the sketches that are needed: the window's edges (outside the covered parent buckets) and
     # starts with several rows; the covered middle comes from the parents' sketches.
     needed = [start for start, n in rows_at.items() if n > 1 or covered is None or not covered[0] <= start < covered[1]]

@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from analytics.models import Alert, AlertSeverity, AlertStatus, AlertType, Environment, Granularity
-from analytics.selectors import iso
+from modelhub.api.dates import iso
 from modelhub.api.fields import EnumField
 from modelhub.api.schema import PaginationSerializer
 from modelhub.api.serializers import StrictInputSerializer

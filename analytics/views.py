@@ -120,9 +120,10 @@ class PerformanceView(APIView):
         model = _model_or_404(ModelRegistry, model_id)
         deployment_id = params.get("deploymentId")
         if deployment_id is not None:
-            from deployments.models import Deployment
+            from deployments.selectors import deployment_homes
 
-            if not Deployment.objects.filter(pk=deployment_id, model_id=model.pk).exists():
+            home = deployment_homes([deployment_id]).get(uuid.UUID(deployment_id))
+            if home is None or home[0] != model.pk:
                 raise InvalidParameter(
                     "deploymentId is not a deployment of this model.",
                     details={"fields": {"deploymentId": ["No deployment of this model has this id."]}},

@@ -15,6 +15,7 @@ from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from catalog.models import ModelRegistry
+from modelhub.api.dates import iso
 
 _FACETS_VERSION_KEY = "catalog:facets:version"
 
@@ -170,7 +171,7 @@ def model_detail(model: ModelRegistry) -> dict[str, Any]:
     last_used = last_used_by_deployment([d["id"] for d in deployments])
     for item in deployments:
         used = last_used.get(str(item["id"]))
-        item["lastUsed"] = used.isoformat().replace("+00:00", "Z") if used else None
+        item["lastUsed"] = iso(used)
     performance = {
         name: performance_metrics(model, start=now - span, end=now, granularity=granularity, now=now)
         for name, (span, granularity) in PERFORMANCE_WINDOWS.items()

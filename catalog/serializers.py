@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from catalog.models import MAX_CONTEXT_WINDOW, ModelRegistry, ModelStatus, ModelType, Provider, SecurityLevel
+from modelhub.api.dates import iso
 from modelhub.api.fields import EnumField, StringListField
 from modelhub.api.schema import PaginationSerializer
 from modelhub.api.serializers import StrictInputSerializer, StrictRegexField
@@ -18,10 +19,6 @@ def _owner_username(m: ModelRegistry) -> str | None:
     if hasattr(m, "owner_username"):  # annotated by catalog.selectors.model_queryset
         return m.owner_username
     return m.owner.username if m.owner_id else None
-
-
-def iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 # --- Output ----------------------------------------------------------------------------

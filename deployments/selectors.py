@@ -6,7 +6,7 @@ the dashboard and for validating ``deploymentId`` s):
 * :func:`deployments_for_model` - ``ModelDetailResponse.deployments``
 * :func:`active_deployment_count` - ``DashboardResponse.summary.activeDeployments``
 * :func:`recent_activity` - ``DashboardResponse.recentActivity`` (deployment and scaling items)
-* :func:`deployment_ids_existing` - which of some ids are deployments
+* :func:`deployment_homes` / :func:`deployment_ids_existing` - which of some ids are deployments, of which model
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ from django.db.models import F, QuerySet
 
 from catalog.models import ModelRegistry
 from deployments.models import LIVE_STATUSES, Deployment, DeploymentStatus, DeploymentTransition
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+from modelhub.api.dates import iso as _iso
 
 
 def deployment_queryset() -> QuerySet[Deployment]:
@@ -91,8 +88,11 @@ def recent_activity(limit: int = 20) -> list[dict[str, Any]]:
     ]
 
 
-def deployment_ids_existing(ids: Iterable[Any]) -> set[str]:
-    """Which of ``ids`` (UUIDs or strings; malformed ones are ignored) are deployments, as strings."""
+def deployment_homes(ids: Iterable[Any]) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
+    """``{id: (model id, environment)}`` for those of ``ids`` that are deployments (malformed ids are ignored).
+
+    What usage-event ingestion and the performance query check a ``deploymentId`` against.
+    """
     valid: set[uuid.UUID] = set()
     for raw in ids:
         try:
@@ -100,5 +100,11 @@ def deployment_ids_existing(ids: Iterable[Any]) -> set[str]:
         except (ValueError, AttributeError, TypeError):
             continue
     if not valid:
-        return set()
-    return {str(pk) for pk in Deployment.objects.filter(id__in=valid).values_list("id", flat=True)}
+        return {}
+    rows = Deployment.objects.filter(id__in=valid).values_list("id", "model_id", "environment")
+    return {pk: (model_id, environment) for pk, model_id, environment in rows}
+
+
+def deployment_ids_existing(ids: Iterable[Any]) -> set[str]:
+    """Which of ``ids`` (UUIDs or strings; malformed ones are ignored) are deployments, as strings."""
+    return {str(pk) for pk in deployment_homes(ids)}

@@ -17,14 +17,10 @@ from catalog.models import MAX_CONTEXT_WINDOW
 from deployments import config as cfg
 from deployments.models import Deployment, DeploymentStatus, Environment
 from deployments.selectors import deployment_endpoint
+from modelhub.api.dates import iso
 from modelhub.api.fields import EnumField, StringListField
 from modelhub.api.schema import PaginationSerializer
 from modelhub.api.serializers import StrictCharField, StrictInputSerializer, StrictRegexField
-
-
-def iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
 
 # --- Input fields -----------------------------------------------------------------------------
 

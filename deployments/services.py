@@ -25,6 +25,7 @@ from deployments import config as config_schema
 from deployments import readiness
 from deployments.models import LIVE_STATUSES, TRANSITIONS, Deployment, DeploymentStatus, DeploymentTransition
 from modelhub import realtime
+from modelhub.api.dates import iso as _iso
 from modelhub.api.exceptions import AppError, Conflict, ErrorCode, InvalidRequest, NotFound
 
 logger = logging.getLogger(__name__)
@@ -45,10 +46,6 @@ class IllegalTransition(Conflict):
             message or f"A {current} deployment cannot become {requested}.",
             details={"currentStatus": current, "requestedStatus": requested, "allowedTransitions": allowed},
         )
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def _user(actor: Any) -> Any:
