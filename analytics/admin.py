@@ -36,7 +36,16 @@ class UsageEventAdmin(ReadOnlyAdmin):
 
 @admin.register(MetricBucket)
 class MetricBucketAdmin(ReadOnlyAdmin):
-    list_display = ("granularity", "bucket_start", "model", "deployment_key", "environment", "request_count", "failure_count", "cost_sum")
+    list_display = (
+        "granularity",
+        "bucket_start",
+        "model",
+        "deployment_key",
+        "environment",
+        "request_count",
+        "failure_count",
+        "cost_sum",
+    )
     list_filter = ("granularity", "environment")
     list_select_related = ("model",)
     exclude = ("latency_sketch",)

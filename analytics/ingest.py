@@ -46,9 +46,26 @@ _STRING_FIELDS = {
 }
 ALLOWED_FIELDS = frozenset(
     {
-        "requestId", "timestamp", "modelId", "deploymentId", "environment", "userId", "latencyMs",
-        "promptTokens", "completionTokens", "cost", "success", "errorCode", "errorMessage",
-        "confidenceScore", "userRating", "accepted", "useCase", "experimentId", "variant", "promptHash",
+        "requestId",
+        "timestamp",
+        "modelId",
+        "deploymentId",
+        "environment",
+        "userId",
+        "latencyMs",
+        "promptTokens",
+        "completionTokens",
+        "cost",
+        "success",
+        "errorCode",
+        "errorMessage",
+        "confidenceScore",
+        "userRating",
+        "accepted",
+        "useCase",
+        "experimentId",
+        "variant",
+        "promptHash",
     }
 )
 REQUIRED_FIELDS = ("requestId", "timestamp", "modelId", "latencyMs", "promptTokens", "completionTokens", "success")
@@ -152,7 +169,11 @@ def _validate(item: object, now: datetime, oldest: datetime, newest: datetime) -
     if ts is None:
         problems.add("timestamp", ErrorCode.INVALID_PARAMETER, "must be an ISO 8601 date-time with a time zone")
     elif ts > newest:
-        problems.add("timestamp", ErrorCode.INVALID_PARAMETER, f"is in the future (more than {settings.ANALYTICS_MAX_CLOCK_SKEW_SECONDS}s ahead)")
+        problems.add(
+            "timestamp",
+            ErrorCode.INVALID_PARAMETER,
+            f"is in the future (more than {settings.ANALYTICS_MAX_CLOCK_SKEW_SECONDS}s ahead)",
+        )
     elif ts < oldest:
         problems.add("timestamp", ErrorCode.INVALID_PARAMETER, "is older than the raw-event retention period")
 
@@ -222,7 +243,13 @@ def _validate(item: object, now: datetime, oldest: datetime, newest: datetime) -
 def _reject(result: IngestResult, index: int, item: object, problems: list[dict[str, str]]) -> None:
     request_id = item.get("requestId") if type(item) is dict and type(item.get("requestId")) is str else None
     result.rejected.append(
-        {"index": index, "requestId": request_id, "code": problems[0]["code"], "message": problems[0]["message"], "fields": problems}
+        {
+            "index": index,
+            "requestId": request_id,
+            "code": problems[0]["code"],
+            "message": problems[0]["message"],
+            "fields": problems,
+        }
     )
 
 
@@ -249,20 +276,58 @@ def ingest_events(items: list[object], *, now: datetime | None = None) -> Ingest
     for index, row in cleaned:
         price = models.get(row["model_id"])
         if price is None:
-            _reject(result, index, items[index], [{"field": "modelId", "code": ErrorCode.MODEL_NOT_FOUND.value, "message": "no model with this id"}])
+            _reject(
+                result,
+                index,
+                items[index],
+                [{"field": "modelId", "code": ErrorCode.MODEL_NOT_FOUND.value, "message": "no model with this id"}],
+            )
             continue
         if row["deployment_id"] is not None:
             deployment = deployments.get(row["deployment_id"])
             if deployment is None:
-                _reject(result, index, items[index], [{"field": "deploymentId", "code": ErrorCode.DEPLOYMENT_NOT_FOUND.value, "message": "no deployment with this id"}])
+                _reject(
+                    result,
+                    index,
+                    items[index],
+                    [
+                        {
+                            "field": "deploymentId",
+                            "code": ErrorCode.DEPLOYMENT_NOT_FOUND.value,
+                            "message": "no deployment with this id",
+                        }
+                    ],
+                )
                 continue
             if deployment[0] != row["model_id"]:
-                _reject(result, index, items[index], [{"field": "deploymentId", "code": ErrorCode.INVALID_PARAMETER.value, "message": "the deployment serves a different model"}])
+                _reject(
+                    result,
+                    index,
+                    items[index],
+                    [
+                        {
+                            "field": "deploymentId",
+                            "code": ErrorCode.INVALID_PARAMETER.value,
+                            "message": "the deployment serves a different model",
+                        }
+                    ],
+                )
                 continue
             if row["environment"] is None:
                 row["environment"] = deployment[1]
             elif row["environment"] != deployment[1]:
-                _reject(result, index, items[index], [{"field": "environment", "code": ErrorCode.INVALID_PARAMETER.value, "message": f"the deployment runs in {deployment[1]}"}])
+                _reject(
+                    result,
+                    index,
+                    items[index],
+                    [
+                        {
+                            "field": "environment",
+                            "code": ErrorCode.INVALID_PARAMETER.value,
+                            "message": f"the deployment runs in {deployment[1]}",
+                        }
+                    ],
+                )
                 continue
         if row["environment"] is None:
             row["environment"] = Environment.PRODUCTION
@@ -286,11 +351,26 @@ def ingest_events(items: list[object], *, now: datetime | None = None) -> Ingest
 
 
 _COLUMNS = (
-    ("request_id", "text"), ("timestamp", "timestamptz"), ("model_id", "uuid"), ("deployment_id", "uuid"),
-    ("environment", "text"), ("user_id", "text"), ("latency_ms", "float8"), ("prompt_tokens", "int4"),
-    ("completion_tokens", "int4"), ("cost", "numeric"), ("success", "bool"), ("error_code", "text"),
-    ("error_message", "text"), ("confidence_score", "float8"), ("user_rating", "int2"), ("accepted", "bool"),
-    ("use_case", "text"), ("experiment_id", "text"), ("variant", "text"), ("prompt_hash", "text"),
+    ("request_id", "text"),
+    ("timestamp", "timestamptz"),
+    ("model_id", "uuid"),
+    ("deployment_id", "uuid"),
+    ("environment", "text"),
+    ("user_id", "text"),
+    ("latency_ms", "float8"),
+    ("prompt_tokens", "int4"),
+    ("completion_tokens", "int4"),
+    ("cost", "numeric"),
+    ("success", "bool"),
+    ("error_code", "text"),
+    ("error_message", "text"),
+    ("confidence_score", "float8"),
+    ("user_rating", "int2"),
+    ("accepted", "bool"),
+    ("use_case", "text"),
+    ("experiment_id", "text"),
+    ("variant", "text"),
+    ("prompt_hash", "text"),
 )
 _EVENT_TABLE = UsageEvent._meta.db_table
 _DIRTY_TABLE = DirtyHour._meta.db_table

@@ -45,7 +45,12 @@ class UsageEvent(models.Model):
         "catalog.ModelRegistry", on_delete=models.PROTECT, related_name="usage_events", db_index=False
     )
     deployment = models.ForeignKey(
-        "deployments.Deployment", on_delete=models.PROTECT, null=True, blank=True, related_name="usage_events", db_index=False
+        "deployments.Deployment",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="usage_events",
+        db_index=False,
     )
     environment = models.CharField(max_length=16, choices=Environment.choices)
     user_id = models.CharField(max_length=255, blank=True)  # the model's end user, not a hub account
@@ -151,7 +156,9 @@ class MetricBucket(models.Model):
                 fields=["granularity", "model", "deployment_key", "environment", "bucket_start"],
                 name="analytics_bucket_unique",
             ),
-            models.CheckConstraint(condition=Q(granularity__in=list(GRANULARITY_SECONDS)), name="analytics_bucket_granularity_valid"),
+            models.CheckConstraint(
+                condition=Q(granularity__in=list(GRANULARITY_SECONDS)), name="analytics_bucket_granularity_valid"
+            ),
         ]
         indexes = [
             models.Index(fields=["granularity", "model", "bucket_start"], name="analytics_bucket_query_idx"),

@@ -47,10 +47,31 @@ class Accumulator:
     """Additive metrics of a set of events; built from raw rows or merged from buckets."""
 
     __slots__ = (
-        "requests", "successes", "failures", "lat_count", "lat_sum", "lat_min", "lat_max", "sketch",
-        "prompt_sum", "prompt_max", "completion_sum", "completion_max", "cost", "conf_sum", "conf_count",
-        "rating_sum", "rating_count", "accepted", "rejected", "errors", "use_cases", "users", "distinct_users",
-        "last_event_at", "p95",
+        "requests",
+        "successes",
+        "failures",
+        "lat_count",
+        "lat_sum",
+        "lat_min",
+        "lat_max",
+        "sketch",
+        "prompt_sum",
+        "prompt_max",
+        "completion_sum",
+        "completion_max",
+        "cost",
+        "conf_sum",
+        "conf_count",
+        "rating_sum",
+        "rating_count",
+        "accepted",
+        "rejected",
+        "errors",
+        "use_cases",
+        "users",
+        "distinct_users",
+        "last_event_at",
+        "p95",
     )
 
     def __init__(self) -> None:
@@ -71,7 +92,9 @@ class Accumulator:
         self.p95: float | None = None  # the stored p95 of a single bucket (None: read it from the sketch)
 
     # -- from raw events -------------------------------------------------------------
-    def add_event(self, ts, latency, prompt, completion, cost, success, code, message, conf, rating, accepted, use_case, user) -> None:  # noqa: ANN001, PLR0913
+    def add_event(
+        self, ts, latency, prompt, completion, cost, success, code, message, conf, rating, accepted, use_case, user
+    ) -> None:
         self.requests += 1
         if success:
             self.successes += 1
@@ -161,9 +184,31 @@ class Accumulator:
     def from_row(cls, row: tuple) -> Accumulator:
         """From a ``values_list(*BUCKET_VALUE_FIELDS)`` row."""
         acc = cls()
-        (acc.requests, acc.successes, acc.failures, acc.lat_count, acc.lat_sum, acc.lat_min, acc.lat_max, sk,
-         acc.prompt_sum, acc.prompt_max, acc.completion_sum, acc.completion_max, acc.cost, acc.conf_sum, acc.conf_count,
-         acc.rating_sum, acc.rating_count, acc.accepted, acc.rejected, errors, use_cases, acc.distinct_users, acc.last_event_at) = row
+        (
+            acc.requests,
+            acc.successes,
+            acc.failures,
+            acc.lat_count,
+            acc.lat_sum,
+            acc.lat_min,
+            acc.lat_max,
+            sk,
+            acc.prompt_sum,
+            acc.prompt_max,
+            acc.completion_sum,
+            acc.completion_max,
+            acc.cost,
+            acc.conf_sum,
+            acc.conf_count,
+            acc.rating_sum,
+            acc.rating_count,
+            acc.accepted,
+            acc.rejected,
+            errors,
+            use_cases,
+            acc.distinct_users,
+            acc.last_event_at,
+        ) = row
         acc.sketch = sketch.from_json(sk)
         acc.merge_stored_errors(errors)
         acc.use_cases = dict(use_cases)
@@ -214,10 +259,29 @@ class Accumulator:
 
 
 BUCKET_VALUE_FIELDS = (
-    "request_count", "success_count", "failure_count", "latency_count", "latency_sum", "latency_min", "latency_max",
-    "latency_sketch", "prompt_tokens_sum", "prompt_tokens_max", "completion_tokens_sum", "completion_tokens_max",
-    "cost_sum", "confidence_sum", "confidence_count", "rating_sum", "rating_count", "accepted_count", "rejected_count",
-    "errors", "use_cases", "distinct_users", "last_event_at",
+    "request_count",
+    "success_count",
+    "failure_count",
+    "latency_count",
+    "latency_sum",
+    "latency_min",
+    "latency_max",
+    "latency_sketch",
+    "prompt_tokens_sum",
+    "prompt_tokens_max",
+    "completion_tokens_sum",
+    "completion_tokens_max",
+    "cost_sum",
+    "confidence_sum",
+    "confidence_count",
+    "rating_sum",
+    "rating_count",
+    "accepted_count",
+    "rejected_count",
+    "errors",
+    "use_cases",
+    "distinct_users",
+    "last_event_at",
 )
 
 
@@ -227,8 +291,11 @@ def bucket_start(ts: datetime, granularity: str) -> datetime:
     return _EPOCH + timedelta(seconds=epoch - epoch % seconds)
 
 
-_UPDATE_FIELDS = [f.name for f in MetricBucket._meta.concrete_fields if f.name not in {
-    "id", "granularity", "bucket_start", "model", "deployment_key", "environment"}]
+_UPDATE_FIELDS = [
+    f.name
+    for f in MetricBucket._meta.concrete_fields
+    if f.name not in {"id", "granularity", "bucket_start", "model", "deployment_key", "environment"}
+]
 _UNIQUE_FIELDS = ["granularity", "model", "deployment_key", "environment", "bucket_start"]
 _SUB_HOUR = ("1m", "5m", "15m", "1h")
 
@@ -242,7 +309,13 @@ class RollupReport:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"hours": self.hours, "days": self.days, "buckets": self.buckets, "events": self.events, "seconds": round(self.seconds, 3)}
+        return {
+            "hours": self.hours,
+            "days": self.days,
+            "buckets": self.buckets,
+            "events": self.events,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def _retention_cutoffs(now: datetime) -> dict[str, datetime]:
@@ -250,8 +323,21 @@ def _retention_cutoffs(now: datetime) -> dict[str, datetime]:
 
 
 _EVENT_FIELDS = (
-    "deployment_id", "environment", "timestamp", "latency_ms", "prompt_tokens", "completion_tokens", "cost",
-    "success", "error_code", "error_message", "confidence_score", "user_rating", "accepted", "use_case", "user_id",
+    "deployment_id",
+    "environment",
+    "timestamp",
+    "latency_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "success",
+    "error_code",
+    "error_message",
+    "confidence_score",
+    "user_rating",
+    "accepted",
+    "use_case",
+    "user_id",
 )
 
 
@@ -260,8 +346,26 @@ def compute_hour(model_id: uuid.UUID, hour: datetime, cutoffs: dict[str, datetim
     end = hour + timedelta(hours=1)
     minutes: dict[tuple[str, str, datetime], Accumulator] = {}
     events = 0
-    rows = UsageEvent.objects.filter(model_id=model_id, timestamp__gte=hour, timestamp__lt=end).values_list(*_EVENT_FIELDS)
-    for dep, env, ts, lat, prompt, completion, cost, ok, code, message, conf, rating, accepted, use_case, user in iter_values_rows(rows):
+    rows = UsageEvent.objects.filter(model_id=model_id, timestamp__gte=hour, timestamp__lt=end).values_list(
+        *_EVENT_FIELDS
+    )
+    for (
+        dep,
+        env,
+        ts,
+        lat,
+        prompt,
+        completion,
+        cost,
+        ok,
+        code,
+        message,
+        conf,
+        rating,
+        accepted,
+        use_case,
+        user,
+    ) in iter_values_rows(rows):
         minute = ts.replace(second=0, microsecond=0)
         key = (dep.hex if dep else "", env, minute)
         acc = minutes.get(key)
@@ -281,7 +385,14 @@ def compute_hour(model_id: uuid.UUID, hour: datetime, cutoffs: dict[str, datetim
             target.merge(acc)
         per_granularity[granularity] = coarse
     buckets = [
-        {"granularity": g, "bucket_start": start, "model_id": model_id, "deployment_key": dep, "environment": env, **acc.bucket_fields()}
+        {
+            "granularity": g,
+            "bucket_start": start,
+            "model_id": model_id,
+            "deployment_key": dep,
+            "environment": env,
+            **acc.bucket_fields(),
+        }
         for g, accs in per_granularity.items()
         if hour >= cutoffs[g] - timedelta(hours=1)
         for (dep, env, start), acc in accs.items()
@@ -292,7 +403,9 @@ def compute_hour(model_id: uuid.UUID, hour: datetime, cutoffs: dict[str, datetim
 def compute_day(model_id: uuid.UUID, day: datetime) -> list[dict[str, Any]]:
     """One model's 1d buckets: its (just recomputed) 1h buckets merged, plus exact distinct users from raw rows."""
     end = day + timedelta(days=1)
-    hours = MetricBucket.objects.filter(granularity="1h", model_id=model_id, bucket_start__gte=day, bucket_start__lt=end)
+    hours = MetricBucket.objects.filter(
+        granularity="1h", model_id=model_id, bucket_start__gte=day, bucket_start__lt=end
+    )
     merged: dict[tuple[str, str], Accumulator] = defaultdict(Accumulator)
     for row in hours.values_list("deployment_key", "environment", *BUCKET_VALUE_FIELDS):
         merged[(row[0], row[1])].merge(Accumulator.from_row(row[2:]))
@@ -308,7 +421,16 @@ def compute_day(model_id: uuid.UUID, day: datetime) -> list[dict[str, Any]]:
     for (dep, env), acc in merged.items():
         fields = acc.bucket_fields()
         fields["distinct_users"] = distinct.get((dep, env), 0)
-        buckets.append({"granularity": "1d", "bucket_start": day, "model_id": model_id, "deployment_key": dep, "environment": env, **fields})
+        buckets.append(
+            {
+                "granularity": "1d",
+                "bucket_start": day,
+                "model_id": model_id,
+                "deployment_key": dep,
+                "environment": env,
+                **fields,
+            }
+        )
     return buckets
 
 
@@ -322,31 +444,64 @@ def write_buckets(buckets: list[dict[str, Any]], scopes: list[Scope]) -> None:
     if connection.vendor == "postgresql":
         _write_buckets_postgres(buckets, scopes)
         return
-    keep = {(b["granularity"], b["model_id"], b["deployment_key"], b["environment"], b["bucket_start"]) for b in buckets}
+    keep = {
+        (b["granularity"], b["model_id"], b["deployment_key"], b["environment"], b["bucket_start"]) for b in buckets
+    }
     for model_id, granularity, start, end in scopes:
-        rows = MetricBucket.objects.filter(model_id=model_id, granularity=granularity, bucket_start__gte=start, bucket_start__lt=end)
-        stale = [pk for pk, *key in rows.values_list("pk", "granularity", "model_id", "deployment_key", "environment", "bucket_start")
-                 if tuple(key) not in keep]
+        rows = MetricBucket.objects.filter(
+            model_id=model_id, granularity=granularity, bucket_start__gte=start, bucket_start__lt=end
+        )
+        stale = [
+            pk
+            for pk, *key in rows.values_list(
+                "pk", "granularity", "model_id", "deployment_key", "environment", "bucket_start"
+            )
+            if tuple(key) not in keep
+        ]
         if stale:
             MetricBucket.objects.filter(pk__in=stale).delete()
     if buckets:
         MetricBucket.objects.bulk_create(
-            [MetricBucket(**b) for b in buckets], update_conflicts=True, unique_fields=_UNIQUE_FIELDS,
-            update_fields=_UPDATE_FIELDS, batch_size=500,
+            [MetricBucket(**b) for b in buckets],
+            update_conflicts=True,
+            unique_fields=_UNIQUE_FIELDS,
+            update_fields=_UPDATE_FIELDS,
+            batch_size=500,
         )
 
 
 _BUCKET_TABLE = MetricBucket._meta.db_table
 _BUCKET_STAGING = "analytics_bucket_staging"
 _BUCKET_COLUMNS = [
-    ("granularity", "text"), ("bucket_start", "timestamptz"), ("model_id", "uuid"), ("deployment_key", "text"),
-    ("environment", "text"), ("request_count", "int8"), ("success_count", "int8"), ("failure_count", "int8"),
-    ("latency_count", "int8"), ("latency_sum", "float8"), ("latency_min", "float8"), ("latency_max", "float8"),
-    ("latency_sketch", "jsonb"), ("latency_p95", "float8"), ("prompt_tokens_sum", "int8"), ("prompt_tokens_max", "int8"),
-    ("completion_tokens_sum", "int8"), ("completion_tokens_max", "int8"), ("cost_sum", "numeric"),
-    ("confidence_sum", "float8"), ("confidence_count", "int8"), ("rating_sum", "int8"), ("rating_count", "int8"),
-    ("accepted_count", "int8"), ("rejected_count", "int8"), ("errors", "jsonb"), ("use_cases", "jsonb"),
-    ("distinct_users", "int8"), ("last_event_at", "timestamptz"),
+    ("granularity", "text"),
+    ("bucket_start", "timestamptz"),
+    ("model_id", "uuid"),
+    ("deployment_key", "text"),
+    ("environment", "text"),
+    ("request_count", "int8"),
+    ("success_count", "int8"),
+    ("failure_count", "int8"),
+    ("latency_count", "int8"),
+    ("latency_sum", "float8"),
+    ("latency_min", "float8"),
+    ("latency_max", "float8"),
+    ("latency_sketch", "jsonb"),
+    ("latency_p95", "float8"),
+    ("prompt_tokens_sum", "int8"),
+    ("prompt_tokens_max", "int8"),
+    ("completion_tokens_sum", "int8"),
+    ("completion_tokens_max", "int8"),
+    ("cost_sum", "numeric"),
+    ("confidence_sum", "float8"),
+    ("confidence_count", "int8"),
+    ("rating_sum", "int8"),
+    ("rating_count", "int8"),
+    ("accepted_count", "int8"),
+    ("rejected_count", "int8"),
+    ("errors", "jsonb"),
+    ("use_cases", "jsonb"),
+    ("distinct_users", "int8"),
+    ("last_event_at", "timestamptz"),
 ]
 
 
@@ -411,7 +566,9 @@ def rollup(*, chunk_hours: int = 24, max_chunks: int | None = None, now: datetim
         with transaction.atomic():
             _lock()
             claimed = list(
-                DirtyHour.objects.select_for_update().order_by("model_id", "hour").values_list("pk", "model_id", "hour")[:chunk_hours]
+                DirtyHour.objects.select_for_update()
+                .order_by("model_id", "hour")
+                .values_list("pk", "model_id", "hour")[:chunk_hours]
             )
             if not claimed:
                 break
@@ -424,7 +581,11 @@ def rollup(*, chunk_hours: int = 24, max_chunks: int | None = None, now: datetim
                     continue  # its raw rows are past retention: nothing to recompute from
                 events, hour_buckets = compute_hour(model_id, hour, cutoffs)
                 buckets += hour_buckets
-                scopes += [(model_id, g, hour, hour + timedelta(hours=1)) for g in _SUB_HOUR if hour >= cutoffs[g] - timedelta(hours=1)]
+                scopes += [
+                    (model_id, g, hour, hour + timedelta(hours=1))
+                    for g in _SUB_HOUR
+                    if hour >= cutoffs[g] - timedelta(hours=1)
+                ]
                 report.events += events
                 days.add((model_id, bucket_start(hour, "1d")))
                 touched_models.add(model_id)
@@ -454,9 +615,13 @@ def mark_all_dirty(*, since: datetime | None = None) -> int:
     qs = UsageEvent.objects.all()
     if since is not None:
         qs = qs.filter(timestamp__gte=since)
-    pairs = {(m, bucket_start(ts, "1h")) for m, ts in qs.values_list("model_id", "timestamp").iterator(chunk_size=10000)}
+    pairs = {
+        (m, bucket_start(ts, "1h")) for m, ts in qs.values_list("model_id", "timestamp").iterator(chunk_size=10000)
+    }
     now = timezone.now()
-    DirtyHour.objects.bulk_create([DirtyHour(model_id=m, hour=h, marked_at=now) for m, h in pairs], ignore_conflicts=True)
+    DirtyHour.objects.bulk_create(
+        [DirtyHour(model_id=m, hour=h, marked_at=now) for m, h in pairs], ignore_conflicts=True
+    )
     return len(pairs)
 
 
@@ -472,7 +637,12 @@ def refresh_model_stats(model_ids: set[uuid.UUID] | None = None, *, now: datetim
     from django.db.models import Sum
 
     stats = {
-        row["model_id"]: (row["requests"] or 0, (row["rating_sum"] / row["rating_count"]) if row["rating_count"] else None)
-        for row in qs.values("model_id").annotate(requests=Sum("request_count"), rating_sum=Sum("rating_sum"), rating_count=Sum("rating_count")).order_by()
+        row["model_id"]: (
+            row["requests"] or 0,
+            (row["rating_sum"] / row["rating_count"]) if row["rating_count"] else None,
+        )
+        for row in qs.values("model_id")
+        .annotate(requests=Sum("request_count"), rating_sum=Sum("rating_sum"), rating_count=Sum("rating_count"))
+        .order_by()
     }
     return model_usage_stats_set(stats, only=model_ids)

@@ -38,7 +38,7 @@ _JSON_POSITIONS = tuple(i for i, name in enumerate(BUCKET_VALUE_FIELDS) if name 
 _EMPTY_SKETCH = '{"keys": [], "counts": []}'
 
 
-def _bucket_rows(qs, *, sketch: bool = True):  # noqa: ANN001, ANN202
+def _bucket_rows(qs, *, sketch: bool = True):
     """JSON columns as text (parsed with orjson); without ``sketch`` the sketch column is left out."""
     columns = {f"{name}_text": Cast(name, TextField()) for name in _JSON_COLUMNS}
     if not sketch:
@@ -46,7 +46,7 @@ def _bucket_rows(qs, *, sketch: bool = True):  # noqa: ANN001, ANN202
     return qs.annotate(**columns)
 
 
-def _raw_rows(qs) -> list[tuple]:  # noqa: ANN001
+def _raw_rows(qs) -> list[tuple]:
     return list(iter_values_rows(qs))
 
 
@@ -128,13 +128,45 @@ def _load(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, en
     # First the figures per bucket start, summed over deployments and environments by the database ...
     series = _Series(window)
     rows_at: dict[datetime, int] = {}
-    per_start = qs.values("bucket_start").annotate(**_PER_START).order_by("bucket_start").values_list("bucket_start", *_PER_START)
+    per_start = (
+        qs.values("bucket_start")
+        .annotate(**_PER_START)
+        .order_by("bucket_start")
+        .values_list("bucket_start", *_PER_START)
+    )
     total = series.total
-    for (start, requests, successes, failures, lat_count, lat_sum, lat_min, lat_max, prompt_sum, prompt_max, completion_sum,
-         completion_max, cost, conf_sum, conf_count, rating_sum, rating_count, accepted, rejected, last_event_at, p95,
-         rows) in _raw_rows(per_start):
+    for (
+        start,
+        requests,
+        successes,
+        failures,
+        lat_count,
+        lat_sum,
+        lat_min,
+        lat_max,
+        prompt_sum,
+        prompt_max,
+        completion_sum,
+        completion_max,
+        cost,
+        conf_sum,
+        conf_count,
+        rating_sum,
+        rating_count,
+        accepted,
+        rejected,
+        last_event_at,
+        p95,
+        rows,
+    ) in _raw_rows(per_start):
         acc = Accumulator()
-        acc.requests, acc.successes, acc.failures, acc.lat_count, acc.lat_sum = requests, successes, failures, lat_count, lat_sum
+        acc.requests, acc.successes, acc.failures, acc.lat_count, acc.lat_sum = (
+            requests,
+            successes,
+            failures,
+            lat_count,
+            lat_sum,
+        )
         acc.lat_min, acc.lat_max, acc.prompt_sum, acc.prompt_max = lat_min, lat_max, prompt_sum, prompt_max
         acc.completion_sum, acc.completion_max, acc.cost = completion_sum, completion_max, cost
         acc.conf_sum, acc.conf_count, acc.rating_sum, acc.rating_count = conf_sum, conf_count, rating_sum, rating_count
@@ -151,7 +183,9 @@ def _load(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, en
     needed = [start for start, n in rows_at.items() if n > 1 or covered is None or not covered[0] <= start < covered[1]]
     if needed:
         merged: dict[datetime, dict[int, int]] = defaultdict(dict)
-        for start, text in _raw_rows(_bucket_rows(qs.filter(bucket_start__in=needed)).values_list("bucket_start", "latency_sketch_text")):
+        for start, text in _raw_rows(
+            _bucket_rows(qs.filter(bucket_start__in=needed)).values_list("bucket_start", "latency_sketch_text")
+        ):
             part = sketch.from_json(orjson.loads(text))
             if rows_at[start] > 1:
                 sketch.merge_into(merged[start], part)
@@ -173,19 +207,34 @@ def _load(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, en
 
 
 _PARENT = {"1m": "15m", "5m": "1h", "15m": "1h", "1h": "1d"}
+
+
 def _int_sum(field: str) -> Cast:
     # SUM(bigint) is numeric in PostgreSQL: cast back so rows read straight from psycopg hold ints.
     return Cast(Sum(field), BigIntegerField())
 
 
 _PER_START = {
-    "requests": _int_sum("request_count"), "successes": _int_sum("success_count"), "failures": _int_sum("failure_count"),
-    "lat_count": _int_sum("latency_count"), "lat_sum": Sum("latency_sum"), "lat_min": Min("latency_min"),
-    "lat_max": Max("latency_max"), "prompt_sum": _int_sum("prompt_tokens_sum"), "prompt_max": Max("prompt_tokens_max"),
-    "completion_sum": _int_sum("completion_tokens_sum"), "completion_max": Max("completion_tokens_max"),
-    "cost": Sum("cost_sum"), "conf_sum": Sum("confidence_sum"), "conf_count": _int_sum("confidence_count"),
-    "rating_sum": _int_sum("rating_sum"), "rating_count": _int_sum("rating_count"), "accepted": _int_sum("accepted_count"),
-    "rejected": _int_sum("rejected_count"), "last_event_at": Max("last_event_at"), "p95": Max("latency_p95"),
+    "requests": _int_sum("request_count"),
+    "successes": _int_sum("success_count"),
+    "failures": _int_sum("failure_count"),
+    "lat_count": _int_sum("latency_count"),
+    "lat_sum": Sum("latency_sum"),
+    "lat_min": Min("latency_min"),
+    "lat_max": Max("latency_max"),
+    "prompt_sum": _int_sum("prompt_tokens_sum"),
+    "prompt_max": Max("prompt_tokens_max"),
+    "completion_sum": _int_sum("completion_tokens_sum"),
+    "completion_max": Max("completion_tokens_max"),
+    "cost": Sum("cost_sum"),
+    "conf_sum": Sum("confidence_sum"),
+    "conf_count": _int_sum("confidence_count"),
+    "rating_sum": _int_sum("rating_sum"),
+    "rating_count": _int_sum("rating_count"),
+    "accepted": _int_sum("accepted_count"),
+    "rejected": _int_sum("rejected_count"),
+    "last_event_at": Max("last_event_at"),
+    "p95": Max("latency_p95"),
     "rows": Count("id"),
 }
 
@@ -200,8 +249,11 @@ def _totals(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, 
     if environment is not None:
         qs = qs.filter(environment=environment)
     sums = qs.aggregate(
-        requests=Sum("request_count"), failures=Sum("failure_count"), cost=Sum("cost_sum"),
-        rating_sum=Sum("rating_sum"), rating_count=Sum("rating_count"),
+        requests=Sum("request_count"),
+        failures=Sum("failure_count"),
+        cost=Sum("cost_sum"),
+        rating_sum=Sum("rating_sum"),
+        rating_count=Sum("rating_count"),
     )
     acc = Accumulator()
     acc.requests, acc.failures = sums["requests"] or 0, sums["failures"] or 0
@@ -240,7 +292,11 @@ def _metrics(model: Any, series: _Series, *, deployment_id: str | None, now: dat
             "max": round(t.lat_max or 0.0, 3),
         },
         "tokens": {
-            "prompt": {"total": t.prompt_sum, "avgPerRequest": _ratio(t.prompt_sum, t.requests), "maxPerRequest": t.prompt_max},
+            "prompt": {
+                "total": t.prompt_sum,
+                "avgPerRequest": _ratio(t.prompt_sum, t.requests),
+                "maxPerRequest": t.prompt_max,
+            },
             "completion": {
                 "total": t.completion_sum,
                 "avgPerRequest": _ratio(t.completion_sum, t.requests),
@@ -318,64 +374,101 @@ def insights(model: Any, current: Accumulator, previous: Accumulator) -> list[di
     out: list[dict[str, Any]] = []
     if current.requests < cfg["min_requests"]:
         if current.requests == 0 and previous.requests >= cfg["min_requests"]:
-            out.append({"type": "usage", "severity": "warning", "message": f"No requests in this period (previous period: {previous.requests}).",
-                        "recommendation": "Check that clients still reach the model and that usage events are being sent."})
+            out.append(
+                {
+                    "type": "usage",
+                    "severity": "warning",
+                    "message": f"No requests in this period (previous period: {previous.requests}).",
+                    "recommendation": "Check that clients still reach the model and that usage events are being sent.",
+                }
+            )
         return out
     baseline = float(model.baseline_avg_latency_ms or 0)
     p95 = sketch.quantiles(current.sketch, (0.95,))[0]
     if baseline > 0 and p95 > baseline * cfg["latency_p95_over_baseline"]:
         critical = p95 > baseline * cfg["latency_p95_over_baseline_critical"]
-        out.append({
-            "type": "performance", "severity": "critical" if critical else "warning",
-            "message": f"p95 latency is {p95:.0f} ms, {p95 / baseline:.1f}x the model's baseline of {baseline:.0f} ms.",
-            "recommendation": "Add replicas or raise maxReplicas, lower maxTokens, or route latency-sensitive traffic to a faster model.",
-        })
+        out.append(
+            {
+                "type": "performance",
+                "severity": "critical" if critical else "warning",
+                "message": f"p95 latency is {p95:.0f} ms, {p95 / baseline:.1f}x the model's baseline of {baseline:.0f} ms.",
+                "recommendation": "Add replicas or raise maxReplicas, lower maxTokens, or route latency-sensitive traffic to a faster model.",
+            }
+        )
     error_rate = current.failures / current.requests
     prev_rate = previous.failures / previous.requests if previous.requests else 0.0
-    if error_rate >= cfg["error_rate_min"] and (previous.requests < cfg["min_requests"] or error_rate > prev_rate * cfg["error_rate_increase"]):
-        out.append({
-            "type": "performance", "severity": "critical" if error_rate >= 4 * cfg["error_rate_min"] else "warning",
-            "message": f"Error rate is {error_rate:.1%}" + (f", up from {prev_rate:.1%} in the previous period." if previous.requests else "."),
-            "recommendation": "Inspect the most frequent error codes below; add retries with backoff for transient provider errors.",
-        })
+    if error_rate >= cfg["error_rate_min"] and (
+        previous.requests < cfg["min_requests"] or error_rate > prev_rate * cfg["error_rate_increase"]
+    ):
+        out.append(
+            {
+                "type": "performance",
+                "severity": "critical" if error_rate >= 4 * cfg["error_rate_min"] else "warning",
+                "message": f"Error rate is {error_rate:.1%}"
+                + (f", up from {prev_rate:.1%} in the previous period." if previous.requests else "."),
+                "recommendation": "Inspect the most frequent error codes below; add retries with backoff for transient provider errors.",
+            }
+        )
     if previous.requests >= cfg["min_requests"] and current.requests:
         cpr, prev_cpr = current.cost / current.requests, previous.cost / previous.requests
         if prev_cpr > 0 and cpr > prev_cpr * Decimal(str(cfg["cost_per_request_increase"])):
-            out.append({
-                "type": "cost", "severity": "warning",
-                "message": f"Cost per request rose to ${float(cpr):.6f} from ${float(prev_cpr):.6f} ({float(cpr / prev_cpr - 1):+.0%}).",
-                "recommendation": "Check prompt and completion lengths (tokens per request), cap maxTokens, and cache repeated prompts.",
-            })
+            out.append(
+                {
+                    "type": "cost",
+                    "severity": "warning",
+                    "message": f"Cost per request rose to ${float(cpr):.6f} from ${float(prev_cpr):.6f} ({float(cpr / prev_cpr - 1):+.0%}).",
+                    "recommendation": "Check prompt and completion lengths (tokens per request), cap maxTokens, and cache repeated prompts.",
+                }
+            )
     if current.rating_count >= cfg["min_requests"] // 2 and previous.rating_count >= cfg["min_requests"] // 2:
         rating, prev_rating = current.rating_sum / current.rating_count, previous.rating_sum / previous.rating_count
         if prev_rating - rating >= cfg["rating_drop"]:
-            out.append({
-                "type": "quality", "severity": "warning",
-                "message": f"Average user rating fell to {rating:.2f} from {prev_rating:.2f}.",
-                "recommendation": "Review recent low-rated responses, prompt or parameter changes, and compare against a previous version in an experiment.",
-            })
+            out.append(
+                {
+                    "type": "quality",
+                    "severity": "warning",
+                    "message": f"Average user rating fell to {rating:.2f} from {prev_rating:.2f}.",
+                    "recommendation": "Review recent low-rated responses, prompt or parameter changes, and compare against a previous version in an experiment.",
+                }
+            )
     if current.failures >= max(5, cfg["min_requests"] // 4):
         code, entry = max(current.errors.items(), key=lambda item: item[1]["count"])
         share = entry["count"] / current.failures
         if share >= cfg["dominant_error_share"]:
-            out.append({
-                "type": "performance", "severity": "info",
-                "message": f"{code} accounts for {share:.0%} of errors ({entry['count']} of {current.failures}).",
-                "recommendation": f"Fix the cause of {code} first: {entry['message'][:200] or 'see the error messages'}",
-            })
+            out.append(
+                {
+                    "type": "performance",
+                    "severity": "info",
+                    "message": f"{code} accounts for {share:.0%} of errors ({entry['count']} of {current.failures}).",
+                    "recommendation": f"Fix the cause of {code} first: {entry['message'][:200] or 'see the error messages'}",
+                }
+            )
     if previous.requests >= cfg["min_requests"]:
         change = current.requests / previous.requests - 1
         if abs(change) >= 0.5:
-            out.append({
-                "type": "usage", "severity": "info",
-                "message": f"Traffic {'rose' if change > 0 else 'fell'} {abs(change):.0%} against the previous period ({current.requests} vs {previous.requests} requests).",
-                "recommendation": "Review autoscaling limits and budgets for the new load." if change > 0 else "Check whether clients moved to another model or deployment.",
-            })
+            out.append(
+                {
+                    "type": "usage",
+                    "severity": "info",
+                    "message": f"Traffic {'rose' if change > 0 else 'fell'} {abs(change):.0%} against the previous period ({current.requests} vs {previous.requests} requests).",
+                    "recommendation": "Review autoscaling limits and budgets for the new load."
+                    if change > 0
+                    else "Check whether clients moved to another model or deployment.",
+                }
+            )
     return out
 
 
-def performance(model: Any, *, start: datetime, end: datetime, granularity: str, deployment_id: str | None = None,
-                environment: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+def performance(
+    model: Any,
+    *,
+    start: datetime,
+    end: datetime,
+    granularity: str,
+    deployment_id: str | None = None,
+    environment: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """The spec's ``PerformanceResponse``; callers validated the window (see the view)."""
     now = now or timezone.now()
     window = Window.aligned(start, end, granularity)
@@ -391,7 +484,9 @@ def performance(model: Any, *, start: datetime, end: datetime, granularity: str,
     }
 
 
-def performance_metrics(model: Any, *, start: datetime, end: datetime, granularity: str, now: datetime | None = None) -> dict[str, Any]:
+def performance_metrics(
+    model: Any, *, start: datetime, end: datetime, granularity: str, now: datetime | None = None
+) -> dict[str, Any]:
     now = now or timezone.now()
     window = Window.aligned(start, end, granularity)
     return _metrics(model, _load(model.pk, window, deployment_key=None, environment=None), deployment_id=None, now=now)
@@ -417,7 +512,7 @@ def unique_users(model_id: Any) -> int:
     key = _unique_users_key(model_id)
     try:
         cached = cache.get(key)
-    except Exception:  # noqa: BLE001 - the cache being down costs time, not correctness
+    except Exception:
         cached = None
     if cached is not None:
         return cached
@@ -432,7 +527,10 @@ def refresh_unique_users() -> int:
     from catalog.models import ModelRegistry
 
     counts = dict(
-        UsageEvent.objects.exclude(user_id="").values_list("model_id").annotate(n=Count("user_id", distinct=True)).order_by()
+        UsageEvent.objects.exclude(user_id="")
+        .values_list("model_id")
+        .annotate(n=Count("user_id", distinct=True))
+        .order_by()
     )
     values = {_unique_users_key(pk): counts.get(pk, 0) for pk in ModelRegistry.objects.values_list("pk", flat=True)}
     cache.set_many(values, UNIQUE_USERS_CACHE_SECONDS)
@@ -461,7 +559,9 @@ def last_used_by_deployment(ids: list[Any]) -> dict[str, datetime]:
     keys = [uuid.UUID(str(i)).hex for i in ids]
     rows = (
         MetricBucket.objects.filter(granularity="1d", deployment_key__in=keys)
-        .values_list("deployment_key").annotate(last=Max("last_event_at")).order_by()
+        .values_list("deployment_key")
+        .annotate(last=Max("last_event_at"))
+        .order_by()
     )
     return {str(uuid.UUID(key)): last for key, last in rows}
 
@@ -474,7 +574,10 @@ DASHBOARD_ALERTS = 20
 
 def open_alerts(limit: int = DASHBOARD_ALERTS) -> list[dict[str, Any]]:
     rows = Alert.objects.exclude(status=AlertStatus.RESOLVED).order_by("-opened_at")[:limit]
-    return [{"id": str(a.pk), "type": a.type, "severity": a.severity, "message": a.message, "timestamp": iso(a.opened_at)} for a in rows]
+    return [
+        {"id": str(a.pk), "type": a.type, "severity": a.severity, "message": a.message, "timestamp": iso(a.opened_at)}
+        for a in rows
+    ]
 
 
 def dashboard(*, now: datetime | None = None) -> dict[str, Any]:
@@ -488,8 +591,12 @@ def dashboard(*, now: datetime | None = None) -> dict[str, Any]:
         MetricBucket.objects.filter(granularity="1h", bucket_start__gte=since)
         .values("model_id")
         .annotate(
-            requests=Sum("request_count"), cost=Sum("cost_sum"), lat_sum=Sum("latency_sum"), lat_count=Sum("latency_count"),
-            rating_sum=Sum("rating_sum"), rating_count=Sum("rating_count"),
+            requests=Sum("request_count"),
+            cost=Sum("cost_sum"),
+            lat_sum=Sum("latency_sum"),
+            lat_count=Sum("latency_count"),
+            rating_sum=Sum("rating_sum"),
+            rating_count=Sum("rating_count"),
         )
         .order_by()
     )
@@ -500,8 +607,17 @@ def dashboard(*, now: datetime | None = None) -> dict[str, Any]:
     names = dict(ModelRegistry.objects.filter(pk__in=[r["model_id"] for r in top]).values_list("pk", "name"))
 
     activity = list(recent_activity(DASHBOARD_ACTIVITY))
-    for alert in Alert.objects.filter(opened_at__gte=now - timedelta(days=7)).order_by("-opened_at")[:DASHBOARD_ACTIVITY]:
-        activity.append({"timestamp": iso(alert.opened_at), "type": "error", "modelId": str(alert.model_id), "message": alert.message})
+    for alert in Alert.objects.filter(opened_at__gte=now - timedelta(days=7)).order_by("-opened_at")[
+        :DASHBOARD_ACTIVITY
+    ]:
+        activity.append(
+            {
+                "timestamp": iso(alert.opened_at),
+                "type": "error",
+                "modelId": str(alert.model_id),
+                "message": alert.message,
+            }
+        )
     activity.sort(key=lambda a: a["timestamp"] or "", reverse=True)
 
     return {
@@ -529,7 +645,7 @@ def dashboard(*, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def alert_queryset():  # noqa: ANN201
+def alert_queryset():
     return Alert.objects.select_related("model").order_by("-opened_at", "-id")
 
 
@@ -542,4 +658,3 @@ def recent_window_by_model(minutes: int, *, now: datetime) -> dict[uuid.UUID, di
     for row in qs.values_list(*fields).iterator(chunk_size=2000):
         out[row[0]][""].merge(Accumulator.from_row(_parse_json_columns(row[2:])))
     return out
-

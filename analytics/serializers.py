@@ -21,17 +21,28 @@ from modelhub.api.serializers import StrictInputSerializer
 
 
 class UsageEventSerializer(StrictInputSerializer):
-    requestId = serializers.CharField(max_length=128, help_text="Client-chosen and unique; a re-sent id is counted once.")
-    timestamp = serializers.DateTimeField(help_text="When the request happened (ISO 8601 with a time zone); at most 5 minutes ahead.")
+    requestId = serializers.CharField(
+        max_length=128, help_text="Client-chosen and unique; a re-sent id is counted once."
+    )
+    timestamp = serializers.DateTimeField(
+        help_text="When the request happened (ISO 8601 with a time zone); at most 5 minutes ahead."
+    )
     modelId = serializers.UUIDField()
     deploymentId = serializers.UUIDField(required=False, allow_null=True)
-    environment = EnumField(choices=Environment.choices, required=False, help_text="Defaults to the deployment's, else production.")
+    environment = EnumField(
+        choices=Environment.choices, required=False, help_text="Defaults to the deployment's, else production."
+    )
     userId = serializers.CharField(max_length=255, required=False, allow_blank=True, help_text="The model's end user.")
     latencyMs = serializers.FloatField(min_value=0, max_value=86_400_000)
     promptTokens = serializers.IntegerField(min_value=0, max_value=100_000_000)
     completionTokens = serializers.IntegerField(min_value=0, max_value=100_000_000)
-    cost = serializers.FloatField(min_value=0, max_value=1_000_000, required=False, allow_null=True,
-                                  help_text="USD; computed from the model's costPer1kTokens when absent.")
+    cost = serializers.FloatField(
+        min_value=0,
+        max_value=1_000_000,
+        required=False,
+        allow_null=True,
+        help_text="USD; computed from the model's costPer1kTokens when absent.",
+    )
     success = serializers.BooleanField()
     errorCode = serializers.CharField(max_length=64, required=False, allow_blank=True)
     errorMessage = serializers.CharField(max_length=1000, required=False, allow_blank=True)
@@ -45,7 +56,9 @@ class UsageEventSerializer(StrictInputSerializer):
 
 
 class IngestRequestSerializer(StrictInputSerializer):
-    events = serializers.ListField(child=UsageEventSerializer(), min_length=1, max_length=settings.ANALYTICS_INGEST_MAX_EVENTS)
+    events = serializers.ListField(
+        child=UsageEventSerializer(), min_length=1, max_length=settings.ANALYTICS_INGEST_MAX_EVENTS
+    )
 
 
 class FieldProblemSerializer(serializers.Serializer):
@@ -64,7 +77,9 @@ class RejectedEventSerializer(serializers.Serializer):
 
 class IngestResponseSerializer(serializers.Serializer):
     accepted = serializers.IntegerField(help_text="Events stored by this call.")
-    duplicates = serializers.IntegerField(help_text="Events whose requestId was already stored (or repeated in the batch).")
+    duplicates = serializers.IntegerField(
+        help_text="Events whose requestId was already stored (or repeated in the batch)."
+    )
     rejected = serializers.IntegerField()
     errors = RejectedEventSerializer(many=True)
 

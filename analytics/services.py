@@ -41,12 +41,16 @@ def _evaluate(model: Any, acc: Accumulator) -> tuple[list[Breach], set[str]]:
     error_rate = acc.failures / acc.requests
     if error_rate >= cfg["error_rate_warning"]:
         critical = error_rate >= cfg["error_rate_critical"]
-        breaches.append(Breach(
-            AlertType.ERROR_RATE, AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING, error_rate,
-            cfg["error_rate_critical"] if critical else cfg["error_rate_warning"],
-            f"{model.name} {model.version}: error rate {error_rate:.1%} over the last {cfg['window_minutes']} minutes "
-            f"({acc.failures} of {acc.requests} requests).",
-        ))
+        breaches.append(
+            Breach(
+                AlertType.ERROR_RATE,
+                AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING,
+                error_rate,
+                cfg["error_rate_critical"] if critical else cfg["error_rate_warning"],
+                f"{model.name} {model.version}: error rate {error_rate:.1%} over the last {cfg['window_minutes']} minutes "
+                f"({acc.failures} of {acc.requests} requests).",
+            )
+        )
     elif error_rate < cfg["error_rate_warning"] * cfg["recover_factor"]:
         recovered.add(AlertType.ERROR_RATE)
     baseline = float(model.baseline_avg_latency_ms or 0)
@@ -55,12 +59,16 @@ def _evaluate(model: Any, acc: Accumulator) -> tuple[list[Breach], set[str]]:
         limit = baseline * cfg["latency_p95_over_baseline"]
         if p95 > limit:
             critical = p95 > baseline * cfg["latency_p95_over_baseline_critical"]
-            breaches.append(Breach(
-                AlertType.LATENCY, AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING, p95,
-                baseline * cfg["latency_p95_over_baseline_critical"] if critical else limit,
-                f"{model.name} {model.version}: p95 latency {p95:.0f} ms over the last {cfg['window_minutes']} minutes, "
-                f"{p95 / baseline:.1f}x its {baseline:.0f} ms baseline.",
-            ))
+            breaches.append(
+                Breach(
+                    AlertType.LATENCY,
+                    AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING,
+                    p95,
+                    baseline * cfg["latency_p95_over_baseline_critical"] if critical else limit,
+                    f"{model.name} {model.version}: p95 latency {p95:.0f} ms over the last {cfg['window_minutes']} minutes, "
+                    f"{p95 / baseline:.1f}x its {baseline:.0f} ms baseline.",
+                )
+            )
         elif p95 < limit * cfg["recover_factor"]:
             recovered.add(AlertType.LATENCY)
     return breaches, recovered
@@ -71,8 +79,15 @@ def _open(model: Any, breach: Breach, now: datetime) -> Alert | None:
     try:
         with transaction.atomic():
             alert = Alert.objects.create(
-                type=breach.type, severity=breach.severity, model=model, deployment_key="", message=breach.message,
-                metric_value=breach.value, threshold=breach.threshold, opened_at=now, last_checked_at=now,
+                type=breach.type,
+                severity=breach.severity,
+                model=model,
+                deployment_key="",
+                message=breach.message,
+                metric_value=breach.value,
+                threshold=breach.threshold,
+                opened_at=now,
+                last_checked_at=now,
             )
     except IntegrityError:  # analytics_alert_one_open: it is already open (maybe opened by a concurrent check)
         Alert.objects.filter(model=model, deployment_key="", type=breach.type, resolved_at__isnull=True).update(
@@ -82,10 +97,17 @@ def _open(model: Any, breach: Breach, now: datetime) -> Alert | None:
     from analytics.serializers import alert_payload
 
     payload = alert_payload(alert)
-    publish("alert:new", {
-        "id": payload["id"], "type": alert.type, "severity": alert.severity, "message": alert.message,
-        "modelId": payload["modelId"], "deploymentId": payload["deploymentId"],
-    })
+    publish(
+        "alert:new",
+        {
+            "id": payload["id"],
+            "type": alert.type,
+            "severity": alert.severity,
+            "message": alert.message,
+            "modelId": payload["modelId"],
+            "deploymentId": payload["deploymentId"],
+        },
+    )
     return alert
 
 
@@ -145,7 +167,7 @@ def dashboard_changed() -> None:
 
     try:
         first = cache.add("analytics:dashboard:pending", 1, DASHBOARD_DEBOUNCE_SECONDS)
-    except Exception:  # noqa: BLE001 - the cache being down must not fail the change itself
+    except Exception:
         logger.warning("dashboard update not scheduled: cache unavailable", exc_info=True)
         return
     if first:

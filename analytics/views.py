@@ -71,18 +71,27 @@ class EventIngestView(APIView):
     def post(self, request: Request) -> Response:
         data = request.data
         if not isinstance(data, dict):
-            raise InvalidRequest("The body must be a JSON object {\"events\": [...]}.")
+            raise InvalidRequest('The body must be a JSON object {"events": [...]}.')
         unknown = sorted(set(data) - {"events"})
         if unknown:
-            raise InvalidParameter("Unknown fields.", details={"fields": {name[:100]: ["Unknown field."] for name in unknown[:20]}})
+            raise InvalidParameter(
+                "Unknown fields.", details={"fields": {name[:100]: ["Unknown field."] for name in unknown[:20]}}
+            )
         events = data.get("events")
         if events is None:
-            raise InvalidRequest("events is required.", details={"fields": {"events": ["This field is required."]}},
-                                 code=ErrorCode.MISSING_REQUIRED_FIELD)
+            raise InvalidRequest(
+                "events is required.",
+                details={"fields": {"events": ["This field is required."]}},
+                code=ErrorCode.MISSING_REQUIRED_FIELD,
+            )
         if not isinstance(events, list) or not 1 <= len(events) <= settings.ANALYTICS_INGEST_MAX_EVENTS:
             raise InvalidParameter(
                 f"events must be a list of 1 to {settings.ANALYTICS_INGEST_MAX_EVENTS} events.",
-                details={"fields": {"events": [f"Send between 1 and {settings.ANALYTICS_INGEST_MAX_EVENTS} events per request."]}},
+                details={
+                    "fields": {
+                        "events": [f"Send between 1 and {settings.ANALYTICS_INGEST_MAX_EVENTS} events per request."]
+                    }
+                },
             )
         result = ingest_events(events)
         body = result.as_response()
@@ -92,8 +101,14 @@ class EventIngestView(APIView):
 
 
 _PERFORMANCE_PARAMS = [
-    OpenApiParameter("from", OpenApiTypes.DATETIME, description="Start (ISO 8601; floored to the granularity). Default: `to` minus 24 hours."),
-    OpenApiParameter("to", OpenApiTypes.DATETIME, description="End (ISO 8601; ceiled to the granularity). Default: now."),
+    OpenApiParameter(
+        "from",
+        OpenApiTypes.DATETIME,
+        description="Start (ISO 8601; floored to the granularity). Default: `to` minus 24 hours.",
+    ),
+    OpenApiParameter(
+        "to", OpenApiTypes.DATETIME, description="End (ISO 8601; ceiled to the granularity). Default: now."
+    ),
     OpenApiParameter("granularity", OpenApiTypes.STR, enum=Granularity.values, description="Bucket size. Default: 1h."),
     OpenApiParameter("deploymentId", OpenApiTypes.UUID, description="Only this deployment (of this model)."),
     OpenApiParameter("environment", OpenApiTypes.STR, enum=Environment.values),
@@ -129,8 +144,12 @@ class PerformanceView(APIView):
                     details={"fields": {"deploymentId": ["No deployment of this model has this id."]}},
                 )
         body = selectors.performance(
-            model, start=params["from"], end=params["to"], granularity=params["granularity"],
-            deployment_id=deployment_id, environment=params.get("environment"),
+            model,
+            start=params["from"],
+            end=params["to"],
+            granularity=params["granularity"],
+            deployment_id=deployment_id,
+            environment=params.get("environment"),
         )
         return Response(body)
 
@@ -146,7 +165,10 @@ class PerformanceView(APIView):
             raise InvalidParameter("Invalid query parameters.", details={"fields": problems})
         granularity = query.get("granularity", "1h")
         if granularity not in GRANULARITY_SECONDS:
-            raise InvalidParameter("granularity is invalid.", details={"fields": {"granularity": ["Invalid value."]}, "allowedValues": list(GRANULARITY_SECONDS)})
+            raise InvalidParameter(
+                "granularity is invalid.",
+                details={"fields": {"granularity": ["Invalid value."]}, "allowedValues": list(GRANULARITY_SECONDS)},
+            )
         now = timezone.now()
         end = parse_iso_datetime(query["to"], "to") if "to" in query else now
         start = parse_iso_datetime(query["from"], "from") if "from" in query else end - timedelta(hours=24)
@@ -156,7 +178,10 @@ class PerformanceView(APIView):
         if window.points > settings.ANALYTICS_MAX_POINTS:
             raise InvalidParameter(
                 f"The range spans {window.points} {granularity} buckets; the most is {settings.ANALYTICS_MAX_POINTS}.",
-                details={"fields": {"granularity": ["Use a coarser granularity or a shorter range."]}, "points": window.points},
+                details={
+                    "fields": {"granularity": ["Use a coarser granularity or a shorter range."]},
+                    "points": window.points,
+                },
             )
         kept = settings.ANALYTICS_RETENTION_DAYS[granularity]
         if window.start < now - timedelta(days=kept + 1):
@@ -169,10 +194,15 @@ class PerformanceView(APIView):
             try:
                 out["deploymentId"] = str(uuid.UUID(query["deploymentId"]))
             except ValueError:
-                raise InvalidParameter("deploymentId must be a UUID.", details={"fields": {"deploymentId": ["Must be a UUID."]}}) from None
+                raise InvalidParameter(
+                    "deploymentId must be a UUID.", details={"fields": {"deploymentId": ["Must be a UUID."]}}
+                ) from None
         if "environment" in query:
             if query["environment"] not in Environment.values:
-                raise InvalidParameter("environment is invalid.", details={"fields": {"environment": ["Invalid value."]}, "allowedValues": Environment.values})
+                raise InvalidParameter(
+                    "environment is invalid.",
+                    details={"fields": {"environment": ["Invalid value."]}, "allowedValues": Environment.values},
+                )
             out["environment"] = query["environment"]
         return out
 
@@ -190,18 +220,29 @@ class DashboardView(APIView):
     permission_classes = [RolePermission]
     permission_map = {"get": "analytics.read"}
 
-    @extend_schema(summary="Dashboard overview (last 24 hours)", responses={200: DashboardResponseSerializer}, tags=["analytics"])
+    @extend_schema(
+        summary="Dashboard overview (last 24 hours)", responses={200: DashboardResponseSerializer}, tags=["analytics"]
+    )
     def get(self, request: Request) -> Response:
         if request.query_params:
-            raise InvalidParameter("The dashboard takes no parameters.", details={"fields": {k[:100]: ["Unknown parameter."] for k in list(request.query_params)[:20]}})
+            raise InvalidParameter(
+                "The dashboard takes no parameters.",
+                details={"fields": {k[:100]: ["Unknown parameter."] for k in list(request.query_params)[:20]}},
+            )
         return Response(selectors.dashboard())
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Performance alerts (newest first)", responses=AlertListResponseSerializer, tags=["analytics"]),
+    list=extend_schema(
+        summary="Performance alerts (newest first)", responses=AlertListResponseSerializer, tags=["analytics"]
+    ),
     retrieve=extend_schema(summary="One alert", responses=AlertResponseSerializer, tags=["analytics"]),
-    acknowledge=extend_schema(summary="Acknowledge an alert (idempotent; 409 once resolved)", request=None,
-                              responses={200: AlertResponseSerializer, 409: OpenApiResponse(description="Already resolved.")}, tags=["analytics"]),
+    acknowledge=extend_schema(
+        summary="Acknowledge an alert (idempotent; 409 once resolved)",
+        request=None,
+        responses={200: AlertResponseSerializer, 409: OpenApiResponse(description="Already resolved.")},
+        tags=["analytics"],
+    ),
 )
 class AlertViewSet(BaseViewSet):
     """Alerts opened by the periodic check; newest first."""
@@ -213,7 +254,7 @@ class AlertViewSet(BaseViewSet):
     results_key = "alerts"
     permission_map = {"list": "analytics.read", "retrieve": "analytics.read", "acknowledge": "alerts.acknowledge"}
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self):
         return selectors.alert_queryset()
 
     def list(self, request: Request) -> Response:

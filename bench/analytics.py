@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     API,
     PYTHON,
     ROOT,
@@ -75,15 +75,31 @@ def seed_worker() -> None:
     from modelhub.accounts.models import RateLimitOverride
     from modelhub.accounts.services import user_create
 
-    ModelRegistry.objects.bulk_create([
-        ModelRegistry(name=f"analytics-model-{i:02d}", version="1", provider="custom", model_type="text", max_tokens=4096,
-                      context_window=32768, baseline_avg_latency_ms=150 + 60 * i, baseline_cost_per_1k_tokens=Decimal("0.002"),
-                      baseline_success_rate=0.98, baseline_avg_tokens_per_request=800)
-        for i in range(MODELS)
-    ])
+    ModelRegistry.objects.bulk_create(
+        [
+            ModelRegistry(
+                name=f"analytics-model-{i:02d}",
+                version="1",
+                provider="custom",
+                model_type="text",
+                max_tokens=4096,
+                context_window=32768,
+                baseline_avg_latency_ms=150 + 60 * i,
+                baseline_cost_per_1k_tokens=Decimal("0.002"),
+                baseline_success_rate=0.98,
+                baseline_avg_tokens_per_request=800,
+            )
+            for i in range(MODELS)
+        ]
+    )
     user = user_create(actor=None, username=USERNAME, password=os.environ["BENCH_PASSWORD"], role="analyst")
-    RateLimitOverride.objects.create(user=user, requests_per_minute=MAX_LIMIT, requests_per_hour=MAX_LIMIT,
-                                     requests_per_day=MAX_LIMIT, burst_limit=MAX_LIMIT)
+    RateLimitOverride.objects.create(
+        user=user,
+        requests_per_minute=MAX_LIMIT,
+        requests_per_hour=MAX_LIMIT,
+        requests_per_day=MAX_LIMIT,
+        burst_limit=MAX_LIMIT,
+    )
 
 
 def token_worker() -> None:
@@ -138,7 +154,8 @@ def generate(events: int, start: datetime) -> float:
         for offset in range(0, events, chunk):
             n = min(chunk, events - offset)
             sql = GENERATE_SQL.replace("'gen-' || g", f"'gen-' || (g + {offset})").replace(
-                "(g::float8 / %(n)s)", f"((g + {offset})::float8 / {events})")
+                "(g::float8 / %(n)s)", f"((g + {offset})::float8 / {events})"
+            )
             conn.execute(sql, {"start": start, "n": n})
             step(f"  {offset + n:,} events")
         conn.execute("VACUUM ANALYZE analytics_usageevent")
@@ -150,8 +167,10 @@ def mark_dirty(where: str, params: dict) -> int:
 
     with psycopg.connect(pg_dsn(DB_NAME), autocommit=True) as conn:
         cur = conn.execute(
-            "INSERT INTO analytics_dirtyhour (model_id, hour, marked_at) SELECT DISTINCT model_id, date_trunc('hour', timestamp), now() "  # noqa: S608
-            f"FROM analytics_usageevent WHERE {where} ON CONFLICT DO NOTHING", params)
+            "INSERT INTO analytics_dirtyhour (model_id, hour, marked_at) SELECT DISTINCT model_id, date_trunc('hour', timestamp), now() "
+            f"FROM analytics_usageevent WHERE {where} ON CONFLICT DO NOTHING",
+            params,
+        )
         return cur.rowcount
 
 
@@ -162,7 +181,9 @@ def exact_percentiles(model_id: str, start: datetime, end: datetime) -> tuple[li
         started = time.perf_counter()
         row = conn.execute(
             "SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_ms) FROM analytics_usageevent "
-            "WHERE model_id = %s AND timestamp >= %s AND timestamp < %s", (model_id, start, end)).fetchone()
+            "WHERE model_id = %s AND timestamp >= %s AND timestamp < %s",
+            (model_id, start, end),
+        ).fetchone()
         return list(row[0]), (time.perf_counter() - started) * 1000
 
 
@@ -179,8 +200,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--raw-runs", type=int, default=10)
-    parser.add_argument("--query-only", action="store_true",
-                        help="reuse the database of a previous run: only the API and raw-query steps (rollup_day_s is null)")
+    parser.add_argument(
+        "--query-only",
+        action="store_true",
+        help="reuse the database of a previous run: only the API and raw-query steps (rollup_day_s is null)",
+    )
     parser.add_argument("--seed-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rollup-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--token-worker", action="store_true", help=argparse.SUPPRESS)
@@ -214,18 +238,28 @@ def main() -> None:
         step(f"generated in {took:.1f}s")
 
         day_start = (start + timedelta(days=1)).replace(hour=0, minute=0)
-        hours = mark_dirty("timestamp >= %(a)s AND timestamp < %(b)s", {"a": day_start, "b": day_start + timedelta(days=1)})
+        hours = mark_dirty(
+            "timestamp >= %(a)s AND timestamp < %(b)s", {"a": day_start, "b": day_start + timedelta(days=1)}
+        )
         with psycopg.connect(pg_dsn(DB_NAME)) as conn:
-            day_events = conn.execute("SELECT count(*) FROM analytics_usageevent WHERE timestamp >= %s AND timestamp < %s",
-                                      (day_start, day_start + timedelta(days=1))).fetchone()[0]
+            day_events = conn.execute(
+                "SELECT count(*) FROM analytics_usageevent WHERE timestamp >= %s AND timestamp < %s",
+                (day_start, day_start + timedelta(days=1)),
+            ).fetchone()[0]
         step(f"rolling up one day ({day_start:%Y-%m-%d}: {day_events:,} events, {hours} model-hours)")
         started = time.perf_counter()
-        report = json.loads(run_checked([str(PYTHON), __file__, "--rollup-worker"], env, 900, "rollup").strip().splitlines()[-1])
+        report = json.loads(
+            run_checked([str(PYTHON), __file__, "--rollup-worker"], env, 900, "rollup").strip().splitlines()[-1]
+        )
         rollup_day_s = time.perf_counter() - started
-        step(f"one day rolled up in {rollup_day_s:.1f}s (process included; rollup itself {report['seconds']}s: {report})")
+        step(
+            f"one day rolled up in {rollup_day_s:.1f}s (process included; rollup itself {report['seconds']}s: {report})"
+        )
         mark_dirty("true", {})
         started = time.perf_counter()
-        report = json.loads(run_checked([str(PYTHON), __file__, "--rollup-worker"], env, 3600, "rollup").strip().splitlines()[-1])
+        report = json.loads(
+            run_checked([str(PYTHON), __file__, "--rollup-worker"], env, 3600, "rollup").strip().splitlines()[-1]
+        )
         step(f"whole week rolled up in {time.perf_counter() - started:.1f}s: {report}")
         with psycopg.connect(pg_dsn(DB_NAME), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE analytics_metricbucket")  # what autovacuum does in production
@@ -263,7 +297,11 @@ def main() -> None:
                     if i >= 10:  # the first ten warm up
                         api_ms.append(took_ms)
                     metrics = json.loads(body)["metrics"]
-                    api_percentiles[model_id] = [metrics["latency"]["p50"], metrics["latency"]["p95"], metrics["latency"]["p99"]]
+                    api_percentiles[model_id] = [
+                        metrics["latency"]["p50"],
+                        metrics["latency"]["p95"],
+                        metrics["latency"]["p99"],
+                    ]
                     points = len(metrics["timeSeries"])
             finally:
                 client.close()

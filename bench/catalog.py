@@ -38,7 +38,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, also when imported from elsewhere
-from common import (  # noqa: E402
+from common import (
     API,
     PYTHON,
     ROOT,
@@ -73,10 +73,46 @@ BENCH_USERNAME = "bench-viewer"
 PROVIDERS = ["openai", "anthropic", "google", "neuroweaver", "custom"]
 MODEL_TYPES = ["text", "vision", "multimodal", "embedding", "code"]
 FAMILIES = [
-    "aurora", "nimbus", "falcon", "orion", "atlas", "sage", "lumen", "vega", "helix", "quartz",
-    "cobalt", "zephyr", "ember", "titan", "nova", "polaris", "cirrus", "granite", "juniper", "raven",
-    "sparrow", "kestrel", "onyx", "cedar", "sequoia", "meridian", "pulsar", "quasar", "tundra", "sierra",
-    "harbor", "beacon", "prism", "vertex", "fable", "lyra", "marlin", "condor", "basalt", "willow",
+    "aurora",
+    "nimbus",
+    "falcon",
+    "orion",
+    "atlas",
+    "sage",
+    "lumen",
+    "vega",
+    "helix",
+    "quartz",
+    "cobalt",
+    "zephyr",
+    "ember",
+    "titan",
+    "nova",
+    "polaris",
+    "cirrus",
+    "granite",
+    "juniper",
+    "raven",
+    "sparrow",
+    "kestrel",
+    "onyx",
+    "cedar",
+    "sequoia",
+    "meridian",
+    "pulsar",
+    "quasar",
+    "tundra",
+    "sierra",
+    "harbor",
+    "beacon",
+    "prism",
+    "vertex",
+    "fable",
+    "lyra",
+    "marlin",
+    "condor",
+    "basalt",
+    "willow",
 ]
 # Each family belongs to one provider (as in real catalogs), spread over all providers.
 FAMILY_PROVIDER = {f: PROVIDERS[(i * 7 + 3) % len(PROVIDERS)] for i, f in enumerate(FAMILIES)}
@@ -90,40 +126,120 @@ VARIANTS = {
     "embedding": ["embed", "embed-multilingual", "retriever", "rerank"],
 }
 CAPABILITIES = {
-    "text": ["chat", "streaming", "function_calling", "json_mode", "reasoning", "long_context", "tool_use", "fine_tuning", "batch"],
-    "code": ["code_completion", "chat", "streaming", "function_calling", "long_context", "fill_in_the_middle", "tool_use"],
+    "text": [
+        "chat",
+        "streaming",
+        "function_calling",
+        "json_mode",
+        "reasoning",
+        "long_context",
+        "tool_use",
+        "fine_tuning",
+        "batch",
+    ],
+    "code": [
+        "code_completion",
+        "chat",
+        "streaming",
+        "function_calling",
+        "long_context",
+        "fill_in_the_middle",
+        "tool_use",
+    ],
     "vision": ["vision", "ocr", "object_detection", "image_classification", "batch"],
     "multimodal": ["chat", "vision", "audio", "streaming", "function_calling", "json_mode", "long_context", "tool_use"],
     "embedding": ["embeddings", "batch", "multilingual", "reranking"],
 }
 TASKS = {
-    "text": ["chat", "summarization", "extraction", "classification", "translation", "question_answering", "sentiment_analysis", "planning"],
+    "text": [
+        "chat",
+        "summarization",
+        "extraction",
+        "classification",
+        "translation",
+        "question_answering",
+        "sentiment_analysis",
+        "planning",
+    ],
     "code": ["coding", "code_review", "test_generation", "refactoring", "documentation"],
     "vision": ["image_captioning", "ocr", "object_detection", "document_parsing", "visual_inspection"],
     "multimodal": ["chat", "image_understanding", "document_parsing", "transcription", "summarization"],
     "embedding": ["semantic_search", "retrieval", "clustering", "deduplication", "recommendation"],
 }
 DOMAINS = [
-    ("legal", "legal contract analysis"), ("medical", "medical record summarization"),
-    ("finance", "financial report extraction"), ("retail", "retail product search"),
-    ("support", "customer support automation"), ("education", "education and tutoring"),
-    ("security", "security log triage"), ("scientific", "scientific literature review"),
-    ("multilingual", "multilingual translation"), ("insurance", "insurance claims processing"),
-    ("marketing", "marketing copy generation"), ("hr", "recruiting and resume screening"),
-    ("logistics", "logistics and supply chain planning"), ("gaming", "game dialogue generation"),
+    ("legal", "legal contract analysis"),
+    ("medical", "medical record summarization"),
+    ("finance", "financial report extraction"),
+    ("retail", "retail product search"),
+    ("support", "customer support automation"),
+    ("education", "education and tutoring"),
+    ("security", "security log triage"),
+    ("scientific", "scientific literature review"),
+    ("multilingual", "multilingual translation"),
+    ("insurance", "insurance claims processing"),
+    ("marketing", "marketing copy generation"),
+    ("hr", "recruiting and resume screening"),
+    ("logistics", "logistics and supply chain planning"),
+    ("gaming", "game dialogue generation"),
 ]
-CATEGORIES = ["general", "reasoning", "coding", "embeddings", "vision", "legal", "medical", "finance",
-              "customer-support", "translation", "research", "security"]
-ADJECTIVES = ["Fast", "Compact", "Accurate", "Efficient", "Robust", "Lightweight", "State-of-the-art",
-              "Low-latency", "Cost-efficient", "High-throughput", "Instruction-tuned", "Open-weight"]
+CATEGORIES = [
+    "general",
+    "reasoning",
+    "coding",
+    "embeddings",
+    "vision",
+    "legal",
+    "medical",
+    "finance",
+    "customer-support",
+    "translation",
+    "research",
+    "security",
+]
+ADJECTIVES = [
+    "Fast",
+    "Compact",
+    "Accurate",
+    "Efficient",
+    "Robust",
+    "Lightweight",
+    "State-of-the-art",
+    "Low-latency",
+    "Cost-efficient",
+    "High-throughput",
+    "Instruction-tuned",
+    "Open-weight",
+]
 EXTRAS = [
-    "Supports {n} languages.", "Optimised for on-premise deployment.", "Trained on curated {d} corpora.",
-    "Handles long documents up to {ctx} tokens.", "Distilled from a larger teacher model.",
-    "Quantised weights available for edge devices.", "Strong at structured JSON output.",
-    "Evaluated on internal benchmarks with human review.", "Good default for batch workloads.",
+    "Supports {n} languages.",
+    "Optimised for on-premise deployment.",
+    "Trained on curated {d} corpora.",
+    "Handles long documents up to {ctx} tokens.",
+    "Distilled from a larger teacher model.",
+    "Quantised weights available for edge devices.",
+    "Strong at structured JSON output.",
+    "Evaluated on internal benchmarks with human review.",
+    "Good default for batch workloads.",
 ]
-TAGS = ["fast", "cheap", "flagship", "open-weight", "long-context", "multilingual", "beta", "edge", "private",
-        "gpu", "cpu", "quantized", "distilled", "enterprise", "research", "realtime", "batch"]
+TAGS = [
+    "fast",
+    "cheap",
+    "flagship",
+    "open-weight",
+    "long-context",
+    "multilingual",
+    "beta",
+    "edge",
+    "private",
+    "gpu",
+    "cpu",
+    "quantized",
+    "distilled",
+    "enterprise",
+    "research",
+    "realtime",
+    "batch",
+]
 COMPLIANCE = ["SOC2", "GDPR", "HIPAA", "ISO27001", "PCI-DSS"]
 LICENSES = ["proprietary", "apache-2.0", "mit", "llama-community", "cc-by-nc-4.0"]
 STATUSES = (["active"] * 16) + (["experimental"] * 2) + ["deprecated", "maintenance"]
@@ -132,15 +248,57 @@ SECURITY_LEVELS = ["public", "internal", "internal", "restricted", "confidential
 # Search terms the load uses; all of them occur in the seeded data (checked after seeding).
 SEARCH_TERMS = [
     # single words from descriptions, tags, categories, capabilities, names
-    "legal", "medical", "finance", "translation", "summarization", "multilingual", "retrieval",
-    "support", "security", "scientific", "insurance", "reasoning", "vision", "embeddings", "coding",
-    "fast", "compact", "streaming", "ocr", "rerank", "instruct", "turbo", "quantised", "json",
+    "legal",
+    "medical",
+    "finance",
+    "translation",
+    "summarization",
+    "multilingual",
+    "retrieval",
+    "support",
+    "security",
+    "scientific",
+    "insurance",
+    "reasoning",
+    "vision",
+    "embeddings",
+    "coding",
+    "fast",
+    "compact",
+    "streaming",
+    "ocr",
+    "rerank",
+    "instruct",
+    "turbo",
+    "quantised",
+    "json",
     # model families and partial names (name icontains + tsvector)
-    "aurora", "nimbus", "falcon", "orion", "helix", "quartz", "zephyr", "polaris", "sequoia", "pulsar",
-    "aurora-7b", "nimbus-mini", "falcon-70b", "vega-large", "titan-13b",
+    "aurora",
+    "nimbus",
+    "falcon",
+    "orion",
+    "helix",
+    "quartz",
+    "zephyr",
+    "polaris",
+    "sequoia",
+    "pulsar",
+    "aurora-7b",
+    "nimbus-mini",
+    "falcon-70b",
+    "vega-large",
+    "titan-13b",
     # phrases (websearch: all words must match)
-    "legal contract", "customer support", "fast summarization", "code review", "low latency",
-    "medical record", "financial report", "long documents", "multilingual translation", "edge devices",
+    "legal contract",
+    "customer support",
+    "fast summarization",
+    "code review",
+    "low latency",
+    "medical record",
+    "financial report",
+    "long documents",
+    "multilingual translation",
+    "edge devices",
 ]
 
 
@@ -200,21 +358,34 @@ def generate_models(count: int, seed: int) -> list[dict]:
             params["max_output_tokens"] = {"type": "int", "min": 1, "max": max_tokens, "default": min(1024, max_tokens)}
         rows.append(
             dict(
-                name=name, version=version, provider=provider, model_type=model_type,
-                capabilities=caps, supported_tasks=tasks,
+                name=name,
+                version=version,
+                provider=provider,
+                model_type=model_type,
+                capabilities=caps,
+                supported_tasks=tasks,
                 input_formats=["text"] + (["image"] if model_type in ("vision", "multimodal") else []),
-                output_formats=["vector"] if model_type == "embedding" else ["text"] + (["json"] if "json_mode" in caps else []),
-                max_tokens=max_tokens, context_window=context_window,
+                output_formats=["vector"]
+                if model_type == "embedding"
+                else ["text"] + (["json"] if "json_mode" in caps else []),
+                max_tokens=max_tokens,
+                context_window=context_window,
                 max_batch_size=rng.choice([1, 1, 1, 8, 32, 256, 2048]) if model_type != "embedding" else 2048,
                 supported_parameters=params,
-                baseline_avg_latency_ms=round(latency, 1), baseline_cost_per_1k_tokens=cost,
+                baseline_avg_latency_ms=round(latency, 1),
+                baseline_cost_per_1k_tokens=cost,
                 baseline_success_rate=round(rng.uniform(0.95, 0.9999), 4),
                 baseline_avg_tokens_per_request=rng.randint(50, 4_000),
-                description=description, tags=tags, category=category,
-                license=rng.choice(LICENSES), documentation=f"https://docs.example.com/models/{name}",
-                status=rng.choice(STATUSES), security_level=rng.choice(SECURITY_LEVELS),
+                description=description,
+                tags=tags,
+                category=category,
+                license=rng.choice(LICENSES),
+                documentation=f"https://docs.example.com/models/{name}",
+                status=rng.choice(STATUSES),
+                security_level=rng.choice(SECURITY_LEVELS),
                 compliance=sorted(rng.sample(COMPLIANCE, k=rng.randint(0, 3))),
-                popularity=int(10 ** rng.uniform(0, 6)), avg_rating=round(rng.uniform(2.5, 5.0), 2),
+                popularity=int(10 ** rng.uniform(0, 6)),
+                avg_rating=round(rng.uniform(2.5, 5.0), 2),
             )
         )
     if len(rows) < count:
@@ -245,12 +416,19 @@ def seed_worker(args: argparse.Namespace) -> None:
     else:
         RateLimitOverride.objects.update_or_create(
             user=user,
-            defaults=dict(requests_per_minute=MAX_LIMIT, requests_per_hour=MAX_LIMIT, requests_per_day=MAX_LIMIT,
-                          burst_limit=MAX_LIMIT),
+            defaults=dict(
+                requests_per_minute=MAX_LIMIT,
+                requests_per_hour=MAX_LIMIT,
+                requests_per_day=MAX_LIMIT,
+                burst_limit=MAX_LIMIT,
+            ),
         )
         limits_note = f" with a rate-limit override of {MAX_LIMIT:,} per window"
-    print(f"seeded {ModelRegistry.objects.count()} models and user {BENCH_USERNAME!r}{limits_note} "
-          f"in {time.perf_counter() - started:.1f}s", flush=True)
+    print(
+        f"seeded {ModelRegistry.objects.count()} models and user {BENCH_USERNAME!r}{limits_note} "
+        f"in {time.perf_counter() - started:.1f}s",
+        flush=True,
+    )
 
 
 # --- Request generation -----------------------------------------------------------------
@@ -334,9 +512,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--models", type=int, default=5000, help="models to seed (default 5000)")
     parser.add_argument("--seed", type=int, default=20240601, help="random seed for data and requests")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2)")
-    parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
-                        help="load client: a minimal httptools keep-alive client that uses little of the machine's "
-                             "CPU (default), or httpx.AsyncClient")
+    parser.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="load client: a minimal httptools keep-alive client that uses little of the machine's "
+        "CPU (default), or httpx.AsyncClient",
+    )
     parser.add_argument("--seed-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not (0 < args.duration <= 3600 and 0 < args.concurrency <= 1024 and 0 <= args.warmup <= 600):
@@ -358,14 +540,28 @@ def main() -> int:
     step("migrating")
     migrate(env)
     step(f"seeding {args.models} models (seed {args.seed})")
-    out = run_checked([str(PYTHON), str(Path(__file__).resolve()), "--seed-worker", "--models", str(args.models),
-                       "--seed", str(args.seed)], env, 600, "seeding")
+    out = run_checked(
+        [
+            str(PYTHON),
+            str(Path(__file__).resolve()),
+            "--seed-worker",
+            "--models",
+            str(args.models),
+            "--seed",
+            str(args.seed),
+        ],
+        env,
+        600,
+        "seeding",
+    )
     step(out.strip().splitlines()[-1] if out.strip() else "seeded")
     hits = analyze_and_check(SEARCH_TERMS)
     zero = [t for t, n in hits.items() if n == 0]
     counts = sorted(hits.values())
-    step(f"search terms: {len(hits)}, rows matched per term min {counts[0]} / median {counts[len(counts) // 2]} / "
-         f"max {counts[-1]} (before provider/modelType filters)")
+    step(
+        f"search terms: {len(hits)}, rows matched per term min {counts[0]} / median {counts[len(counts) // 2]} / "
+        f"max {counts[-1]} (before provider/modelType filters)"
+    )
     if zero:
         step(f"WARNING: terms matching nothing: {zero}")
 
@@ -382,16 +578,39 @@ def main() -> int:
         check_idle()
 
         step(f"catalog: {args.concurrency} {args.client} clients, {args.warmup:g}s warm-up + {args.duration:g}s")
-        catalog = measured(proc, lambda: asyncio.run(run_load(
-            base_url, headers, lambda i: catalog_url_factory(args.seed * 1000 + i),
-            concurrency=args.concurrency, duration=args.duration, warmup=args.warmup, sample_every=10,
-            sample=sample_catalog_page, client_kind=args.client,
-        )))
-        step(f"reference auth/me: {args.concurrency} {args.client} clients, {args.warmup:g}s warm-up + {args.duration:g}s")
-        reference = measured(proc, lambda: asyncio.run(run_load(
-            base_url, headers, lambda i: (lambda: f"{API}/auth/me"),
-            concurrency=args.concurrency, duration=args.duration, warmup=args.warmup, client_kind=args.client,
-        )))
+        catalog = measured(
+            proc,
+            lambda: asyncio.run(
+                run_load(
+                    base_url,
+                    headers,
+                    lambda i: catalog_url_factory(args.seed * 1000 + i),
+                    concurrency=args.concurrency,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                    sample_every=10,
+                    sample=sample_catalog_page,
+                    client_kind=args.client,
+                )
+            ),
+        )
+        step(
+            f"reference auth/me: {args.concurrency} {args.client} clients, {args.warmup:g}s warm-up + {args.duration:g}s"
+        )
+        reference = measured(
+            proc,
+            lambda: asyncio.run(
+                run_load(
+                    base_url,
+                    headers,
+                    lambda i: (lambda: f"{API}/auth/me"),
+                    concurrency=args.concurrency,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                    client_kind=args.client,
+                )
+            ),
+        )
         if proc.poll() is not None:
             step(f"WARNING: server exited during the run ({proc.returncode}):\n{tail(log_path)}")
     finally:
@@ -402,24 +621,33 @@ def main() -> int:
     describe("catalog", catalog)
     pages = catalog.samples["pages"]
     if pages:
-        print(f"         sampled {pages} pages: avg {catalog.samples['models'] / pages:.1f} "
-              f"models/page, {100 * catalog.samples['empty'] / pages:.0f}% empty, "
-              f"avg total {catalog.samples['total'] / pages:.0f} matches", flush=True)
+        print(
+            f"         sampled {pages} pages: avg {catalog.samples['models'] / pages:.1f} "
+            f"models/page, {100 * catalog.samples['empty'] / pages:.0f}% empty, "
+            f"avg total {catalog.samples['total'] / pages:.0f} matches",
+            flush=True,
+        )
     describe("auth/me", reference)
     ratio = catalog.rps / reference.rps if reference.rps else 0.0
     goal = catalog.rps >= 400 and catalog.percentile(95) < 50 and ratio >= 0.35
     print(f"ratio    {ratio:.3f} (catalog rps / auth/me rps)")
-    print(f"goal (>= 400 req/s, p95 < 50 ms, ratio >= 0.35): {'met' if goal else 'NOT met'}"
-          f"{'' if not (catalog.error_count or reference.error_count) else '; there were errors'}")
+    print(
+        f"goal (>= 400 req/s, p95 < 50 ms, ratio >= 0.35): {'met' if goal else 'NOT met'}"
+        f"{'' if not (catalog.error_count or reference.error_count) else '; there were errors'}"
+    )
 
-    print(json.dumps({
-        "rps": num(catalog.rps, 1),
-        "p50_ms": num(catalog.percentile(50), 2),
-        "p95_ms": num(catalog.percentile(95), 2),
-        "p99_ms": num(catalog.percentile(99), 2),
-        "ref_rps": num(reference.rps, 1),
-        "ratio": num(ratio, 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "rps": num(catalog.rps, 1),
+                "p50_ms": num(catalog.percentile(50), 2),
+                "p95_ms": num(catalog.percentile(95), 2),
+                "p99_ms": num(catalog.percentile(99), 2),
+                "ref_rps": num(reference.rps, 1),
+                "ratio": num(ratio, 3),
+            }
+        )
+    )
     return 0
 
 

@@ -130,7 +130,9 @@ class RawConnection:
 
     def __init__(self, host: str, port: int, headers: dict) -> None:
         self.host, self.port = host, port
-        self.head_tail = "".join(f"{k}: {v}\r\n" for k, v in {"Host": f"{host}:{port}", **headers}.items()).encode() + b"\r\n"
+        self.head_tail = (
+            "".join(f"{k}: {v}\r\n" for k, v in {"Host": f"{host}:{port}", **headers}.items()).encode() + b"\r\n"
+        )
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.last_headers: dict[str, str] = {}
@@ -170,9 +172,19 @@ class RawConnection:
 Sampler = Callable[[Stats, dict, bytes], None]
 
 
-async def run_load(base_url: str, headers: dict, make_url, *, concurrency: int, duration: float,
-                   warmup: float, sample_every: int = 0, sample: Sampler | None = None,
-                   sample_headers: bool = False, client_kind: str = "raw") -> Stats:
+async def run_load(
+    base_url: str,
+    headers: dict,
+    make_url,
+    *,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    sample_every: int = 0,
+    sample: Sampler | None = None,
+    sample_headers: bool = False,
+    client_kind: str = "raw",
+) -> Stats:
     """Closed loop: ``concurrency`` workers send back-to-back requests until the deadline.
 
     ``make_url(i)`` returns client ``i``'s ``next_url()``. ``client_kind`` is ``"raw"``
@@ -187,8 +199,9 @@ async def run_load(base_url: str, headers: dict, make_url, *, concurrency: int, 
     timeout = httpx.Timeout(10.0, connect=5.0)
     host, port = base_url.rsplit("//", 1)[1].split(":")
     sampling = bool(sample_every and sample)
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, http1=True, http2=False, limits=limits,
-                                 timeout=timeout, trust_env=False) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, http1=True, http2=False, limits=limits, timeout=timeout, trust_env=False
+    ) as client:
 
         async def worker(index: int, until: float, record: bool) -> None:
             next_url = make_url(index)
@@ -209,7 +222,7 @@ async def run_load(base_url: str, headers: dict, make_url, *, concurrency: int, 
                             response_headers = (
                                 {k.lower(): v for k, v in response.headers.items()} if want and sample_headers else {}
                             )
-                    except Exception as exc:  # noqa: BLE001 - every failure is an error
+                    except Exception as exc:
                         if record:
                             stats.errors[type(exc).__name__] += 1
                             if len(stats.error_samples) < 5:
@@ -322,8 +335,19 @@ def free_port() -> int:
 
 
 def start_server(env: dict, port: int, workers: int, log_path: Path) -> subprocess.Popen:
-    cmd = [str(UVICORN), "modelhub.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    cmd = [
+        str(UVICORN),
+        "modelhub.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -462,12 +486,14 @@ def check_idle(threshold: float = 0.15) -> float:
     """Print how busy the machine is (1 s sample) and warn above ``threshold``; returns the fraction."""
     busy = machine_busy_fraction()
     cores = os.cpu_count() or 1
-    step(f"machine CPU busy before the load: {100 * busy:.0f}% of {cores} cores"
-         + (" - WARNING: something else is running; the figures will be low" if busy > threshold else ""))
+    step(
+        f"machine CPU busy before the load: {100 * busy:.0f}% of {cores} cores"
+        + (" - WARNING: something else is running; the figures will be low" if busy > threshold else "")
+    )
     return busy
 
 
-def measured(proc: subprocess.Popen, run):  # noqa: ANN001, ANN201
+def measured(proc: subprocess.Popen, run):
     """Run ``run()`` and attach the machine's CPU use during it (seconds, by process group) to its Stats."""
     busy0, _ = machine_cpu()
     procs0 = process_cpu()
@@ -492,12 +518,18 @@ def describe(label: str, stats: Stats, width: int = 8) -> None:
     if stats.machine_busy_s and stats.cpu:
         c = stats.cpu
         known = sum(v for v in c.values() if isinstance(v, float))
-        print(f"{pad}CPU seconds in the phase (incl. warm-up): machine {stats.machine_busy_s:.1f} = uvicorn "
-              f"{c['uvicorn']:.1f} + bench {c['bench']:.1f} + postgres {c['postgres']:.1f} + redis {c['redis']:.1f} "
-              f"+ other processes {c['other']:.1f} + unattributed {max(stats.machine_busy_s - known, 0):.1f}", flush=True)
+        print(
+            f"{pad}CPU seconds in the phase (incl. warm-up): machine {stats.machine_busy_s:.1f} = uvicorn "
+            f"{c['uvicorn']:.1f} + bench {c['bench']:.1f} + postgres {c['postgres']:.1f} + redis {c['redis']:.1f} "
+            f"+ other processes {c['other']:.1f} + unattributed {max(stats.machine_busy_s - known, 0):.1f}",
+            flush=True,
+        )
         if c["other"] > 0.1 * stats.phase_wall_s:
-            print(f"{pad}WARNING: other processes used {100 * c['other'] / stats.phase_wall_s:.0f}% of a core "
-                  f"during this phase ({c['other_top']}); the figures are low", flush=True)
+            print(
+                f"{pad}WARNING: other processes used {100 * c['other'] / stats.phase_wall_s:.0f}% of a core "
+                f"during this phase ({c['other_top']}); the figures are low",
+                flush=True,
+            )
     if stats.errors:
         print(f"{pad}errors by kind: {dict(stats.errors)}", flush=True)
         for sample in stats.error_samples:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     API,
     PYTHON,
     ROOT,
@@ -72,15 +72,28 @@ def seed_worker() -> None:
     from modelhub.accounts.services import user_create
 
     models = [
-        ModelRegistry(name=f"bench-model-{i:02d}", version="1", provider="custom", model_type="text", max_tokens=4096,
-                      context_window=32768, baseline_avg_latency_ms=300 + 20 * i, baseline_cost_per_1k_tokens=Decimal("0.0015"),
-                      baseline_success_rate=0.99)
+        ModelRegistry(
+            name=f"bench-model-{i:02d}",
+            version="1",
+            provider="custom",
+            model_type="text",
+            max_tokens=4096,
+            context_window=32768,
+            baseline_avg_latency_ms=300 + 20 * i,
+            baseline_cost_per_1k_tokens=Decimal("0.0015"),
+            baseline_success_rate=0.99,
+        )
         for i in range(MODELS)
     ]
     ModelRegistry.objects.bulk_create(models)
     user = user_create(actor=None, username=USERNAME, password=os.environ["BENCH_PASSWORD"], role="developer")
-    RateLimitOverride.objects.create(user=user, requests_per_minute=MAX_LIMIT, requests_per_hour=MAX_LIMIT,
-                                     requests_per_day=MAX_LIMIT, burst_limit=MAX_LIMIT)
+    RateLimitOverride.objects.create(
+        user=user,
+        requests_per_minute=MAX_LIMIT,
+        requests_per_hour=MAX_LIMIT,
+        requests_per_day=MAX_LIMIT,
+        burst_limit=MAX_LIMIT,
+    )
     print(json.dumps([str(m.pk) for m in ModelRegistry.objects.order_by("name")]))
 
 
@@ -98,24 +111,31 @@ class BatchMaker:
         for _ in range(n):
             i = self.count
             self.count += 1
-            out.append({
-                "requestId": f"{self.prefix}-{i}",
-                "timestamp": (self.base + timedelta(milliseconds=i % 3_000_000)).isoformat(),
-                "modelId": self.model_ids[i % len(self.model_ids)],
-                "environment": "production",
-                "userId": f"u{i % 997}",
-                "latencyMs": float(50 + (i * 7919) % 2000),
-                "promptTokens": 100 + i % 900,
-                "completionTokens": 20 + i % 300,
-                "success": i % 37 != 0,
-                **({"errorCode": "TIMEOUT", "errorMessage": "provider timeout"} if i % 37 == 0 else {"userRating": 1 + i % 5}),
-                "useCase": "chat",
-            })
+            out.append(
+                {
+                    "requestId": f"{self.prefix}-{i}",
+                    "timestamp": (self.base + timedelta(milliseconds=i % 3_000_000)).isoformat(),
+                    "modelId": self.model_ids[i % len(self.model_ids)],
+                    "environment": "production",
+                    "userId": f"u{i % 997}",
+                    "latencyMs": float(50 + (i * 7919) % 2000),
+                    "promptTokens": 100 + i % 900,
+                    "completionTokens": 20 + i % 300,
+                    "success": i % 37 != 0,
+                    **(
+                        {"errorCode": "TIMEOUT", "errorMessage": "provider timeout"}
+                        if i % 37 == 0
+                        else {"userRating": 1 + i % 5}
+                    ),
+                    "useCase": "chat",
+                }
+            )
         return out
 
 
-async def post_load(base_url: str, token: str, model_ids: list[str], *, concurrency: int, duration: float, batch: int,
-                    warmup: float) -> tuple[Stats, int, list[str]]:
+async def post_load(
+    base_url: str, token: str, model_ids: list[str], *, concurrency: int, duration: float, batch: int, warmup: float
+) -> tuple[Stats, int, list[str]]:
     import httpx
     import orjson
 
@@ -130,8 +150,12 @@ async def post_load(base_url: str, token: str, model_ids: list[str], *, concurre
         prefix = f"c{index}-{uuid.uuid4().hex[:8]}"
         prefixes.append(prefix)
         maker = BatchMaker(model_ids, prefix)
-        async with httpx.AsyncClient(base_url=base_url, timeout=60, trust_env=False,
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}) as http:
+        async with httpx.AsyncClient(
+            base_url=base_url,
+            timeout=60,
+            trust_env=False,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        ) as http:
             while time.monotonic() < stop_at:
                 body = orjson.dumps({"events": maker.rows(batch)})
                 started = time.monotonic()
@@ -163,13 +187,53 @@ def copy_reference(model_ids: list[str], rows: int) -> float:
     maker = BatchMaker(model_ids, "copy-" + uuid.uuid4().hex[:8])
     data = maker.rows(rows)
     now = datetime.now(UTC)
-    columns = ("request_id", "timestamp", "model_id", "deployment_id", "environment", "user_id", "latency_ms", "prompt_tokens",
-               "completion_tokens", "cost", "success", "error_code", "error_message", "confidence_score", "user_rating",
-               "accepted", "use_case", "experiment_id", "variant", "prompt_hash", "received_at")
+    columns = (
+        "request_id",
+        "timestamp",
+        "model_id",
+        "deployment_id",
+        "environment",
+        "user_id",
+        "latency_ms",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "success",
+        "error_code",
+        "error_message",
+        "confidence_score",
+        "user_rating",
+        "accepted",
+        "use_case",
+        "experiment_id",
+        "variant",
+        "prompt_hash",
+        "received_at",
+    )
     tuples = [
-        (e["requestId"], datetime.fromisoformat(e["timestamp"]), uuid.UUID(e["modelId"]), None, e["environment"], e["userId"],
-         e["latencyMs"], e["promptTokens"], e["completionTokens"], (e["promptTokens"] + e["completionTokens"]) * 0.0015 / 1000,
-         e["success"], e.get("errorCode", ""), e.get("errorMessage", ""), None, e.get("userRating"), None, e["useCase"], "", "", "", now)
+        (
+            e["requestId"],
+            datetime.fromisoformat(e["timestamp"]),
+            uuid.UUID(e["modelId"]),
+            None,
+            e["environment"],
+            e["userId"],
+            e["latencyMs"],
+            e["promptTokens"],
+            e["completionTokens"],
+            (e["promptTokens"] + e["completionTokens"]) * 0.0015 / 1000,
+            e["success"],
+            e.get("errorCode", ""),
+            e.get("errorMessage", ""),
+            None,
+            e.get("userRating"),
+            None,
+            e["useCase"],
+            "",
+            "",
+            "",
+            now,
+        )
         for e in data
     ]  # converted before the clock starts: the reference is the database path alone
     with psycopg.connect(pg_dsn(DB_NAME)) as conn, conn.cursor() as cur:
@@ -187,7 +251,9 @@ def count_rows(prefixes: list[str]) -> int:
     with psycopg.connect(pg_dsn(DB_NAME)) as conn:
         total = 0
         for prefix in prefixes:
-            total += conn.execute("SELECT count(*) FROM analytics_usageevent WHERE request_id LIKE %s", (prefix + "-%",)).fetchone()[0]
+            total += conn.execute(
+                "SELECT count(*) FROM analytics_usageevent WHERE request_id LIKE %s", (prefix + "-%",)
+            ).fetchone()[0]
         return total
 
 
@@ -208,7 +274,9 @@ def main() -> None:
     step(f"resetting database {DB_NAME} and migrating")
     reset_database(DB_NAME)
     migrate(env)
-    model_ids = json.loads(run_checked([str(PYTHON), __file__, "--seed-worker"], env, 120, "seed").strip().splitlines()[-1])
+    model_ids = json.loads(
+        run_checked([str(PYTHON), __file__, "--seed-worker"], env, 120, "seed").strip().splitlines()[-1]
+    )
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = Path(tempfile.gettempdir()) / f"bench-ingest-{port}.log"
@@ -217,17 +285,30 @@ def main() -> None:
     try:
         wait_for_health(base_url, server, log_path)
         token = get_token(base_url, USERNAME, env["BENCH_PASSWORD"])
-        step(f"posting {args.batch}-event batches from {args.concurrency} clients for {args.duration:.0f}s (+{args.warmup:.0f}s warm-up)")
-        stats, acknowledged, prefixes = asyncio.run(post_load(
-            base_url, token, model_ids, concurrency=args.concurrency, duration=args.duration, batch=args.batch, warmup=args.warmup))
+        step(
+            f"posting {args.batch}-event batches from {args.concurrency} clients for {args.duration:.0f}s (+{args.warmup:.0f}s warm-up)"
+        )
+        stats, acknowledged, prefixes = asyncio.run(
+            post_load(
+                base_url,
+                token,
+                model_ids,
+                concurrency=args.concurrency,
+                duration=args.duration,
+                batch=args.batch,
+                warmup=args.warmup,
+            )
+        )
     finally:
         stop_server(server)
     stored = count_rows(prefixes)
     lost = acknowledged - stored
     events_per_s = stats.ok * args.batch / stats.elapsed_s if stats.elapsed_s else 0.0
     describe("ingest batches", stats)
-    step(f"API: {events_per_s:,.0f} events/s ({stats.ok} batches of {args.batch} in {stats.elapsed_s:.1f}s); "
-         f"acknowledged {acknowledged:,}, stored {stored:,}, lost {lost}")
+    step(
+        f"API: {events_per_s:,.0f} events/s ({stats.ok} batches of {args.batch} in {stats.elapsed_s:.1f}s); "
+        f"acknowledged {acknowledged:,}, stored {stored:,}, lost {lost}"
+    )
     reference_rows = max(50_000, min(int(events_per_s * 10), 500_000))
     step(f"reference: raw psycopg COPY of {reference_rows:,} equally generated rows into analytics_usageevent")
     copy_rate = copy_reference(model_ids, reference_rows)

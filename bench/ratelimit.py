@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py
-from common import (  # noqa: E402
+from common import (
     API,
     PYTHON,
     ROOT,
@@ -91,14 +91,27 @@ def setup_worker() -> None:
     admin = user_create(actor=None, username=ADMIN_USERNAME, password=password + "-admin", role="admin")
     user = user_create(actor=None, username=BENCH_USERNAME, password=password, role="viewer")
     override = rate_limit_override_set(
-        actor=admin, user=user, requests_per_minute=OVERRIDE_LIMIT, requests_per_hour=OVERRIDE_LIMIT,
-        requests_per_day=OVERRIDE_LIMIT, burst_limit=OVERRIDE_LIMIT,
+        actor=admin,
+        user=user,
+        requests_per_minute=OVERRIDE_LIMIT,
+        requests_per_hour=OVERRIDE_LIMIT,
+        requests_per_day=OVERRIDE_LIMIT,
+        burst_limit=OVERRIDE_LIMIT,
     )
-    print(json.dumps({
-        "user_id": str(user.pk),
-        "override": [override.requests_per_minute, override.requests_per_hour, override.requests_per_day,
-                     override.burst_limit],
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "user_id": str(user.pk),
+                "override": [
+                    override.requests_per_minute,
+                    override.requests_per_hour,
+                    override.requests_per_day,
+                    override.burst_limit,
+                ],
+            }
+        ),
+        flush=True,
+    )
 
 
 # --- Header checks ---------------------------------------------------------------------------------
@@ -167,8 +180,10 @@ def run_phase(phase: Phase, env: dict, args: argparse.Namespace, user_id: str) -
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = Path(tempfile.gettempdir()) / f"modelhub-bench-uvicorn-{port}.log"
-    step(f"[{phase.label}] starting uvicorn ({args.workers} workers, RATE_LIMITS_ENABLED="
-         f"{env['RATE_LIMITS_ENABLED']}) on {base_url}; log {log_path}")
+    step(
+        f"[{phase.label}] starting uvicorn ({args.workers} workers, RATE_LIMITS_ENABLED="
+        f"{env['RATE_LIMITS_ENABLED']}) on {base_url}; log {log_path}"
+    )
     proc = start_server(env, port, args.workers, log_path)
     try:
         health = wait_for_health(base_url, proc, log_path)
@@ -178,20 +193,48 @@ def run_phase(phase: Phase, env: dict, args: argparse.Namespace, user_id: str) -
         step(f"[{phase.label}] X-RateLimit-Limit on 3 preflight responses: {phase.header_checks}")
         check_idle()
 
-        step(f"[{phase.label}] auth/me: {args.concurrency} {args.client} clients, "
-             f"{args.warmup:g}s warm-up + {args.duration:g}s")
-        phase.load = measured(proc, lambda: asyncio.run(run_load(
-            base_url, headers, lambda i: (lambda: ENDPOINT),
-            concurrency=args.concurrency, duration=args.duration, warmup=args.warmup,
-            sample_every=50, sample=sample_limit_header, sample_headers=True, client_kind=args.client,
-        )))
-        step(f"[{phase.label}] auth/me: 1 {args.client} client, sequential, "
-             f"{args.latency_warmup:g}s warm-up + {args.latency_duration:g}s")
-        phase.single = measured(proc, lambda: asyncio.run(run_load(
-            base_url, headers, lambda i: (lambda: ENDPOINT),
-            concurrency=1, duration=args.latency_duration, warmup=args.latency_warmup,
-            sample_every=100, sample=sample_limit_header, sample_headers=True, client_kind=args.client,
-        )))
+        step(
+            f"[{phase.label}] auth/me: {args.concurrency} {args.client} clients, "
+            f"{args.warmup:g}s warm-up + {args.duration:g}s"
+        )
+        phase.load = measured(
+            proc,
+            lambda: asyncio.run(
+                run_load(
+                    base_url,
+                    headers,
+                    lambda i: (lambda: ENDPOINT),
+                    concurrency=args.concurrency,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                    sample_every=50,
+                    sample=sample_limit_header,
+                    sample_headers=True,
+                    client_kind=args.client,
+                )
+            ),
+        )
+        step(
+            f"[{phase.label}] auth/me: 1 {args.client} client, sequential, "
+            f"{args.latency_warmup:g}s warm-up + {args.latency_duration:g}s"
+        )
+        phase.single = measured(
+            proc,
+            lambda: asyncio.run(
+                run_load(
+                    base_url,
+                    headers,
+                    lambda i: (lambda: ENDPOINT),
+                    concurrency=1,
+                    duration=args.latency_duration,
+                    warmup=args.latency_warmup,
+                    sample_every=100,
+                    sample=sample_limit_header,
+                    sample_headers=True,
+                    client_kind=args.client,
+                )
+            ),
+        )
         after = check_headers(base_url, headers, phase.enabled)
         phase.header_checks += after
         if proc.poll() is not None:
@@ -200,8 +243,9 @@ def run_phase(phase: Phase, env: dict, args: argparse.Namespace, user_id: str) -
         stop_server(proc)
         step(f"[{phase.label}] server stopped")
     phase.limiter_count = user_counter(user_id)
-    phase.requests_sent = (len(phase.header_checks) + phase.load.ok + phase.load.warmup_ok
-                           + phase.single.ok + phase.single.warmup_ok)
+    phase.requests_sent = (
+        len(phase.header_checks) + phase.load.ok + phase.load.warmup_ok + phase.single.ok + phase.single.warmup_ok
+    )
 
 
 def report(phase: Phase, width: int) -> None:
@@ -212,14 +256,20 @@ def report(phase: Phase, width: int) -> None:
         if served and stats.cpu:
             c = stats.cpu
             per = {k: 1e6 * c[k] / served for k in ("uvicorn", "redis", "postgres")}
-            print(f"{pad}server CPU per request (incl. warm-up, {served} requests): uvicorn {per['uvicorn']:.0f} us "
-                  f"+ redis {per['redis']:.0f} us + postgres {per['postgres']:.0f} us "
-                  f"= {sum(per.values()):.0f} us", flush=True)
+            print(
+                f"{pad}server CPU per request (incl. warm-up, {served} requests): uvicorn {per['uvicorn']:.0f} us "
+                f"+ redis {per['redis']:.0f} us + postgres {per['postgres']:.0f} us "
+                f"= {sum(per.values()):.0f} us",
+                flush=True,
+            )
         s = stats.samples
         if s:
             values = sorted(k.split("=", 1)[1] for k in s if k.startswith("limit="))
-            print(f"{pad}sampled headers: {s['with_header']} with X-RateLimit-Limit"
-                  f"{' (' + ', '.join(values) + ')' if values else ''}, {s['without_header']} without", flush=True)
+            print(
+                f"{pad}sampled headers: {s['with_header']} with X-RateLimit-Limit"
+                f"{' (' + ', '.join(values) + ')' if values else ''}, {s['without_header']} without",
+                flush=True,
+            )
 
 
 # --- Main ------------------------------------------------------------------------------------------
@@ -230,23 +280,41 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=20, help="measured seconds per phase (default 20)")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent clients (default 32)")
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured seconds before each phase (default 3)")
-    parser.add_argument("--latency-duration", type=float, default=5,
-                        help="measured seconds of the 1-client sequential run per phase (default 5)")
-    parser.add_argument("--latency-warmup", type=float, default=1,
-                        help="unmeasured seconds before the 1-client run (default 1)")
+    parser.add_argument(
+        "--latency-duration",
+        type=float,
+        default=5,
+        help="measured seconds of the 1-client sequential run per phase (default 5)",
+    )
+    parser.add_argument(
+        "--latency-warmup", type=float, default=1, help="unmeasured seconds before the 1-client run (default 1)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2)")
-    parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
-                        help="load client: a minimal httptools keep-alive client (default) or httpx.AsyncClient")
-    parser.add_argument("--order", choices=["on-off", "off-on"], default="on-off",
-                        help="which phase runs first (default: limiting on, then off)")
+    parser.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="load client: a minimal httptools keep-alive client (default) or httpx.AsyncClient",
+    )
+    parser.add_argument(
+        "--order",
+        choices=["on-off", "off-on"],
+        default="on-off",
+        help="which phase runs first (default: limiting on, then off)",
+    )
     parser.add_argument("--setup-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     durations = (args.duration, args.latency_duration)
     warmups = (args.warmup, args.latency_warmup)
-    if not (all(0 < d <= 3600 for d in durations) and all(0 <= w <= 600 for w in warmups)
-            and 0 < args.concurrency <= 1024 and 0 < args.workers <= 16):
-        parser.error("durations must be in (0, 3600], warm-ups in [0, 600], concurrency in (0, 1024], "
-                     "workers in (0, 16]")
+    if not (
+        all(0 < d <= 3600 for d in durations)
+        and all(0 <= w <= 600 for w in warmups)
+        and 0 < args.concurrency <= 1024
+        and 0 < args.workers <= 16
+    ):
+        parser.error(
+            "durations must be in (0, 3600], warm-ups in [0, 600], concurrency in (0, 1024], workers in (0, 16]"
+        )
     return args
 
 
@@ -264,8 +332,10 @@ def main() -> int:
     migrate(env)
     out = run_checked([str(PYTHON), str(Path(__file__).resolve()), "--setup-worker"], env, 300, "setup")
     setup = json.loads(out.strip().splitlines()[-1])
-    step(f"created {BENCH_USERNAME!r} (viewer) with a rate-limit override of {setup['override']} "
-         f"(minute, hour, day, burst) set by {ADMIN_USERNAME!r}; setup took {time.perf_counter() - started:.1f}s")
+    step(
+        f"created {BENCH_USERNAME!r} (viewer) with a rate-limit override of {setup['override']} "
+        f"(minute, hour, day, burst) set by {ADMIN_USERNAME!r}; setup took {time.perf_counter() - started:.1f}s"
+    )
 
     phases = [Phase(enabled=True), Phase(enabled=False)]
     if args.order == "off-on":
@@ -278,8 +348,10 @@ def main() -> int:
     width = len("1 client limit off")
     for phase in phases:
         report(phase, width)
-    print(f"limiter counters in Redis DB 2 for the bench user: limit on {on.limiter_count} "
-          f"(200s the client got from that server: {on.requests_sent}), limit off {off.limiter_count}")
+    print(
+        f"limiter counters in Redis DB 2 for the bench user: limit on {on.limiter_count} "
+        f"(200s the client got from that server: {on.requests_sent}), limit off {off.limiter_count}"
+    )
     if on.limiter_count < on.requests_sent or off.limiter_count:
         print("WARNING: the limiter's counters do not match the requests: check RATE_LIMITS_ENABLED / REDIS_URL")
 
@@ -287,21 +359,31 @@ def main() -> int:
     added = on.load.percentile(50) - off.load.percentile(50)
     added_1 = on.single.percentile(50) - off.single.percentile(50)
     errors = sum(p.load.error_count + p.single.error_count for p in phases)
-    print(f"throughput ratio {ratio:.3f} (limited {on.load.rps:.1f} / unlimited {off.load.rps:.1f} req/s, "
-          f"{args.concurrency} clients); goal >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'}")
-    print(f"added p50 {added:+.2f} ms with {args.concurrency} clients ({on.load.percentile(50):.2f} vs "
-          f"{off.load.percentile(50):.2f} ms, mostly queueing); goal <= 1.5 ms: {'met' if added <= 1.5 else 'NOT met'}")
-    print(f"added p50 {added_1:+.3f} ms with 1 sequential client ({on.single.percentile(50):.3f} vs "
-          f"{off.single.percentile(50):.3f} ms): the limiter's own per-request latency")
+    print(
+        f"throughput ratio {ratio:.3f} (limited {on.load.rps:.1f} / unlimited {off.load.rps:.1f} req/s, "
+        f"{args.concurrency} clients); goal >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'}"
+    )
+    print(
+        f"added p50 {added:+.2f} ms with {args.concurrency} clients ({on.load.percentile(50):.2f} vs "
+        f"{off.load.percentile(50):.2f} ms, mostly queueing); goal <= 1.5 ms: {'met' if added <= 1.5 else 'NOT met'}"
+    )
+    print(
+        f"added p50 {added_1:+.3f} ms with 1 sequential client ({on.single.percentile(50):.3f} vs "
+        f"{off.single.percentile(50):.3f} ms): the limiter's own per-request latency"
+    )
     print(f"errors (non-200 or transport): {errors}")
 
-    print(json.dumps({
-        "rps_limited": num(on.load.rps, 1),
-        "rps_unlimited": num(off.load.rps, 1),
-        "throughput_ratio": num(ratio, 3),
-        "added_p50_ms": num(added, 2),
-        "added_p50_ms_1client": num(added_1, 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "rps_limited": num(on.load.rps, 1),
+                "rps_unlimited": num(off.load.rps, 1),
+                "throughput_ratio": num(ratio, 3),
+                "added_p50_ms": num(added, 2),
+                "added_p50_ms_1client": num(added_1, 3),
+            }
+        )
+    )
     return 0
 
 

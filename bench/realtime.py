@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py
-from common import (  # noqa: E402
+from common import (
     PYTHON,
     ROOT,
     bench_env,
@@ -246,10 +246,15 @@ def publish_loop(phase: Phase | None, tag: str, rate: float, seconds: float) -> 
         if delay > 0:
             time.sleep(delay)
         sent_at = time.time()
-        send_now("deployment:status", {
-            "deploymentId": "bench", "status": "running", "timestamp": "2025-01-01T00:00:00Z",
-            "details": {"phase": tag, "seq": i, "sentAt": sent_at},
-        })
+        send_now(
+            "deployment:status",
+            {
+                "deploymentId": "bench",
+                "status": "running",
+                "timestamp": "2025-01-01T00:00:00Z",
+                "details": {"phase": tag, "seq": i, "sentAt": sent_at},
+            },
+        )
         if phase is not None:
             phase.publish_ms.append((time.time() - sent_at) * 1000)
     return count
@@ -276,22 +281,32 @@ def describe(phase: Phase, width: int) -> None:
     p50, p95, p99 = phase.percentiles()
     pub = sorted(phase.publish_ms)
     pub_p50 = pub[len(pub) // 2] if pub else float("nan")
-    print(f"{phase.name:<{width}} delivered {phase.delivered}/{phase.expected} "
-          f"({100 * phase.delivered / max(phase.expected, 1):.2f}%)  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
-          f"p99 {p99:6.1f} ms  ({phase.published} events x {phase.subscribers} subscribers, send_now p50 {pub_p50:.2f} ms)",
-          flush=True)
+    print(
+        f"{phase.name:<{width}} delivered {phase.delivered}/{phase.expected} "
+        f"({100 * phase.delivered / max(phase.expected, 1):.2f}%)  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
+        f"p99 {p99:6.1f} ms  ({phase.published} events x {phase.subscribers} subscribers, send_now p50 {pub_p50:.2f} ms)",
+        flush=True,
+    )
     c = phase.cpu
     if c:
         pad = " " * (width + 1)
-        print(f"{pad}CPU seconds over {phase.wall_s:.1f}s: machine {phase.machine_busy_s:.1f} = uvicorn {c['uvicorn']:.1f} "
-              f"+ bench (publisher + subscribers) {c['bench']:.1f} + redis {c['redis']:.1f} + postgres {c['postgres']:.1f} "
-              f"+ other processes {c['other']:.1f}", flush=True)
+        print(
+            f"{pad}CPU seconds over {phase.wall_s:.1f}s: machine {phase.machine_busy_s:.1f} = uvicorn {c['uvicorn']:.1f} "
+            f"+ bench (publisher + subscribers) {c['bench']:.1f} + redis {c['redis']:.1f} + postgres {c['postgres']:.1f} "
+            f"+ other processes {c['other']:.1f}",
+            flush=True,
+        )
         if c["other"] > 0.1 * phase.wall_s:
-            print(f"{pad}WARNING: other processes used {100 * c['other'] / phase.wall_s:.0f}% of a core "
-                  f"({c['other_top']}); the figures are low", flush=True)
+            print(
+                f"{pad}WARNING: other processes used {100 * c['other'] / phase.wall_s:.0f}% of a core "
+                f"({c['other_top']}); the figures are low",
+                flush=True,
+            )
 
 
-async def bench(args: argparse.Namespace, base_url: str, token: str, server_pid: int) -> tuple[Phase, Phase, Subscribers]:
+async def bench(
+    args: argparse.Namespace, base_url: str, token: str, server_pid: int
+) -> tuple[Phase, Phase, Subscribers]:
     url = base_url.replace("http://", "ws://") + WS_PATH
     subs = Subscribers(url, token)
     await subs.connect(1, 1)
@@ -367,23 +382,31 @@ def main() -> int:
     describe(reference, width)
     describe(load, width)
     if subs.other or subs.ended_early:
-        print(f"non-bench messages: {subs.other}; sockets that ended early: {len(subs.ended_early)} "
-              f"(e.g. {subs.ended_early[:3]})")
+        print(
+            f"non-bench messages: {subs.other}; sockets that ended early: {len(subs.ended_early)} "
+            f"(e.g. {subs.ended_early[:3]})"
+        )
     ref_p95 = reference.percentiles()[1]
     p50, p95, p99 = load.percentiles()
     ratio = p95 / ref_p95 if ref_p95 else float("nan")
     all_delivered = load.delivered == load.expected and reference.delivered == reference.expected
     print(f"p95 with {load.subscribers} subscribers / p95 with 1: {ratio:.2f} ({p95:.1f} / {ref_p95:.1f} ms)")
-    print(f"goal: all delivered ({'met' if all_delivered else 'NOT met'}), p95 < 200 ms "
-          f"({'met' if p95 < 200 else 'NOT met'})")
-    print(json.dumps({
-        "subscribers": load.subscribers,
-        "expected": load.expected,
-        "delivered": load.delivered,
-        "p50_ms": num(p50, 1),
-        "p95_ms": num(p95, 1),
-        "p99_ms": num(p99, 1),
-    }))
+    print(
+        f"goal: all delivered ({'met' if all_delivered else 'NOT met'}), p95 < 200 ms "
+        f"({'met' if p95 < 200 else 'NOT met'})"
+    )
+    print(
+        json.dumps(
+            {
+                "subscribers": load.subscribers,
+                "expected": load.expected,
+                "delivered": load.delivered,
+                "p50_ms": num(p50, 1),
+                "p95_ms": num(p95, 1),
+                "p99_ms": num(p99, 1),
+            }
+        )
+    )
     return 0
 
 

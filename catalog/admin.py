@@ -30,8 +30,23 @@ class GovernanceEventInline(RoleMatrixAdminMixin, admin.TabularInline):
 
 @admin.register(ModelRegistry)
 class ModelRegistryAdmin(RoleMatrixAdminMixin, admin.ModelAdmin):
-    matrix_permissions = {"view": "models.read", "add": "models.create", "change": "models.update", "delete": "models.delete"}
-    list_display = ("name", "version", "provider", "model_type", "status", "security_level", "owner", "last_validated_at", "updated_at")
+    matrix_permissions = {
+        "view": "models.read",
+        "add": "models.create",
+        "change": "models.update",
+        "delete": "models.delete",
+    }
+    list_display = (
+        "name",
+        "version",
+        "provider",
+        "model_type",
+        "status",
+        "security_level",
+        "owner",
+        "last_validated_at",
+        "updated_at",
+    )
     list_filter = ("provider", "model_type", "status", "security_level", "category")
     search_fields = ("name", "version", "description", "category")
     readonly_fields = ("owner", "created_at", "updated_at", "last_validated_at", "popularity", "avg_rating")
@@ -47,7 +62,9 @@ class ModelRegistryAdmin(RoleMatrixAdminMixin, admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ModelRegistry, form: Any, change: bool) -> None:
         fields = {name: form.cleaned_data[name] for name in _EDITABLE if name in form.cleaned_data}
         if change:
-            saved = services.model_update(model=obj, actor=request.user, **{k: v for k, v in fields.items() if k not in ("name", "version")})
+            saved = services.model_update(
+                model=obj, actor=request.user, **{k: v for k, v in fields.items() if k not in ("name", "version")}
+            )
         else:
             saved = services.model_register(actor=request.user, **fields)
         obj.pk = saved.pk

@@ -11,9 +11,13 @@ class CatalogConfig(AppConfig):
         from modelhub.api.schema import register_links
 
         model_id = {"id": "$response.body#/model/id"}
-        register_links("models_create", "201", {
-            "GetModel": ("models_retrieve", model_id),
-            "UpdateModel": ("models_partial_update", model_id),
-            "ReplaceModel": ("models_update", model_id),
-            "DeleteModel": ("models_destroy", model_id),
-        })
+        register_links(
+            "models_create",
+            "201",
+            {
+                "GetModel": ("models_retrieve", model_id),
+                "UpdateModel": ("models_partial_update", model_id),
+                "ReplaceModel": ("models_update", model_id),
+                "DeleteModel": ("models_destroy", model_id),
+            },
+        )

@@ -112,7 +112,9 @@ class ModelRegistry(models.Model):
     supported_parameters = models.JSONField(default=dict, blank=True)
 
     baseline_avg_latency_ms = models.FloatField(validators=[MinValueValidator(0)])
-    baseline_cost_per_1k_tokens = models.DecimalField(max_digits=12, decimal_places=6, validators=[MinValueValidator(0)])
+    baseline_cost_per_1k_tokens = models.DecimalField(
+        max_digits=12, decimal_places=6, validators=[MinValueValidator(0)]
+    )
     baseline_success_rate = models.FloatField(validators=[MinValueValidator(0), MaxValueValidator(1)])
     baseline_avg_tokens_per_request = models.PositiveIntegerField(default=0)
 
@@ -221,4 +223,3 @@ class GovernanceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_label}: {self.field} {self.from_value!r} -> {self.to_value!r}"
-

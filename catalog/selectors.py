@@ -154,7 +154,11 @@ def _compute_facets() -> dict[str, list[str]]:
 
 # --- Detail ---------------------------------------------------------------------------
 
-PERFORMANCE_WINDOWS = {"last24h": (timedelta(hours=24), "1h"), "last7d": (timedelta(days=7), "1d"), "last30d": (timedelta(days=30), "1d")}
+PERFORMANCE_WINDOWS = {
+    "last24h": (timedelta(hours=24), "1h"),
+    "last7d": (timedelta(days=7), "1d"),
+    "last30d": (timedelta(days=30), "1d"),
+}
 
 
 def model_detail(model: ModelRegistry) -> dict[str, Any]:

@@ -27,8 +27,13 @@ def _owner_username(m: ModelRegistry) -> str | None:
 class BaselineMetricsSerializer(StrictInputSerializer):
     avgLatencyMs = serializers.FloatField(min_value=0, max_value=10_000_000)
     costPer1kTokens = serializers.DecimalField(
-        max_digits=12, decimal_places=6, min_value=Decimal(0), max_value=Decimal(999_999), coerce_to_string=False,
-        rounding=ROUND_HALF_UP, help_text="USD per 1,000 input tokens; rounded to 6 decimal places.",
+        max_digits=12,
+        decimal_places=6,
+        min_value=Decimal(0),
+        max_value=Decimal(999_999),
+        coerce_to_string=False,
+        rounding=ROUND_HALF_UP,
+        help_text="USD per 1,000 input tokens; rounded to 6 decimal places.",
     )
     successRate = serializers.FloatField(min_value=0, max_value=1, help_text="A ratio from 0 to 1.")
     avgTokensPerRequest = serializers.IntegerField(min_value=0, max_value=MAX_CONTEXT_WINDOW, required=False)

@@ -110,7 +110,9 @@ def _save(model: ModelRegistry) -> None:
         # A concurrent registration won the race between full_clean and INSERT.
         if ModelRegistry.objects.filter(name=model.name, version=model.version).exclude(pk=model.pk).exists():
             raise _already_exists(model.name, model.version) from exc
-        raise InvalidRequest("The model violates a catalog constraint.", details={"constraint": str(exc)[:200]}) from exc
+        raise InvalidRequest(
+            "The model violates a catalog constraint.", details={"constraint": str(exc)[:200]}
+        ) from exc
 
 
 @transaction.atomic

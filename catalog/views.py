@@ -34,17 +34,54 @@ class ModelEnvelopeSerializer(serializers.Serializer):
 
 @extend_schema_view(
     list=extend_schema(summary="List and search the catalog", responses=CatalogResponseSerializer, tags=["catalog"]),
-    retrieve=extend_schema(summary="A model with deployments, performance and usage", responses=ModelDetailResponseSerializer, tags=["catalog"]),
-    create=extend_schema(summary="Register a model (admin)", request=ModelWriteSerializer, responses={201: ModelEnvelopeSerializer}, tags=["catalog"],
-                         examples=[OpenApiExample("A self-hosted model", request_only=True, value={
-                             "name": "support-llama", "version": "1.0.0", "provider": "custom", "modelType": "text",
-                             "capabilities": ["chat"], "supportedTasks": ["customer_support"], "maxTokens": 4096,
-                             "contextWindow": 32768, "description": "Fine-tuned on our tickets.", "tags": ["self-hosted"],
-                             "category": "support",
-                             "baselineMetrics": {"avgLatencyMs": 350, "costPer1kTokens": 0.0005, "successRate": 0.99}})]),
-    update=extend_schema(summary="Replace a model's fields (admin, manager)", request=ModelUpdateSerializer, responses=ModelEnvelopeSerializer, tags=["catalog"]),
-    partial_update=extend_schema(summary="Change some of a model's fields (admin, manager)", request=ModelUpdateSerializer, responses=ModelEnvelopeSerializer, tags=["catalog"]),
-    destroy=extend_schema(summary="Delete a model (admin; 409 while in use)", responses={204: OpenApiResponse(description="Deleted.")}, tags=["catalog"]),
+    retrieve=extend_schema(
+        summary="A model with deployments, performance and usage",
+        responses=ModelDetailResponseSerializer,
+        tags=["catalog"],
+    ),
+    create=extend_schema(
+        summary="Register a model (admin)",
+        request=ModelWriteSerializer,
+        responses={201: ModelEnvelopeSerializer},
+        tags=["catalog"],
+        examples=[
+            OpenApiExample(
+                "A self-hosted model",
+                request_only=True,
+                value={
+                    "name": "support-llama",
+                    "version": "1.0.0",
+                    "provider": "custom",
+                    "modelType": "text",
+                    "capabilities": ["chat"],
+                    "supportedTasks": ["customer_support"],
+                    "maxTokens": 4096,
+                    "contextWindow": 32768,
+                    "description": "Fine-tuned on our tickets.",
+                    "tags": ["self-hosted"],
+                    "category": "support",
+                    "baselineMetrics": {"avgLatencyMs": 350, "costPer1kTokens": 0.0005, "successRate": 0.99},
+                },
+            )
+        ],
+    ),
+    update=extend_schema(
+        summary="Replace a model's fields (admin, manager)",
+        request=ModelUpdateSerializer,
+        responses=ModelEnvelopeSerializer,
+        tags=["catalog"],
+    ),
+    partial_update=extend_schema(
+        summary="Change some of a model's fields (admin, manager)",
+        request=ModelUpdateSerializer,
+        responses=ModelEnvelopeSerializer,
+        tags=["catalog"],
+    ),
+    destroy=extend_schema(
+        summary="Delete a model (admin; 409 while in use)",
+        responses={204: OpenApiResponse(description="Deleted.")},
+        tags=["catalog"],
+    ),
 )
 class ModelViewSet(BaseViewSet):
     """The model registry: list/search, detail, register, update, delete."""
@@ -65,7 +102,7 @@ class ModelViewSet(BaseViewSet):
         "destroy": "models.delete",
     }
 
-    def get_serializer_class(self):  # noqa: ANN201
+    def get_serializer_class(self):
         if self.action == "create":
             return ModelWriteSerializer
         if self.action in ("update", "partial_update"):

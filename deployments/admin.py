@@ -35,7 +35,17 @@ class DeploymentTransitionInline(RoleMatrixAdminMixin, admin.TabularInline):
 class DeploymentAdmin(RoleMatrixAdminMixin, admin.ModelAdmin):
     # "change" only unlocks the stop action; every field stays read-only.
     matrix_permissions = {"view": "deployments.read", "change": "deployments.delete"}
-    list_display = ("id", "model", "version", "environment", "status", "replicas", "owner", "created_at", "last_health_check")
+    list_display = (
+        "id",
+        "model",
+        "version",
+        "environment",
+        "status",
+        "replicas",
+        "owner",
+        "created_at",
+        "last_health_check",
+    )
     list_filter = ("status", "environment", "model__provider")
     search_fields = ("=id", "model__name", "owner__username", "status_reason")
     list_select_related = ("model", "owner")

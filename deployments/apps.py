@@ -13,9 +13,13 @@ class DeploymentsConfig(AppConfig):
         deployment_id = {"id": "$response.body#/deployment/id"}
         # No link to DELETE: a stopped deployment stays readable for history, which schemathesis's
         # use-after-free check would report as a resource still served after its deletion.
-        register_links("deployments_create", "201", {
-            "GetDeployment": ("deployments_retrieve", deployment_id),
-            "UpdateDeployment": ("deployments_partial_update", deployment_id),
-            "ReplaceDeployment": ("deployments_update", deployment_id),
-            "ScaleDeployment": ("deployments_scale_create", deployment_id),
-        })
+        register_links(
+            "deployments_create",
+            "201",
+            {
+                "GetDeployment": ("deployments_retrieve", deployment_id),
+                "UpdateDeployment": ("deployments_partial_update", deployment_id),
+                "ReplaceDeployment": ("deployments_update", deployment_id),
+                "ScaleDeployment": ("deployments_scale_create", deployment_id),
+            },
+        )

@@ -117,7 +117,9 @@ class DeploymentTransition(models.Model):
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="transitions")
     from_status = models.CharField(max_length=16, choices=DeploymentStatus.choices, blank=True)
     to_status = models.CharField(max_length=16, choices=DeploymentStatus.choices)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     actor_username = models.CharField(max_length=150, blank=True)
     reason = models.CharField(max_length=500, blank=True)
     replicas = models.PositiveIntegerField(null=True, blank=True)

@@ -45,7 +45,10 @@ class MemoryField(StrictRegexField):
 
     def __init__(self, **kwargs: Any):
         super().__init__(
-            r"^(?:\d+(?:\.\d+)?|\.\d+)(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$", max_length=32, trim_whitespace=False, **kwargs
+            r"^(?:\d+(?:\.\d+)?|\.\d+)(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$",
+            max_length=32,
+            trim_whitespace=False,
+            **kwargs,
         )
 
     def to_internal_value(self, data: Any) -> str:
@@ -75,8 +78,12 @@ class ResourcesSerializer(StrictInputSerializer):
     cpu = CpuField()
     memory = MemoryField()
     gpu = StrictRegexField(
-        r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,62}[A-Za-z0-9])?$", max_length=64, required=False, allow_null=True,
-        trim_whitespace=False, help_text='A GPU count ("1") or type ("nvidia-tesla-t4"); null removes it (PATCH).',
+        r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,62}[A-Za-z0-9])?$",
+        max_length=64,
+        required=False,
+        allow_null=True,
+        trim_whitespace=False,
+        help_text='A GPU count ("1") or type ("nvidia-tesla-t4"); null removes it (PATCH).',
     )
 
     class Meta:
@@ -139,7 +146,8 @@ class DeploymentConfigurationSerializer(StrictInputSerializer):
     host = StrictRegexField(
         r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
         r"|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$",
-        max_length=253, trim_whitespace=False,
+        max_length=253,
+        trim_whitespace=False,
         help_text="Where the model server listens; when set, the readiness check probes http://host:port/path.",
         **OPTIONAL,
     )
@@ -334,7 +342,11 @@ def config_representation(d: Deployment) -> dict[str, Any]:
         "modelId": str(d.model_id),
         "version": d.version,
         "environment": d.environment,
-        "runtime": {"replicas": d.replicas, "resources": runtime.get("resources", {}), "scaling": runtime.get("scaling", {})},
+        "runtime": {
+            "replicas": d.replicas,
+            "resources": runtime.get("resources", {}),
+            "scaling": runtime.get("scaling", {}),
+        },
         "parameters": stored.get("parameters", {}),
         "networking": stored.get("networking", {}),
         "monitoring": stored.get("monitoring", {}),

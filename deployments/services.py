@@ -93,8 +93,13 @@ def _check_limits(*, model: ModelRegistry, environment: str, owner: Any) -> None
     if count >= per_model:
         raise DeploymentLimitExceeded(
             f"{model} already has {count} live deployment(s) in {environment} (limit {per_model}).",
-            details={"scope": "modelEnvironment", "limit": per_model, "current": count,
-                     "modelId": str(model.pk), "environment": environment},
+            details={
+                "scope": "modelEnvironment",
+                "limit": per_model,
+                "current": count,
+                "modelId": str(model.pk),
+                "environment": environment,
+            },
         )
     if owner is not None:
         per_user = settings.DEPLOYMENTS_MAX_LIVE_PER_USER
@@ -109,7 +114,9 @@ def _check_limits(*, model: ModelRegistry, environment: str, owner: Any) -> None
 # --- Transitions --------------------------------------------------------------------------
 
 
-def _record(deployment: Deployment, *, from_status: str, to_status: str, actor: Any, reason: str) -> DeploymentTransition:
+def _record(
+    deployment: Deployment, *, from_status: str, to_status: str, actor: Any, reason: str
+) -> DeploymentTransition:
     """Log the step and publish ``deployment:status`` (sent after commit)."""
     user = _user(actor)
     entry = DeploymentTransition.objects.create(
@@ -134,7 +141,12 @@ def _record(deployment: Deployment, *, from_status: str, to_status: str, actor: 
         details["targetReplicas"] = deployment.target_replicas
     realtime.publish(
         "deployment:status",
-        {"deploymentId": str(deployment.pk), "status": to_status, "timestamp": _iso(entry.created_at), "details": details},
+        {
+            "deploymentId": str(deployment.pk),
+            "status": to_status,
+            "timestamp": _iso(entry.created_at),
+            "details": details,
+        },
     )
     # activeDeployments and recentActivity changed: a dashboard:update follows (debounced).
     from analytics.services import dashboard_changed
@@ -214,7 +226,9 @@ def deployment_create(
         list(type(owner).objects.select_for_update().filter(pk=owner.pk).values_list("pk", flat=True))
     model = ModelRegistry.objects.select_for_update().filter(pk=model_id).first()
     if model is None:
-        raise NotFound(f"Model {model_id} not found.", code=ErrorCode.MODEL_NOT_FOUND, details={"modelId": str(model_id)})
+        raise NotFound(
+            f"Model {model_id} not found.", code=ErrorCode.MODEL_NOT_FOUND, details={"modelId": str(model_id)}
+        )
     _check_model(model, version)
     check_configuration(configuration, model)
     _check_limits(model=model, environment=environment, owner=owner)
@@ -253,7 +267,11 @@ def deployment_update(
     if new.get("replicas") != locked.replicas:
         raise InvalidRequest(
             "replicas cannot be changed by an update; use POST /deployments/{id}/scale.",
-            details={"fields": {"configuration.replicas": [f"Must be the current replicas ({locked.replicas}); scale instead."]}},
+            details={
+                "fields": {
+                    "configuration.replicas": [f"Must be the current replicas ({locked.replicas}); scale instead."]
+                }
+            },
         )
     check_configuration(new, locked.model)
     locked.configuration = config_schema.nest(new)
@@ -281,7 +299,11 @@ def deployment_scale(*, deployment: Deployment, actor: Any, replicas: int, reaso
         return locked
     message = reason or f"Scaling from {locked.replicas} to {replicas} replica(s)."
     scaled = _transition(
-        locked.pk, to_status=DeploymentStatus.SCALING, actor=actor, reason=message, updates={"target_replicas": replicas}
+        locked.pk,
+        to_status=DeploymentStatus.SCALING,
+        actor=actor,
+        reason=message,
+        updates={"target_replicas": replicas},
     )
     _queue(tasks.deployment_finish_scaling, scaled)
     return scaled

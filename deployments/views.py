@@ -53,34 +53,46 @@ _CREATE_EXAMPLE = OpenApiExample(
 
 @extend_schema_view(
     list=extend_schema(summary="List deployments", responses=DeploymentListResponseSerializer, tags=["deployments"]),
-    retrieve=extend_schema(summary="A deployment with its whole configuration", responses=DeploymentResponseSerializer, tags=["deployments"]),
+    retrieve=extend_schema(
+        summary="A deployment with its whole configuration",
+        responses=DeploymentResponseSerializer,
+        tags=["deployments"],
+    ),
     create=extend_schema(
         summary="Deploy a model version (starts as creating; a readiness check makes it running or failed)",
         request=CreateDeploymentRequestSerializer,
         responses={
             201: DeploymentResponseSerializer,
             404: OpenApiResponse(ErrorResponseSerializer, description="MODEL_NOT_FOUND: modelId names no model."),
-            409: OpenApiResponse(ErrorResponseSerializer, description="DEPLOYMENT_LIMIT_EXCEEDED: a live-deployment limit is reached."),
+            409: OpenApiResponse(
+                ErrorResponseSerializer, description="DEPLOYMENT_LIMIT_EXCEEDED: a live-deployment limit is reached."
+            ),
         },
         tags=["deployments"],
         examples=[_CREATE_EXAMPLE],
     ),
     update=extend_schema(
         summary="Replace a deployment's configuration (replicas change only by scaling)",
-        request=UpdateDeploymentRequestSerializer, responses=DeploymentResponseSerializer, tags=["deployments"],
+        request=UpdateDeploymentRequestSerializer,
+        responses=DeploymentResponseSerializer,
+        tags=["deployments"],
     ),
     partial_update=extend_schema(
         summary="Change part of a deployment's configuration (merged; null unsets an optional field)",
-        request=PatchDeploymentRequestSerializer, responses=DeploymentResponseSerializer, tags=["deployments"],
+        request=PatchDeploymentRequestSerializer,
+        responses=DeploymentResponseSerializer,
+        tags=["deployments"],
     ),
     destroy=extend_schema(
         summary="Stop a deployment (kept for history; stopping a stopped or failed one succeeds too)",
-        responses={204: OpenApiResponse(description="Stopped (or already not running).")}, tags=["deployments"],
+        responses={204: OpenApiResponse(description="Stopped (or already not running).")},
+        tags=["deployments"],
     ),
     scale=extend_schema(
         summary="Scale a running deployment (running -> scaling; a task finishes it)",
         request=ScaleRequestSerializer,
-        responses={202: DeploymentResponseSerializer, 200: DeploymentResponseSerializer}, tags=["deployments"],
+        responses={202: DeploymentResponseSerializer, 200: DeploymentResponseSerializer},
+        tags=["deployments"],
     ),
 )
 class DeploymentViewSet(BaseViewSet):
@@ -103,7 +115,7 @@ class DeploymentViewSet(BaseViewSet):
         "scale": "deployments.scale",
     }
 
-    def get_serializer_class(self):  # noqa: ANN201
+    def get_serializer_class(self):
         return {
             "create": CreateDeploymentRequestSerializer,
             "update": UpdateDeploymentRequestSerializer,
@@ -169,4 +181,3 @@ class DeploymentViewSet(BaseViewSet):
     def _answer(self, deployment: Any, code: int = status.HTTP_200_OK) -> Response:
         fresh = selectors.deployment_queryset().get(pk=deployment.pk)
         return Response({"deployment": DeploymentSerializer(fresh).data}, status=code)
-

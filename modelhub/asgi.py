@@ -42,7 +42,7 @@ if settings.EMBEDDED_WORKER:  # the embedded default: Celery worker + beat as th
 WEBSOCKET_PATHS = frozenset({"/modelhub/realtime", "/api/v1/modelhub/realtime"})
 
 
-async def _lifespan(scope, receive, send) -> None:  # noqa: ANN001
+async def _lifespan(scope, receive, send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -52,7 +52,7 @@ async def _lifespan(scope, receive, send) -> None:  # noqa: ANN001
             return
 
 
-async def application(scope, receive, send) -> None:  # noqa: ANN001
+async def application(scope, receive, send) -> None:
     kind = scope["type"]
     if kind == "lifespan":
         return await _lifespan(scope, receive, send)

@@ -12,8 +12,8 @@ def postgres_only_sql(forward: str, backward: str) -> migrations.RunPython:
     embedded SQLite default falls back to plainer queries instead.
     """
 
-    def run(sql: str):  # noqa: ANN202
-        def apply(apps, schema_editor) -> None:  # noqa: ANN001
+    def run(sql: str):
+        def apply(apps, schema_editor) -> None:
             if schema_editor.connection.vendor == "postgresql":
                 schema_editor.execute(sql, params=None)
 
@@ -22,7 +22,7 @@ def postgres_only_sql(forward: str, backward: str) -> migrations.RunPython:
     return migrations.RunPython(run(forward), run(backward))
 
 
-def iter_values_rows(qs, chunk: int = 5000):  # noqa: ANN001, ANN201
+def iter_values_rows(qs, chunk: int = 5000):
     """The rows of a ``values_list()`` queryset, fast on PostgreSQL.
 
     There they come straight from a psycopg cursor with psycopg's own (C) timestamptz

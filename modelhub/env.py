@@ -26,7 +26,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 class StrictEnv(environ.Env):
     """django-environ's Env, strict about values and recording what it reads."""
 
-    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):  # noqa: ANN001
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
         READ_VARS.add(var)
         try:
             return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
@@ -49,8 +49,7 @@ class StrictEnv(environ.Env):
         if lowered in _FALSE:
             return False
         raise ImproperlyConfigured(
-            f"Environment variable {var}={raw!r} is invalid: expected one of "
-            f"{sorted(_TRUE | _FALSE - {''})}"
+            f"Environment variable {var}={raw!r} is invalid: expected one of {sorted(_TRUE | _FALSE - {''})}"
         )
 
     def positive_int(self, var: str, default: int) -> int:

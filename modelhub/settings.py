@@ -140,7 +140,9 @@ if REDIS_URL:
     # Redis pub/sub channels are server-wide, not per database number: the prefix carries the
     # database so that hubs (or test runs, benchmarks) on one Redis server never hear each other.
     _redis = urlparse(REDIS_URL)
-    _REDIS_DB = (parse_qs(_redis.query).get("db", ["0"])[0] if _redis.scheme == "unix" else _redis.path.strip("/")) or "0"
+    _REDIS_DB = (
+        parse_qs(_redis.query).get("db", ["0"])[0] if _redis.scheme == "unix" else _redis.path.strip("/")
+    ) or "0"
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
@@ -330,7 +332,9 @@ CELERY_BEAT_SCHEDULE = {
 # process on the in-memory broker, so rollups and realtime events need no Redis.
 EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=False)
 if EMBEDDED_WORKER and REDIS_URL:
-    raise ImproperlyConfigured("EMBEDDED_WORKER is for the embedded default; with REDIS_URL run `celery worker` and `celery beat`")
+    raise ImproperlyConfigured(
+        "EMBEDDED_WORKER is for the embedded default; with REDIS_URL run `celery worker` and `celery beat`"
+    )
 
 # --- i18n, static -------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

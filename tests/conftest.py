@@ -29,7 +29,7 @@ def _clear_cache():
 
 
 @pytest.fixture
-def personas(db) -> dict[str, User]:  # noqa: ANN001
+def personas(db) -> dict[str, User]:
     """One user per role, plus ``outsider``: a developer who owns nothing."""
     users = {role: UserFactory(username=role, role=role) for role in ROLES}
     users["outsider"] = UserFactory(username="outsider", role=Role.DEVELOPER)
@@ -41,7 +41,7 @@ def bearer(user: User) -> str:
 
 
 @pytest.fixture
-def client_for(personas) -> Callable[[str | User | None], APIClient]:  # noqa: ANN001
+def client_for(personas) -> Callable[[str | User | None], APIClient]:
     def make(who: str | User | None) -> APIClient:
         client = APIClient()
         if who is not None:
@@ -53,7 +53,7 @@ def client_for(personas) -> Callable[[str | User | None], APIClient]:  # noqa: A
 
 
 @pytest.fixture
-def model(personas):  # noqa: ANN001
+def model(personas):
     return ModelRegistryFactory(name="gpt-test", version="1", owner=personas["admin"])
 
 
@@ -63,7 +63,7 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def assert_error(response, status: int, code: str) -> dict:  # noqa: ANN001
+def assert_error(response, status: int, code: str) -> dict:
     """The response is the spec's ErrorResponse with this status and code."""
     assert response.status_code == status, (response.status_code, getattr(response, "content", b"")[:500])
     body = response.json()

@@ -21,8 +21,9 @@ class UserFactory(factory.django.DjangoModelFactory):
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
     role = Role.VIEWER
     is_staff = factory.LazyAttribute(lambda u: u.role in STAFF_ROLES)
+
     @factory.post_generation
-    def password(self, create, extracted, **kwargs):  # noqa: ANN001, ANN003
+    def password(self, create, extracted, **kwargs):
         self.set_password(extracted or PASSWORD)
         if create:
             self.save(update_fields=["password"])

@@ -66,7 +66,11 @@ def test_every_variable_compose_sets_is_read_by_settings(service):
 
 
 def test_env_example_lists_exactly_what_settings_read():
-    names = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines() if re.match(r"^[A-Z_]+=", line)}
+    names = {
+        line.split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if re.match(r"^[A-Z_]+=", line)
+    }
     assert names == READ_VARS
 
 
@@ -75,7 +79,12 @@ def _settings_error(**overrides: str) -> str:
     env.update({"SECRET_KEY": "s" * 40, "JWT_SIGNING_KEY": "j" * 40, "DJANGO_SETTINGS_MODULE": "modelhub.settings"})
     env.update(overrides)
     result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0, f"settings accepted {overrides}"
     return result.stderr.strip().splitlines()[-1]

@@ -59,7 +59,10 @@ class UserAdmin(RoleMatrixAdminMixin, DjangoUserAdmin):
             )
         else:
             saved = services.user_create(
-                actor=request.user, username=data["username"], password=data["password1"], role=data.get("role") or "viewer"
+                actor=request.user,
+                username=data["username"],
+                password=data["password1"],
+                role=data.get("role") or "viewer",
             )
         obj.pk = saved.pk
         obj.refresh_from_db()
@@ -69,14 +72,28 @@ class UserAdmin(RoleMatrixAdminMixin, DjangoUserAdmin):
 class RateLimitOverrideAdmin(RoleMatrixAdminMixin, admin.ModelAdmin):
     """Per-user rate-limit overrides (admins only), saved through the same service as the API."""
 
-    matrix_permissions = {"view": "ratelimits.manage", "add": "ratelimits.manage", "change": "ratelimits.manage",
-                          "delete": "ratelimits.manage"}
-    list_display = ("user", "requests_per_minute", "requests_per_hour", "requests_per_day", "burst_limit", "updated_at", "updated_by")
+    matrix_permissions = {
+        "view": "ratelimits.manage",
+        "add": "ratelimits.manage",
+        "change": "ratelimits.manage",
+        "delete": "ratelimits.manage",
+    }
+    list_display = (
+        "user",
+        "requests_per_minute",
+        "requests_per_hour",
+        "requests_per_day",
+        "burst_limit",
+        "updated_at",
+        "updated_by",
+    )
     search_fields = ("user__username",)
     readonly_fields = ("updated_at", "updated_by")
     autocomplete_fields = ("user",)
 
-    def get_form(self, request: HttpRequest, obj: RateLimitOverride | None = None, **kwargs: Any) -> type[forms.ModelForm]:
+    def get_form(
+        self, request: HttpRequest, obj: RateLimitOverride | None = None, **kwargs: Any
+    ) -> type[forms.ModelForm]:
         base = super().get_form(request, obj, **kwargs)
         actor = request.user
 
@@ -93,9 +110,13 @@ class RateLimitOverrideAdmin(RoleMatrixAdminMixin, admin.ModelAdmin):
         return CheckedForm
 
     def save_model(self, request: HttpRequest, obj: RateLimitOverride, form: Any, change: bool) -> None:
-        fields = {name: form.cleaned_data.get(name) for name in
-                  ("requests_per_minute", "requests_per_hour", "requests_per_day", "burst_limit", "endpoints")}
-        saved = services.rate_limit_override_set(actor=request.user, user=form.cleaned_data["user"], replace=True, **fields)
+        fields = {
+            name: form.cleaned_data.get(name)
+            for name in ("requests_per_minute", "requests_per_hour", "requests_per_day", "burst_limit", "endpoints")
+        }
+        saved = services.rate_limit_override_set(
+            actor=request.user, user=form.cleaned_data["user"], replace=True, **fields
+        )
         obj.pk = saved.pk
         obj.refresh_from_db()
 

@@ -13,9 +13,13 @@ class AccountsConfig(AppConfig):
         from modelhub.api.schema import register_links
 
         user_id = {"id": "$response.body#/id"}
-        register_links("users_create", "201", {
-            "GetUser": ("users_retrieve", user_id),
-            "UpdateUser": ("users_partial_update", user_id),
-            "GetUserRateLimits": ("rate_limits_users_retrieve", {"user_id": "$response.body#/id"}),
-            "SetUserRateLimits": ("rate_limits_users_partial_update", {"user_id": "$response.body#/id"}),
-        })
+        register_links(
+            "users_create",
+            "201",
+            {
+                "GetUser": ("users_retrieve", user_id),
+                "UpdateUser": ("users_partial_update", user_id),
+                "GetUserRateLimits": ("rate_limits_users_retrieve", {"user_id": "$response.body#/id"}),
+                "SetUserRateLimits": ("rate_limits_users_partial_update", {"user_id": "$response.body#/id"}),
+            },
+        )

@@ -18,7 +18,7 @@ class JWTAuthentication(authentication.JWTAuthentication):
     effect at once.
     """
 
-    def authenticate(self, request):  # noqa: ANN001, ANN201
+    def authenticate(self, request):
         # The rate-limit middleware already verified this very token; don't decode it twice.
         cached = getattr(request._request, "validated_access_token", None)
         if cached is not None:

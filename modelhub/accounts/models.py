@@ -12,7 +12,7 @@ from modelhub.accounts.roles import Role
 
 
 class UserManager(DjangoUserManager):
-    def create_superuser(self, username, email=None, password=None, **extra_fields):  # noqa: ANN001
+    def create_superuser(self, username, email=None, password=None, **extra_fields):
         extra_fields.setdefault("role", Role.ADMIN)
         return super().create_superuser(username, email, password, **extra_fields)
 

@@ -22,7 +22,9 @@ from modelhub.api.permissions import RolePermission
 class MyRateLimitsView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(tags=["rate-limits"], summary="Your effective rate limits and current usage", responses=MyRateLimitsSerializer)
+    @extend_schema(
+        tags=["rate-limits"], summary="Your effective rate limits and current usage", responses=MyRateLimitsSerializer
+    )
     def get(self, request: Request) -> Response:
         return Response(selectors.rate_limit_status(request.user))
 
@@ -43,7 +45,12 @@ def _override_data(user: User) -> dict[str, Any] | None:
 
 class UserRateLimitsView(APIView):
     permission_classes = [RolePermission]
-    permission_map = {"get": "ratelimits.manage", "put": "ratelimits.manage", "patch": "ratelimits.manage", "delete": "ratelimits.manage"}
+    permission_map = {
+        "get": "ratelimits.manage",
+        "put": "ratelimits.manage",
+        "patch": "ratelimits.manage",
+        "delete": "ratelimits.manage",
+    }
     not_found_code = ErrorCode.USER_NOT_FOUND
     resource_name = "User"
 
@@ -59,25 +66,46 @@ class UserRateLimitsView(APIView):
         return get_object_or_404(User, pk=user_id)
 
     def _answer(self, user: User) -> Response:
-        return Response({"userId": str(user.pk), "role": user.role, "override": _override_data(user),
-                         "effective": selectors.rate_limits_for(user).as_spec()})
+        return Response(
+            {
+                "userId": str(user.pk),
+                "role": user.role,
+                "override": _override_data(user),
+                "effective": selectors.rate_limits_for(user).as_spec(),
+            }
+        )
 
-    @extend_schema(tags=["rate-limits"], summary="A user's override and effective limits (admin)", responses=UserRateLimitsSerializer)
+    @extend_schema(
+        tags=["rate-limits"],
+        summary="A user's override and effective limits (admin)",
+        responses=UserRateLimitsSerializer,
+    )
     def get(self, request: Request, user_id: str) -> Response:
         return self._answer(self._user(user_id))
 
-    @extend_schema(tags=["rate-limits"], summary="Replace a user's override (admin)", request=RateLimitOverrideSerializer,
-                   responses=UserRateLimitsSerializer)
+    @extend_schema(
+        tags=["rate-limits"],
+        summary="Replace a user's override (admin)",
+        request=RateLimitOverrideSerializer,
+        responses=UserRateLimitsSerializer,
+    )
     def put(self, request: Request, user_id: str) -> Response:
         return self._write(request, user_id, replace=True)
 
-    @extend_schema(tags=["rate-limits"], summary="Change part of a user's override (admin)", request=RateLimitOverrideSerializer,
-                   responses=UserRateLimitsSerializer)
+    @extend_schema(
+        tags=["rate-limits"],
+        summary="Change part of a user's override (admin)",
+        request=RateLimitOverrideSerializer,
+        responses=UserRateLimitsSerializer,
+    )
     def patch(self, request: Request, user_id: str) -> Response:
         return self._write(request, user_id, replace=False)
 
-    @extend_schema(tags=["rate-limits"], summary="Back to the role's defaults (admin)",
-                   responses={204: OpenApiResponse(description="Override removed.")})
+    @extend_schema(
+        tags=["rate-limits"],
+        summary="Back to the role's defaults (admin)",
+        responses={204: OpenApiResponse(description="Override removed.")},
+    )
     def delete(self, request: Request, user_id: str) -> Response:
         services.rate_limit_override_clear(actor=request.user, user=self._user(user_id))
         return Response(status=status.HTTP_204_NO_CONTENT)

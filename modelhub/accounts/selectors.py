@@ -23,10 +23,19 @@ def rate_limits_for(user: User) -> RateLimits:
 
 def rate_limits_for_user_id(user_id: str) -> RateLimits | None:
     """Effective limits by id in one query; None for unknown or inactive users."""
-    user = User.objects.filter(pk=user_id, is_active=True).select_related("rate_limit_override").only(
-        "id", "role", *(f"rate_limit_override__{f}" for f in (
-            "requests_per_minute", "requests_per_hour", "requests_per_day", "burst_limit", "endpoints"))
-    ).first()
+    user = (
+        User.objects.filter(pk=user_id, is_active=True)
+        .select_related("rate_limit_override")
+        .only(
+            "id",
+            "role",
+            *(
+                f"rate_limit_override__{f}"
+                for f in ("requests_per_minute", "requests_per_hour", "requests_per_day", "burst_limit", "endpoints")
+            ),
+        )
+        .first()
+    )
     if user is None:
         return None
     try:
@@ -48,11 +57,15 @@ def rate_limit_status(user: User) -> dict[str, Any]:
     try:
         states = get_limiter().peek(windows).states
         usage = {
-            s.window.name: {"limit": s.window.limit, "used": s.used, "remaining": s.remaining,
-                            "resetSeconds": max(1, math.ceil(s.reset_ms / 1000))}
+            s.window.name: {
+                "limit": s.window.limit,
+                "used": s.used,
+                "remaining": s.remaining,
+                "resetSeconds": max(1, math.ceil(s.reset_ms / 1000)),
+            }
             for s in states
         }
-    except Exception:  # noqa: BLE001 - limiter down: limits are not being enforced right now
+    except Exception:
         enforced = False
         usage = {w.name: {"limit": w.limit, "used": 0, "remaining": w.limit, "resetSeconds": 0} for w in windows}
     return {"limits": limits.as_spec(), "usage": usage, "enforced": enforced}

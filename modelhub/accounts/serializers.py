@@ -22,7 +22,7 @@ class TokenObtainSerializer(jwt_serializers.TokenObtainPairSerializer):
     authorization always reads the role from the database)."""
 
     @classmethod
-    def get_token(cls, user: User):  # noqa: ANN206
+    def get_token(cls, user: User):
         token = super().get_token(user)
         token["role"] = user.role
         token["username"] = user.username
@@ -46,7 +46,9 @@ class TokenPairResponseSerializer(serializers.Serializer):
 
 class LogoutSerializer(StrictInputSerializer):
     refresh = serializers.CharField(max_length=4096)
-    everywhere = serializers.BooleanField(required=False, default=False, help_text="Revoke every session of the caller.")
+    everywhere = serializers.BooleanField(
+        required=False, default=False, help_text="Revoke every session of the caller."
+    )
 
 
 class UserSerializer(serializers.Serializer):

@@ -37,7 +37,11 @@ def _check_may_manage(actor: Any, *, target_role: str | None = None, target: Use
 def check_user_change(*, actor: Any, target: User | None, role: str | None, is_active: bool | None) -> None:
     """Every rule on who may create or change whom, in one place (API and admin forms)."""
     _check_may_manage(actor, target_role=role, target=target)
-    changes_access = (role is not None and role != target.role) or (is_active is not None and is_active != target.is_active) if target else False
+    changes_access = (
+        (role is not None and role != target.role) or (is_active is not None and is_active != target.is_active)
+        if target
+        else False
+    )
     if target is not None and actor.pk == target.pk and changes_access:
         raise Forbidden("You cannot change your own role or deactivate yourself.")
 
@@ -51,7 +55,14 @@ def _password_errors(password: str, user: User) -> None:
 
 @transaction.atomic
 def user_create(
-    *, actor: Any, username: str, password: str, role: str = Role.VIEWER, email: str = "", first_name: str = "", last_name: str = ""
+    *,
+    actor: Any,
+    username: str,
+    password: str,
+    role: str = Role.VIEWER,
+    email: str = "",
+    first_name: str = "",
+    last_name: str = "",
 ) -> User:
     """Create a user with a role; staff access (the Django admin) follows the role."""
     if actor is not None:
@@ -134,7 +145,9 @@ def logout(*, user: User, refresh: str, everywhere: bool = False) -> None:
         if "blacklisted" in str(exc).lower():
             token = None
         else:
-            raise InvalidRequest("The refresh token is invalid or expired.", details={"fields": {"refresh": [str(exc)]}}) from None
+            raise InvalidRequest(
+                "The refresh token is invalid or expired.", details={"fields": {"refresh": [str(exc)]}}
+            ) from None
     if token is not None:
         if str(token.get("user_id")) != str(user.pk):
             raise Forbidden("That refresh token belongs to another user.")
@@ -167,9 +180,16 @@ def rate_limit_override_set(*, actor: Any, user: User, replace: bool = False, **
         if problems:
             errors["endpoints"] = problems
     if errors:
-        camel = {"requests_per_minute": "requestsPerMinute", "requests_per_hour": "requestsPerHour",
-                 "requests_per_day": "requestsPerDay", "burst_limit": "burstLimit", "endpoints": "endpoints"}
-        raise InvalidRequest("The rate limits are invalid.", details={"fields": {camel[k]: v for k, v in errors.items()}})
+        camel = {
+            "requests_per_minute": "requestsPerMinute",
+            "requests_per_hour": "requestsPerHour",
+            "requests_per_day": "requestsPerDay",
+            "burst_limit": "burstLimit",
+            "endpoints": "endpoints",
+        }
+        raise InvalidRequest(
+            "The rate limits are invalid.", details={"fields": {camel[k]: v for k, v in errors.items()}}
+        )
     override, _ = RateLimitOverride.objects.select_for_update().get_or_create(user=user)
     for name in _OVERRIDE_FIELDS:
         if name in fields or replace:

@@ -31,7 +31,7 @@ from modelhub.api.viewsets import BaseViewSet
 class _TokenErrors:
     """simplejwt views raise InvalidToken for every TokenError; tell expiry apart."""
 
-    def post(self, request: Request, *args, **kwargs) -> Response:  # noqa: ANN002, ANN003
+    def post(self, request: Request, *args, **kwargs) -> Response:
         serializer = self.get_serializer(data=request.data)  # type: ignore[attr-defined]
         try:
             serializer.is_valid(raise_exception=True)
@@ -42,20 +42,27 @@ class _TokenErrors:
         return Response(serializer.validated_data, status=status.HTTP_200_OK)
 
 
-@extend_schema(tags=["auth"], summary="Exchange username and password for an access and a refresh token",
-               responses=TokenPairResponseSerializer)
+@extend_schema(
+    tags=["auth"],
+    summary="Exchange username and password for an access and a refresh token",
+    responses=TokenPairResponseSerializer,
+)
 class TokenObtainView(_TokenErrors, jwt_views.TokenObtainPairView):
     pass
 
 
-@extend_schema(tags=["auth"], summary="Rotate a refresh token (the old one is blacklisted)",
-               responses=TokenPairResponseSerializer)
+@extend_schema(
+    tags=["auth"], summary="Rotate a refresh token (the old one is blacklisted)", responses=TokenPairResponseSerializer
+)
 class TokenRefreshView(_TokenErrors, jwt_views.TokenRefreshView):
     pass
 
 
-@extend_schema(tags=["auth"], summary="Check that a token is valid and not blacklisted",
-               responses={200: OpenApiResponse(description="The token is valid.")})
+@extend_schema(
+    tags=["auth"],
+    summary="Check that a token is valid and not blacklisted",
+    responses={200: OpenApiResponse(description="The token is valid.")},
+)
 class TokenVerifyView(_TokenErrors, jwt_views.TokenVerifyView):
     authentication_classes = [JWTAuthentication]
     permission_classes = [IsAuthenticated]
@@ -64,8 +71,12 @@ class TokenVerifyView(_TokenErrors, jwt_views.TokenVerifyView):
 class LogoutView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(tags=["auth"], summary="Blacklist a refresh token (idempotent)", request=LogoutSerializer,
-                   responses={204: OpenApiResponse(description="Logged out.")})
+    @extend_schema(
+        tags=["auth"],
+        summary="Blacklist a refresh token (idempotent)",
+        request=LogoutSerializer,
+        responses={204: OpenApiResponse(description="Logged out.")},
+    )
     def post(self, request: Request) -> Response:
         serializer = LogoutSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -92,11 +103,20 @@ class MeView(APIView):
 @extend_schema_view(
     list=extend_schema(tags=["users"], summary="List users", responses=UserListResponseSerializer),
     retrieve=extend_schema(tags=["users"], summary="A user", responses={200: UserSerializer}),
-    create=extend_schema(tags=["users"], summary="Create a user", request=UserCreateSerializer, responses={201: UserSerializer}),
-    partial_update=extend_schema(tags=["users"], summary="Change a user's profile, role or active flag",
-                                 request=UserUpdateSerializer, responses={200: UserSerializer}),
-    destroy=extend_schema(tags=["users"], summary="Deactivate a user (kept for history; sessions revoked)",
-                          responses={204: OpenApiResponse(description="Deactivated.")}),
+    create=extend_schema(
+        tags=["users"], summary="Create a user", request=UserCreateSerializer, responses={201: UserSerializer}
+    ),
+    partial_update=extend_schema(
+        tags=["users"],
+        summary="Change a user's profile, role or active flag",
+        request=UserUpdateSerializer,
+        responses={200: UserSerializer},
+    ),
+    destroy=extend_schema(
+        tags=["users"],
+        summary="Deactivate a user (kept for history; sessions revoked)",
+        responses={204: OpenApiResponse(description="Deactivated.")},
+    ),
 )
 class UserViewSet(BaseViewSet):
     """User management for admins and managers (managers never touch admins)."""

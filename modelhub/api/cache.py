@@ -20,7 +20,7 @@ _lock = threading.Lock()
 
 class SharedPoolRedisCache(RedisCache):
     @cached_property
-    def _cache(self):  # noqa: ANN202 - same type as Django's RedisCacheClient
+    def _cache(self):
         key = (tuple(self._servers), repr(sorted(self._options.items())))
         client = _clients.get(key)
         if client is None:

@@ -222,7 +222,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         fields = exc.message_dict if hasattr(exc, "error_dict") else {"nonFieldErrors": exc.messages}
         status, code, message, details = 400, ErrorCode.INVALID_REQUEST, "The request is invalid.", {"fields": fields}
     elif isinstance(exc, (ProtectedError, RestrictedError)):
-        dependents = sorted({f"{o._meta.label}:{o.pk}" for o in list(exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects)[:20]})
+        dependents = sorted(
+            {
+                f"{o._meta.label}:{o.pk}"
+                for o in list(exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects)[:20]
+            }
+        )
         status, code = 409, ErrorCode.INVALID_REQUEST
         message, details = "The resource is still in use and cannot be deleted.", {"dependents": dependents}
     elif isinstance(exc, DataError):

@@ -29,7 +29,7 @@ EMPTY_ALLOWED = frozenset({"search"})
 
 
 class _ListWidget(forms.Widget):
-    def value_from_datadict(self, data, files, name):  # noqa: ANN001
+    def value_from_datadict(self, data, files, name):
         getlist = getattr(data, "getlist", None)
         raw = getlist(name) if getlist else ([data[name]] if name in data else [])
         values: list[str] = []
@@ -79,9 +79,7 @@ class ListFilter(django_filters.Filter):
         items: dict[str, Any] = {"type": "string", "maxLength": MAX_VALUE_LENGTH}
         if choices is not None:
             items["enum"] = choices
-        extend_schema_field(
-            {"type": "array", "items": items, "maxItems": settings.API_LIST_FILTER_MAX_VALUES}
-        )(self)
+        extend_schema_field({"type": "array", "items": items, "maxItems": settings.API_LIST_FILTER_MAX_VALUES})(self)
 
     def filter(self, qs: QuerySet, value: list[str] | None) -> QuerySet:
         if not value:
@@ -133,7 +131,7 @@ class FastFilterSet(django_filters.FilterSet):
     FilterSet class (Django forms deep-copy their fields per instance anyway).
     """
 
-    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):  # noqa: ANN001
+    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
         if queryset is None:
             queryset = self._meta.model._default_manager.all()
         self.is_bound = data is not None
@@ -169,7 +167,7 @@ class StrictFilterBackend(DjangoFilterBackend):
     list their non-filter parameters (pagination, ...) in ``extra_query_params``.
     """
 
-    def filter_queryset(self, request, queryset, view):  # noqa: ANN001
+    def filter_queryset(self, request, queryset, view):
         filterset = self.get_filterset(request, queryset, view)
         known = set(getattr(view, "extra_query_params", ()))
         paginator = getattr(view, "paginator", None)
@@ -181,14 +179,22 @@ class StrictFilterBackend(DjangoFilterBackend):
         if unknown:
             raise InvalidParameter(
                 f"Unknown query parameter(s): {', '.join(unknown)}.",
-                details={"fields": {name: ["Unknown parameter."] for name in unknown}, "allowedParameters": sorted(known)},
+                details={
+                    "fields": {name: ["Unknown parameter."] for name in unknown},
+                    "allowedParameters": sorted(known),
+                },
             )
-        list_params = {name for name, f in (filterset.filters.items() if filterset else ()) if isinstance(f, ListFilter)}
+        list_params = {
+            name for name, f in (filterset.filters.items() if filterset else ()) if isinstance(f, ListFilter)
+        }
         repeated = sorted(
-            name for name in request.query_params if name not in list_params and len(request.query_params.getlist(name)) > 1
+            name
+            for name in request.query_params
+            if name not in list_params and len(request.query_params.getlist(name)) > 1
         )
         empty = sorted(
-            name for name in request.query_params
+            name
+            for name in request.query_params
             if name in known and name not in EMPTY_ALLOWED and "" in request.query_params.getlist(name)
         )
         if empty:
@@ -218,7 +224,9 @@ def raise_invalid_form(form: forms.Form, filters: dict[str, django_filters.Filte
             choices = _choices_of(filters[name]) if filters and name in filters else None
             if choices is None and name in form.fields:
                 field_choices = getattr(form.fields[name], "choices", None)
-                choices = [c[0] if isinstance(c, (tuple, list)) else c for c in field_choices] if field_choices else None
+                choices = (
+                    [c[0] if isinstance(c, (tuple, list)) else c for c in field_choices] if field_choices else None
+                )
             if choices:
                 allowed[name] = [c for c in choices if c != ""]
     if allowed:
@@ -226,7 +234,9 @@ def raise_invalid_form(form: forms.Form, filters: dict[str, django_filters.Filte
     raise InvalidParameter(f"Invalid query parameter(s): {', '.join(sorted(fields))}.", details=details)
 
 
-def cleaned_applied(filterset: django_filters.FilterSet | None, skip: Callable[[str], bool] = lambda _: False) -> dict[str, Any]:
+def cleaned_applied(
+    filterset: django_filters.FilterSet | None, skip: Callable[[str], bool] = lambda _: False
+) -> dict[str, Any]:
     """The filters a request actually applied, in their cleaned form."""
     if filterset is None or not hasattr(filterset.form, "cleaned_data"):
         return {}

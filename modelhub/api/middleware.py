@@ -27,7 +27,7 @@ class RequestIdLogFilter(logging.Filter):
 class RequestIdMiddleware:
     """Echo the client's ``X-Request-ID`` (or make one), on every response and log line."""
 
-    def __init__(self, get_response):  # noqa: ANN001
+    def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -55,7 +55,7 @@ class RequestIdMiddleware:
 class DeprecationHeadersMiddleware:
     """Adds ``Deprecation``/``Sunset``/``Link`` to responses of deprecated routes or versions."""
 
-    def __init__(self, get_response):  # noqa: ANN001
+    def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -68,7 +68,7 @@ class DeprecationHeadersMiddleware:
 class UnhandledExceptionMiddleware:
     """Whatever escapes a view outside DRF becomes a 500 envelope, never a trace."""
 
-    def __init__(self, get_response):  # noqa: ANN001
+    def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

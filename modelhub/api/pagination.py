@@ -19,7 +19,9 @@ def _positive_int(raw: str | None, name: str, default: int, maximum: int | None 
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise InvalidParameter(f"{name} must be an integer.", details={"fields": {name: ["Must be an integer."]}}) from None
+        raise InvalidParameter(
+            f"{name} must be an integer.", details={"fields": {name: ["Must be an integer."]}}
+        ) from None
     if value < 1:
         raise InvalidParameter(f"{name} must be at least 1.", details={"fields": {name: ["Must be at least 1."]}})
     if maximum is not None and value > maximum:
@@ -39,7 +41,7 @@ class PagePagination(BasePagination):
     query_params = ("page", "limit")
     max_page = 100_000
 
-    def paginate_queryset(self, queryset, request, view=None):  # noqa: ANN001
+    def paginate_queryset(self, queryset, request, view=None):
         self.page = _positive_int(request.query_params.get("page"), "page", 1, self.max_page)
         self.limit = _positive_int(
             request.query_params.get("limit"), "limit", settings.API_PAGE_SIZE_DEFAULT, settings.API_PAGE_SIZE_MAX
@@ -85,7 +87,7 @@ class PagePagination(BasePagination):
 
     results_key_for_schema = "results"
 
-    def get_schema_operation_parameters(self, view):  # noqa: ANN001
+    def get_schema_operation_parameters(self, view):
         return [
             {
                 "name": "page",

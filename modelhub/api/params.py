@@ -37,5 +37,7 @@ def parse_iso_datetime(raw: str, name: str) -> datetime:
         )
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if not EARLIEST <= value < LATEST:
-        raise InvalidParameter(f"{name} is out of range.", details={"fields": {name: ["Must be between 1970 and 2100."]}})
+        raise InvalidParameter(
+            f"{name} is out of range.", details={"fields": {name: ["Must be between 1970 and 2100."]}}
+        )
     return value

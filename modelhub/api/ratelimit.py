@@ -212,6 +212,6 @@ def reset_limiter() -> None:
     if _limiter is not None:
         try:
             _limiter.reset()
-        except Exception:  # noqa: BLE001 - a dead Redis has nothing to reset
+        except Exception:
             logger.warning("could not reset rate-limit counters")
     _limiter = None

@@ -84,7 +84,7 @@ def identify(request: HttpRequest) -> tuple[str, RateLimits]:
             token = AccessToken(header[7:].strip())
             user_id = str(token["user_id"])
             request.validated_access_token = token  # type: ignore[attr-defined]  # DRF's auth reuses it
-        except Exception:  # noqa: BLE001 - an invalid token is simply anonymous here; DRF answers 401
+        except Exception:
             user_id = None
         if user_id:
             limits = user_limits.get(user_id)
@@ -94,7 +94,7 @@ def identify(request: HttpRequest) -> tuple[str, RateLimits]:
 
 
 class RateLimitMiddleware:
-    def __init__(self, get_response):  # noqa: ANN001
+    def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -106,7 +106,7 @@ class RateLimitMiddleware:
         windows = limits.windows(identity, endpoint)
         try:
             decision = get_limiter().hit(windows)
-        except Exception:  # noqa: BLE001 - the limiter's store is down
+        except Exception:
             self._log_outage()
             if request.method in SAFE_METHODS:
                 return self.get_response(request)  # fail open for reads
@@ -126,8 +126,11 @@ class RateLimitMiddleware:
                 429,
                 ErrorCode.RATE_LIMIT_EXCEEDED,
                 f"Rate limit exceeded; retry in {retry} s.",
-                details={"retryAfter": retry, "window": decision.tightest.window.name,
-                         "endpoint": endpoint or endpoint_key(request)},
+                details={
+                    "retryAfter": retry,
+                    "window": decision.tightest.window.name,
+                    "endpoint": endpoint or endpoint_key(request),
+                },
             )
             response["Retry-After"] = str(retry)
         for name, value in decision.headers().items():

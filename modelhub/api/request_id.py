@@ -22,7 +22,7 @@ def set_request_id(value: str):
     return _request_id.set(value)
 
 
-def reset_request_id(token) -> None:  # noqa: ANN001
+def reset_request_id(token) -> None:
     _request_id.reset(token)
 
 

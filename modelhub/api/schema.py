@@ -45,10 +45,10 @@ def _error(description: str) -> OpenApiResponse:
 class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's AutoSchema plus the error responses each operation can give."""
 
-    def _map_serializer(self, serializer, direction, bypass_extensions=False):  # noqa: ANN001
+    def _map_serializer(self, serializer, direction, bypass_extensions=False):
         return _strict_request(super()._map_serializer(serializer, direction, bypass_extensions), serializer, direction)
 
-    def _get_response_bodies(self, direction="response"):  # noqa: ANN001
+    def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         errors: dict[str, OpenApiResponse] = {"400": _error("Invalid request or parameter.")}
         public = any(isinstance(p, AllowAny) for p in self.view.get_permissions())
@@ -100,7 +100,10 @@ def register_links(source: str, status: str, targets: dict[str, tuple[str, dict[
 def add_links(result: dict, generator: object, request: object, public: bool) -> dict:
     """drf-spectacular postprocessing hook: attach the registered links to their responses."""
     operations = {
-        op.get("operationId"): op for path in result.get("paths", {}).values() for op in path.values() if isinstance(op, dict)
+        op.get("operationId"): op
+        for path in result.get("paths", {}).values()
+        for op in path.values()
+        if isinstance(op, dict)
     }
     for source, status, name, target, parameters in LINKS:
         op = operations.get(source)

@@ -139,7 +139,7 @@ def _run(make: Callable[[], Awaitable[None]], what: str) -> None:
         logger.exception("realtime %s failed", what)
 
 
-def _layer():  # noqa: ANN202
+def _layer():
     from channels.layers import get_channel_layer
 
     return get_channel_layer()

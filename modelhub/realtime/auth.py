@@ -65,8 +65,13 @@ class Session:
     def describe(self) -> dict[str, Any]:
         """The ``auth:ok`` payload."""
         expires = datetime.fromtimestamp(self.expires_at, UTC).isoformat().replace("+00:00", "Z")
-        return {"userId": self.user_id, "username": self.username, "role": self.role, "events": self.events,
-                "expiresAt": expires}
+        return {
+            "userId": self.user_id,
+            "username": self.username,
+            "role": self.role,
+            "events": self.events,
+            "expiresAt": expires,
+        }
 
 
 def authenticate(raw_token: str) -> Session:

@@ -95,12 +95,20 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
         if size > settings.REALTIME_MAX_MESSAGE_BYTES:
-            await self.fail(ErrorCode.INVALID_REQUEST, "The message is too large.", CLOSE_MESSAGE_TOO_BIG,
-                            details={"maxBytes": settings.REALTIME_MAX_MESSAGE_BYTES})
+            await self.fail(
+                ErrorCode.INVALID_REQUEST,
+                "The message is too large.",
+                CLOSE_MESSAGE_TOO_BIG,
+                details={"maxBytes": settings.REALTIME_MAX_MESSAGE_BYTES},
+            )
             return
         if not self.bucket.take():
-            await self.fail(ErrorCode.RATE_LIMIT_EXCEEDED, "Too many messages on this socket.", CLOSE_TOO_MANY_MESSAGES,
-                            details={"burst": self.bucket.burst, "perSecond": self.bucket.rate})
+            await self.fail(
+                ErrorCode.RATE_LIMIT_EXCEEDED,
+                "Too many messages on this socket.",
+                CLOSE_TOO_MANY_MESSAGES,
+                details={"burst": self.bucket.burst, "perSecond": self.bucket.rate},
+            )
             return
         message = _parse(text_data)
         kind = message.get("type") if message is not None else None
@@ -110,9 +118,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             token = message.get("token")
             await self.authenticate(token if isinstance(token, str) else "")
         else:
-            await self.send_error(ErrorCode.INVALID_REQUEST,
-                                  'Messages are JSON objects {"type": "auth", "token": ...} or {"type": "ping"}.',
-                                  details={"allowedTypes": list(INBOUND_TYPES)})
+            await self.send_error(
+                ErrorCode.INVALID_REQUEST,
+                'Messages are JSON objects {"type": "auth", "token": ...} or {"type": "ping"}.',
+                details={"allowedTypes": list(INBOUND_TYPES)},
+            )
 
     async def authenticate(self, token: str) -> None:
         """First authentication or a re-authentication: either way the session, groups and expiry are renewed."""
@@ -215,15 +225,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def _auth_deadline(self) -> None:
         await asyncio.sleep(settings.REALTIME_AUTH_TIMEOUT_SECONDS)
         if self.session is None:
-            await self.fail(ErrorCode.UNAUTHORIZED,
-                            f"No access token within {settings.REALTIME_AUTH_TIMEOUT_SECONDS} s of connecting.",
-                            CLOSE_UNAUTHORIZED)
+            await self.fail(
+                ErrorCode.UNAUTHORIZED,
+                f"No access token within {settings.REALTIME_AUTH_TIMEOUT_SECONDS} s of connecting.",
+                CLOSE_UNAUTHORIZED,
+            )
 
     async def _expire(self, session: Session) -> None:
         await asyncio.sleep(max(session.seconds_left(), 0))
-        await self.fail(ErrorCode.TOKEN_EXPIRED,
-                        "The access token has expired; reconnect, or send a fresh auth message before it expires.",
-                        CLOSE_UNAUTHORIZED)
+        await self.fail(
+            ErrorCode.TOKEN_EXPIRED,
+            "The access token has expired; reconnect, or send a fresh auth message before it expires.",
+            CLOSE_UNAUTHORIZED,
+        )
 
 
 def _background(coro: Any) -> asyncio.Task:

@@ -81,8 +81,10 @@ class LocalFanout:
         self.channel = await self.layer.new_channel("realtime.")
         for group in self.members:
             await self.layer.group_add(group, self.channel)
-        self.tasks = [asyncio.create_task(self._receive(self.layer, self.channel)),
-                      asyncio.create_task(self._renew(self.layer, self.channel))]
+        self.tasks = [
+            asyncio.create_task(self._receive(self.layer, self.channel)),
+            asyncio.create_task(self._renew(self.layer, self.channel)),
+        ]
 
     async def _receive(self, layer: Any, channel: str) -> None:
         while True:

@@ -149,13 +149,25 @@ class RealtimeNamespace(socketio.AsyncNamespace):
         if client is None or client.closing:
             return None
         if not client.bucket.take():
-            await self._fail(sid, client, ErrorCode.RATE_LIMIT_EXCEEDED, "Too many messages on this socket.",
-                             details={"burst": client.bucket.burst, "perSecond": client.bucket.rate})
+            await self._fail(
+                sid,
+                client,
+                ErrorCode.RATE_LIMIT_EXCEEDED,
+                "Too many messages on this socket.",
+                details={"burst": client.bucket.burst, "perSecond": client.bucket.rate},
+            )
             return None
         if event not in CLIENT_EVENTS:
-            await self.emit("error", error_envelope(ErrorCode.INVALID_REQUEST, f"Unknown event {event[:64]!r}.",
-                                                    client.connection_id, details={"allowedEvents": list(CLIENT_EVENTS)}),
-                            to=sid)
+            await self.emit(
+                "error",
+                error_envelope(
+                    ErrorCode.INVALID_REQUEST,
+                    f"Unknown event {event[:64]!r}.",
+                    client.connection_id,
+                    details={"allowedEvents": list(CLIENT_EVENTS)},
+                ),
+                to=sid,
+            )
             return None
         return await super().trigger_event(event, *args)
 
@@ -223,8 +235,12 @@ class RealtimeNamespace(socketio.AsyncNamespace):
 
     async def _expire(self, sid: str, client: _Client, session: Session) -> None:
         await asyncio.sleep(max(session.seconds_left(), 0))
-        await self._fail(sid, client, ErrorCode.TOKEN_EXPIRED,
-                         "The access token has expired; reconnect, or emit a fresh auth event before it expires.")
+        await self._fail(
+            sid,
+            client,
+            ErrorCode.TOKEN_EXPIRED,
+            "The access token has expired; reconnect, or emit a fresh auth event before it expires.",
+        )
 
     async def _fail(self, sid: str, client: _Client, code: ErrorCode, message: str, details: Any = None) -> None:
         """Emit the error, then disconnect the client."""

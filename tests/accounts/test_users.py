@@ -25,7 +25,9 @@ def test_admin_creates_any_role(client_for):
 def test_manager_creates_non_admins_only(client_for):
     client = client_for("manager")
     assert client.post(f"{API}/users", NEW, format="json").status_code == 201
-    assert_error(client.post(f"{API}/users", {**NEW, "username": "boss", "role": "admin"}, format="json"), 403, "FORBIDDEN")
+    assert_error(
+        client.post(f"{API}/users", {**NEW, "username": "boss", "role": "admin"}, format="json"), 403, "FORBIDDEN"
+    )
     assert not User.objects.filter(username="boss").exists()
 
 
@@ -34,7 +36,9 @@ def test_manager_cannot_touch_admins(client_for, personas):
     admin = personas["admin"]
     assert_error(client.patch(f"{API}/users/{admin.pk}", {"role": "viewer"}, format="json"), 403, "FORBIDDEN")
     assert_error(client.delete(f"{API}/users/{admin.pk}"), 403, "FORBIDDEN")
-    assert_error(client.patch(f"{API}/users/{personas['viewer'].pk}", {"role": "admin"}, format="json"), 403, "FORBIDDEN")
+    assert_error(
+        client.patch(f"{API}/users/{personas['viewer'].pk}", {"role": "admin"}, format="json"), 403, "FORBIDDEN"
+    )
     response = client.patch(f"{API}/users/{personas['viewer'].pk}", {"role": "analyst"}, format="json")
     assert response.status_code == 200 and response.json()["role"] == "analyst"
 

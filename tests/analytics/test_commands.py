@@ -36,6 +36,8 @@ def test_tasks_delivered_twice_give_the_same_rows(model):
     rows = sorted(MetricBucket.objects.values_list("granularity", "bucket_start", "request_count", "rating_sum"))
     second = tasks.rollup.delay().get()
     assert first["events"] == 30 and second["hours"] == 0
-    assert sorted(MetricBucket.objects.values_list("granularity", "bucket_start", "request_count", "rating_sum")) == rows
+    assert (
+        sorted(MetricBucket.objects.values_list("granularity", "bucket_start", "request_count", "rating_sum")) == rows
+    )
     assert tasks.check_alerts.delay().get() == tasks.check_alerts.delay().get() == {"opened": 0, "resolved": 0}
     assert tasks.prune.delay().get() == tasks.prune.delay().get()

@@ -15,16 +15,32 @@ pytestmark = pytest.mark.django_db
 URL = API + "/analytics/events"
 
 
-def post(client, events):  # noqa: ANN001, ANN201
+def post(client, events):
     return client.post(URL, {"events": events}, format="json")
 
 
 def test_valid_events_are_stored_with_every_field(client_for, model):
     at = timezone.now() - timedelta(minutes=5)
-    body = event(model, at=at, requestId="r-1", userId="u-1", latencyMs=321.5, promptTokens=1000, completionTokens=500,
-                 success=False, errorCode="RATE_LIMITED", errorMessage="429 from provider", confidenceScore=0.7,
-                 userRating=4, accepted=False, useCase="support", experimentId="exp-1", variant="B", promptHash="abc",
-                 environment="staging")
+    body = event(
+        model,
+        at=at,
+        requestId="r-1",
+        userId="u-1",
+        latencyMs=321.5,
+        promptTokens=1000,
+        completionTokens=500,
+        success=False,
+        errorCode="RATE_LIMITED",
+        errorMessage="429 from provider",
+        confidenceScore=0.7,
+        userRating=4,
+        accepted=False,
+        useCase="support",
+        experimentId="exp-1",
+        variant="B",
+        promptHash="abc",
+        environment="staging",
+    )
     response = post(client_for("developer"), [body])
     assert response.status_code == 200, response.content
     assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": 0, "errors": []}
@@ -103,13 +119,16 @@ def test_every_event_rejected_is_a_400_with_the_report(client_for, model):
     assert body["details"]["errors"][0]["fields"][0]["field"] == "latencyMs"
 
 
-@pytest.mark.parametrize("payload, code", [
-    ({"events": []}, "INVALID_PARAMETER"),
-    ({"events": "x"}, "INVALID_PARAMETER"),
-    ({}, "MISSING_REQUIRED_FIELD"),
-    ({"events": [{}], "more": 1}, "INVALID_PARAMETER"),
-    ([1, 2], "INVALID_REQUEST"),
-])
+@pytest.mark.parametrize(
+    "payload, code",
+    [
+        ({"events": []}, "INVALID_PARAMETER"),
+        ({"events": "x"}, "INVALID_PARAMETER"),
+        ({}, "MISSING_REQUIRED_FIELD"),
+        ({"events": [{}], "more": 1}, "INVALID_PARAMETER"),
+        ([1, 2], "INVALID_REQUEST"),
+    ],
+)
 def test_malformed_batches(client_for, payload, code):
     assert_error(client_for("developer").post(URL, payload, format="json"), 400, code)
 
@@ -131,19 +150,28 @@ def test_deployment_rules(client_for, model, personas):
 
     deployment = DeploymentFactory(model=model, environment="staging", owner=personas["developer"])
     other = DeploymentFactory(owner=personas["developer"])
-    response = post(client_for("developer"), [
-        event(model, requestId="d-ok", deploymentId=str(deployment.pk)),
-        event(model, requestId="d-other-model", deploymentId=str(other.pk)),
-        event(model, requestId="d-unknown", deploymentId="00000000-0000-0000-0000-000000000001"),
-        event(model, requestId="d-env", deploymentId=str(deployment.pk), environment="production"),
-    ]).json()
+    response = post(
+        client_for("developer"),
+        [
+            event(model, requestId="d-ok", deploymentId=str(deployment.pk)),
+            event(model, requestId="d-other-model", deploymentId=str(other.pk)),
+            event(model, requestId="d-unknown", deploymentId="00000000-0000-0000-0000-000000000001"),
+            event(model, requestId="d-env", deploymentId=str(deployment.pk), environment="production"),
+        ],
+    ).json()
     assert response["accepted"] == 1
     codes = {e["requestId"]: e["code"] for e in response["errors"]}
-    assert codes == {"d-other-model": "INVALID_PARAMETER", "d-unknown": "DEPLOYMENT_NOT_FOUND", "d-env": "INVALID_PARAMETER"}
+    assert codes == {
+        "d-other-model": "INVALID_PARAMETER",
+        "d-unknown": "DEPLOYMENT_NOT_FOUND",
+        "d-env": "INVALID_PARAMETER",
+    }
     assert UsageEvent.objects.get(request_id="d-ok").environment == "staging"  # taken from the deployment
 
 
-@pytest.mark.parametrize("role, status", [("admin", 200), ("manager", 200), ("developer", 200), ("analyst", 403), ("viewer", 403)])
+@pytest.mark.parametrize(
+    "role, status", [("admin", 200), ("manager", 200), ("developer", 200), ("analyst", 403), ("viewer", 403)]
+)
 def test_who_may_ingest(client_for, model, role, status):
     response = post(client_for(role), [event(model)])
     assert response.status_code == status

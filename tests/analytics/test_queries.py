@@ -21,27 +21,46 @@ pytestmark = pytest.mark.django_db
 NOW = timezone.now().replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
 
 
-def perf_url(model, **params) -> str:  # noqa: ANN001
+def perf_url(model, **params) -> str:
     from urllib.parse import urlencode
 
     return f"{API}/analytics/models/{model.pk}/performance" + (f"?{urlencode(params)}" if params else "")
 
 
-def iso(dt) -> str:  # noqa: ANN001
+def iso(dt) -> str:
     return dt.isoformat().replace("+00:00", "Z")
 
 
-def load(model, deployment=None):  # noqa: ANN001, ANN201
+def load(model, deployment=None):
     """Two hours of known traffic: 10 requests in the first hour, 4 (2 failing) in the second."""
     start = NOW - timedelta(hours=1, minutes=30)  # an hour boundary
     events = [
-        event(model, at=start + timedelta(minutes=i), latencyMs=100.0 * (i + 1), promptTokens=100, completionTokens=10,
-              cost=0.01, userRating=4, accepted=True, confidenceScore=0.8, userId=f"u{i % 3}",
-              **({"deploymentId": str(deployment.pk)} if deployment else {}))
+        event(
+            model,
+            at=start + timedelta(minutes=i),
+            latencyMs=100.0 * (i + 1),
+            promptTokens=100,
+            completionTokens=10,
+            cost=0.01,
+            userRating=4,
+            accepted=True,
+            confidenceScore=0.8,
+            userId=f"u{i % 3}",
+            **({"deploymentId": str(deployment.pk)} if deployment else {}),
+        )
         for i in range(10)
     ] + [
-        event(model, at=start + timedelta(hours=1, minutes=i), latencyMs=50.0, promptTokens=10, completionTokens=10, cost=0.02,
-              success=i >= 2, **({"errorCode": "TIMEOUT", "errorMessage": f"timeout {i}"} if i < 2 else {}), accepted=False)
+        event(
+            model,
+            at=start + timedelta(hours=1, minutes=i),
+            latencyMs=50.0,
+            promptTokens=10,
+            completionTokens=10,
+            cost=0.02,
+            success=i >= 2,
+            **({"errorCode": "TIMEOUT", "errorMessage": f"timeout {i}"} if i < 2 else {}),
+            accepted=False,
+        )
         for i in range(4)
     ]
     result = ingest_events(events)
@@ -52,13 +71,21 @@ def load(model, deployment=None):  # noqa: ANN001, ANN201
 
 def test_performance_metrics_trace_back_to_events(client_for, model):
     start = load(model)
-    response = client_for("analyst").get(perf_url(model, **{"from": iso(start), "to": iso(start + timedelta(hours=2)), "granularity": "1h"}))
+    response = client_for("analyst").get(
+        perf_url(model, **{"from": iso(start), "to": iso(start + timedelta(hours=2)), "granularity": "1h"})
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     m = body["metrics"]
     assert body["modelId"] == str(model.pk) and body["deploymentId"] is None
     assert m["timeRange"] == {"from": iso(start), "to": iso(start + timedelta(hours=2)), "granularity": "1h"}
-    assert m["requests"] == {"total": 14, "successful": 12, "failed": 2, "successRate": round(12 / 14, 6), "errorRate": round(2 / 14, 6)}
+    assert m["requests"] == {
+        "total": 14,
+        "successful": 12,
+        "failed": 2,
+        "successRate": round(12 / 14, 6),
+        "errorRate": round(2 / 14, 6),
+    }
     assert m["latency"]["min"] == 50.0 and m["latency"]["max"] == 1000.0
     assert m["latency"]["avg"] == round((5500 + 200) / 14, 3)
     # Sorted: 50 x4, 100, 200, 300, ... 1000; rank q*(n-1) -> p50 is the 7th (300), p99 the 13th (900); within 1 %.
@@ -69,16 +96,32 @@ def test_performance_metrics_trace_back_to_events(client_for, model):
     assert m["cost"]["total"] == pytest.approx(0.18) and m["cost"]["avgPerRequest"] == pytest.approx(0.18 / 14)
     assert m["cost"]["costPer1kTokens"] == pytest.approx(0.18 * 1000 / 1180)
     assert m["cost"]["projectedMonthly"] == pytest.approx(0.18 * 30 * 12, rel=1e-6)  # 0.18 in 2 hours
-    assert m["quality"] == {"avgConfidenceScore": 0.8, "avgUserRating": 4.0, "acceptanceRate": round(10 / 14, 6), "rejectionRate": round(4 / 14, 6)}
-    assert m["errors"] == [{"code": "TIMEOUT", "message": "timeout 1", "count": 2, "percentage": round(200 / 14, 4),
-                            "lastOccurred": iso(start + timedelta(hours=1, minutes=1))}]
+    assert m["quality"] == {
+        "avgConfidenceScore": 0.8,
+        "avgUserRating": 4.0,
+        "acceptanceRate": round(10 / 14, 6),
+        "rejectionRate": round(4 / 14, 6),
+    }
+    assert m["errors"] == [
+        {
+            "code": "TIMEOUT",
+            "message": "timeout 1",
+            "count": 2,
+            "percentage": round(200 / 14, 4),
+            "lastOccurred": iso(start + timedelta(hours=1, minutes=1)),
+        }
+    ]
     assert [p["requests"] for p in m["timeSeries"]] == [10, 4]
     assert [p["errors"] for p in m["timeSeries"]] == [0, 2]
     assert m["timeSeries"][0] == {"timestamp": iso(start), "requests": 10, "latency": 550.0, "cost": 0.1, "errors": 0}
     assert [p["value"] for p in body["trends"]["requests"]] == [10, 4]
     assert len(body["trends"]["latency"]) == len(body["trends"]["cost"]) == len(body["trends"]["errors"]) == 2
     for insight in body["insights"]:
-        assert insight["type"] in {"performance", "cost", "quality", "usage"} and insight["severity"] in {"info", "warning", "critical"}
+        assert insight["type"] in {"performance", "cost", "quality", "usage"} and insight["severity"] in {
+            "info",
+            "warning",
+            "critical",
+        }
 
 
 def test_time_series_is_dense_and_filters_by_deployment_and_environment(client_for, model, personas):
@@ -95,16 +138,19 @@ def test_time_series_is_dense_and_filters_by_deployment_and_environment(client_f
     assert prod["metrics"]["requests"]["total"] == 5  # the second hour's 4 (no deployment) + 1
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}, "from"),
-    ({"from": "2026-11-01T00:00:00Z", "to": "2026-11-20T00:00:00Z", "granularity": "1m"}, "granularity"),
-    ({"granularity": "2h"}, "granularity"),
-    ({"from": "yesterday"}, "from"),
-    ({"deploymentId": "nope"}, "deploymentId"),
-    ({"deploymentId": "00000000-0000-0000-0000-000000000001"}, "deploymentId"),
-    ({"environment": "prod"}, "environment"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}, "from"),
+        ({"from": "2026-11-01T00:00:00Z", "to": "2026-11-20T00:00:00Z", "granularity": "1m"}, "granularity"),
+        ({"granularity": "2h"}, "granularity"),
+        ({"from": "yesterday"}, "from"),
+        ({"deploymentId": "nope"}, "deploymentId"),
+        ({"deploymentId": "00000000-0000-0000-0000-000000000001"}, "deploymentId"),
+        ({"environment": "prod"}, "environment"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_bad_queries_are_invalid_parameter(client_for, model, params, field):
     error = assert_error(client_for("analyst").get(perf_url(model, **params)), 400, "INVALID_PARAMETER")
     assert field in error["details"]["fields"]
@@ -112,12 +158,27 @@ def test_bad_queries_are_invalid_parameter(client_for, model, params, field):
 
 def test_old_ranges_need_a_coarse_granularity(client_for, model):
     start = timezone.now() - timedelta(days=20)
-    assert_error(client_for("analyst").get(perf_url(model, **{"from": iso(start), "to": iso(start + timedelta(hours=2)), "granularity": "1m"})), 400, "INVALID_PARAMETER")
-    assert client_for("analyst").get(perf_url(model, **{"from": iso(start), "to": iso(start + timedelta(hours=2)), "granularity": "1h"})).status_code == 200
+    assert_error(
+        client_for("analyst").get(
+            perf_url(model, **{"from": iso(start), "to": iso(start + timedelta(hours=2)), "granularity": "1m"})
+        ),
+        400,
+        "INVALID_PARAMETER",
+    )
+    assert (
+        client_for("analyst")
+        .get(perf_url(model, **{"from": iso(start), "to": iso(start + timedelta(hours=2)), "granularity": "1h"}))
+        .status_code
+        == 200
+    )
 
 
 def test_performance_of_unknown_models_and_roles(client_for, model):
-    assert_error(client_for("analyst").get(f"{API}/analytics/models/00000000-0000-0000-0000-000000000001/performance"), 404, "MODEL_NOT_FOUND")
+    assert_error(
+        client_for("analyst").get(f"{API}/analytics/models/00000000-0000-0000-0000-000000000001/performance"),
+        404,
+        "MODEL_NOT_FOUND",
+    )
     assert_error(client_for("analyst").get(f"{API}/analytics/models/not-a-uuid/performance"), 404, "MODEL_NOT_FOUND")
     assert_error(client_for("viewer").get(perf_url(model)), 403, "FORBIDDEN")
     assert client_for("developer").get(perf_url(model)).status_code == 200
@@ -126,15 +187,33 @@ def test_performance_of_unknown_models_and_roles(client_for, model):
 def test_insights_compare_against_baseline_and_previous_period(client_for):
     model = ModelRegistryFactory(baseline_avg_latency_ms=100.0)
     start = NOW - timedelta(hours=2)
-    previous = [event(model, at=start + timedelta(seconds=30 * i), latencyMs=90.0, cost=0.001, userRating=5) for i in range(40)]
+    previous = [
+        event(model, at=start + timedelta(seconds=30 * i), latencyMs=90.0, cost=0.001, userRating=5) for i in range(40)
+    ]
     current = [
-        event(model, at=start + timedelta(hours=1, seconds=30 * i), latencyMs=400.0, cost=0.003, userRating=3,
-              success=i % 4 != 0, **({"errorCode": "UPSTREAM_5XX", "errorMessage": "bad gateway"} if i % 4 == 0 else {}))
+        event(
+            model,
+            at=start + timedelta(hours=1, seconds=30 * i),
+            latencyMs=400.0,
+            cost=0.003,
+            userRating=3,
+            success=i % 4 != 0,
+            **({"errorCode": "UPSTREAM_5XX", "errorMessage": "bad gateway"} if i % 4 == 0 else {}),
+        )
         for i in range(100)
     ]
     assert not ingest_events(previous + current).rejected
     rollup()
-    body = client_for("analyst").get(perf_url(model, **{"from": iso(start + timedelta(hours=1)), "to": iso(start + timedelta(hours=2)), "granularity": "5m"})).json()
+    body = (
+        client_for("analyst")
+        .get(
+            perf_url(
+                model,
+                **{"from": iso(start + timedelta(hours=1)), "to": iso(start + timedelta(hours=2)), "granularity": "5m"},
+            )
+        )
+        .json()
+    )
     kinds = {(i["type"], i["severity"]) for i in body["insights"]}
     messages = " ".join(i["message"] for i in body["insights"])
     assert ("performance", "critical") in kinds and "baseline" in messages  # p95 400 ms = 4x baseline
@@ -163,19 +242,25 @@ def test_dashboard_summarises_the_last_24_hours(client_for, personas, model):
     assert body["summary"]["avgLatency"] == round((5700 + 10) / 15, 3)
     assert body["summary"]["avgRating"] == pytest.approx((40 + 1) / 11, abs=1e-4)
     assert [t["name"] for t in body["topModels"]] == ["gpt-test", "second"]
-    assert body["topModels"][0] == {"modelId": str(model.pk), "name": "gpt-test", "requests": 14, "cost": 0.18, "rating": 4.0}
+    assert body["topModels"][0] == {
+        "modelId": str(model.pk),
+        "name": "gpt-test",
+        "requests": 14,
+        "cost": 0.18,
+        "rating": 4.0,
+    }
     assert isinstance(body["recentActivity"], list) and isinstance(body["alerts"], list)
     assert_error(client_for("viewer").get(f"{API}/analytics/dashboard"), 403, "FORBIDDEN")
     assert_error(client_for("analyst").get(f"{API}/analytics/dashboard?x=1"), 400, "INVALID_PARAMETER")
 
 
-def run_subscribed(group: str, fn):  # noqa: ANN001, ANN201
+def run_subscribed(group: str, fn):
     """Run ``fn`` (sync, in this thread) while a channel-layer channel is in ``group``; return (result, messages)."""
     import asyncio
 
     from asgiref.sync import sync_to_async
 
-    async def scenario():  # noqa: ANN202
+    async def scenario():
         layer = get_channel_layer()
         channel = await layer.new_channel()
         await layer.group_add(group, channel)
@@ -195,12 +280,19 @@ def run_subscribed(group: str, fn):  # noqa: ANN001, ANN201
 def test_alerts_open_once_resolve_on_recovery_and_notify(client_for, django_capture_on_commit_callbacks):
     model = ModelRegistryFactory(baseline_avg_latency_ms=100.0)
     now = timezone.now()
-    failing = [event(model, at=now - timedelta(minutes=5, seconds=i), success=i % 2 == 0,
-                     **({} if i % 2 == 0 else {"errorCode": "E500"})) for i in range(40)]
+    failing = [
+        event(
+            model,
+            at=now - timedelta(minutes=5, seconds=i),
+            success=i % 2 == 0,
+            **({} if i % 2 == 0 else {"errorCode": "E500"}),
+        )
+        for i in range(40)
+    ]
     ingest_events(failing)
     rollup()
 
-    def check_twice():  # noqa: ANN202
+    def check_twice():
         results = []
         for _ in range(2):
             with django_capture_on_commit_callbacks(execute=True):
@@ -224,9 +316,14 @@ def test_alerts_open_once_resolve_on_recovery_and_notify(client_for, django_capt
     assert_error(client_for("analyst").post(f"{API}/analytics/alerts/{alert.pk}/acknowledge"), 403, "FORBIDDEN")
     ack = client_for("developer").post(f"{API}/analytics/alerts/{alert.pk}/acknowledge")
     assert ack.status_code == 200 and ack.json()["alert"]["status"] == "acknowledged"
-    assert client_for("developer").post(f"{API}/analytics/alerts/{alert.pk}/acknowledge").json()["alert"]["status"] == "acknowledged"
+    assert (
+        client_for("developer").post(f"{API}/analytics/alerts/{alert.pk}/acknowledge").json()["alert"]["status"]
+        == "acknowledged"
+    )
 
-    healthy = [event(model, at=now - timedelta(minutes=2, seconds=i / 10)) for i in range(1000)]  # 20 errors in 1040: 1.9 %
+    healthy = [
+        event(model, at=now - timedelta(minutes=2, seconds=i / 10)) for i in range(1000)
+    ]  # 20 errors in 1040: 1.9 %
     ingest_events(healthy)
     rollup()
     assert check_alerts(now=now) == {"opened": 0, "resolved": 1}
@@ -246,18 +343,31 @@ def test_alert_list_filters_are_strict(client_for):
 def test_model_detail_and_catalog_use_real_usage(client_for, model, personas):
     deployment = DeploymentFactory(model=model, owner=personas["developer"])
     now = timezone.now()
-    ingest_events([
-        event(model, at=now - timedelta(hours=2), userId="a", useCase="chat", userRating=5, deploymentId=str(deployment.pk)),
-        event(model, at=now - timedelta(days=3), userId="b", useCase="chat", userRating=4),
-        event(model, at=now - timedelta(days=10), userId="a", useCase="summarize", cost=2.0),
-    ])
+    ingest_events(
+        [
+            event(
+                model,
+                at=now - timedelta(hours=2),
+                userId="a",
+                useCase="chat",
+                userRating=5,
+                deploymentId=str(deployment.pk),
+            ),
+            event(model, at=now - timedelta(days=3), userId="b", useCase="chat", userRating=4),
+            event(model, at=now - timedelta(days=10), userId="a", useCase="summarize", cost=2.0),
+        ]
+    )
     rollup()
     body = client_for("viewer").get(f"{API}/models/{model.pk}").json()
     assert body["usage"]["totalRequests"] == 3 and body["usage"]["uniqueUsers"] == 2
     assert body["usage"]["popularUseCases"] == ["chat", "summarize"]
     assert body["usage"]["totalCost"] == pytest.approx(2.0 + 2 * float(model.baseline_cost_per_1k_tokens) * 150 / 1000)
     perf = body["performance"]
-    assert (perf["last24h"]["requests"]["total"], perf["last7d"]["requests"]["total"], perf["last30d"]["requests"]["total"]) == (1, 2, 3)
+    assert (
+        perf["last24h"]["requests"]["total"],
+        perf["last7d"]["requests"]["total"],
+        perf["last30d"]["requests"]["total"],
+    ) == (1, 2, 3)
     assert body["deployments"][0]["id"] == str(deployment.pk) and body["deployments"][0]["lastUsed"] is not None
 
     other = ModelRegistryFactory(name="unrated")
@@ -274,23 +384,47 @@ def test_trend_p95_merges_sketches_of_buckets_sharing_a_start(client_for, model,
     start = NOW - timedelta(hours=1, minutes=30)
     fast_ms = [10.0 + i for i in range(50)]
     slow_ms = [1000.0 + 10 * i for i in range(50)]
-    ingest_events([event(model, at=start + timedelta(seconds=i), latencyMs=v, deploymentId=str(fast.pk)) for i, v in enumerate(fast_ms)]
-                  + [event(model, at=start + timedelta(seconds=i), latencyMs=v, deploymentId=str(slow.pk)) for i, v in enumerate(slow_ms)])
+    ingest_events(
+        [
+            event(model, at=start + timedelta(seconds=i), latencyMs=v, deploymentId=str(fast.pk))
+            for i, v in enumerate(fast_ms)
+        ]
+        + [
+            event(model, at=start + timedelta(seconds=i), latencyMs=v, deploymentId=str(slow.pk))
+            for i, v in enumerate(slow_ms)
+        ]
+    )
     rollup()
-    body = client_for("analyst").get(perf_url(model, **{"from": iso(start), "to": iso(start + timedelta(hours=1)), "granularity": "1h"})).json()
+    body = (
+        client_for("analyst")
+        .get(perf_url(model, **{"from": iso(start), "to": iso(start + timedelta(hours=1)), "granularity": "1h"}))
+        .json()
+    )
     expected = sketch.quantiles(sketch.build(fast_ms + slow_ms), (0.95,))[0]
     assert body["trends"]["latency"][0]["value"] == round(expected, 3)
     assert abs(expected - sorted(fast_ms + slow_ms)[94]) <= 0.01 * expected
     assert body["metrics"]["latency"]["p95"] == round(expected, 3)
     # One deployment alone: its stored p95.
-    alone = client_for("analyst").get(perf_url(model, deploymentId=str(fast.pk), **{"from": iso(start), "to": iso(start + timedelta(hours=1)), "granularity": "1h"})).json()
+    alone = (
+        client_for("analyst")
+        .get(
+            perf_url(
+                model,
+                deploymentId=str(fast.pk),
+                **{"from": iso(start), "to": iso(start + timedelta(hours=1)), "granularity": "1h"},
+            )
+        )
+        .json()
+    )
     assert alone["trends"]["latency"][0]["value"] == round(sketch.quantiles(sketch.build(fast_ms), (0.95,))[0], 3)
 
 
-def test_a_deployment_transition_pushes_a_dashboard_update(client_for, model, personas, django_capture_on_commit_callbacks):
+def test_a_deployment_transition_pushes_a_dashboard_update(
+    client_for, model, personas, django_capture_on_commit_callbacks
+):
     deployment = DeploymentFactory(model=model, status="running", owner=personas["developer"])
 
-    def stop():  # noqa: ANN202
+    def stop():
         with django_capture_on_commit_callbacks(execute=True):
             return client_for("developer").delete(f"{API}/deployments/{deployment.pk}").status_code
 

@@ -26,10 +26,18 @@ CASES = [(m, p, b, role, s if role in allowed else 403) for m, p, b, allowed, s 
 
 
 @pytest.fixture
-def alert(model):  # noqa: ANN001, ANN201
+def alert(model):
     now = timezone.now()
-    return Alert.objects.create(type="error_rate", severity="warning", model=model, message="m", metric_value=0.1,
-                                threshold=0.05, opened_at=now, last_checked_at=now)
+    return Alert.objects.create(
+        type="error_rate",
+        severity="warning",
+        model=model,
+        message="m",
+        metric_value=0.1,
+        threshold=0.05,
+        opened_at=now,
+        last_checked_at=now,
+    )
 
 
 @pytest.mark.parametrize("method, template, body, role, expected", CASES, ids=[f"{c[3]}-{c[0]}-{c[1]}" for c in CASES])
@@ -50,5 +58,9 @@ def test_anonymous_gets_401(model, alert, method, template):
 
 
 def test_unknown_alert_is_404(client_for):
-    assert_error(client_for("analyst").get(f"{API}/analytics/alerts/00000000-0000-0000-0000-000000000001"), 404, "INVALID_REQUEST")
+    assert_error(
+        client_for("analyst").get(f"{API}/analytics/alerts/00000000-0000-0000-0000-000000000001"),
+        404,
+        "INVALID_REQUEST",
+    )
     assert_error(client_for("analyst").get(f"{API}/analytics/alerts/nope"), 404, "INVALID_REQUEST")

@@ -29,28 +29,66 @@ def snapshot() -> list[tuple]:
     return sorted(tuple(str(v) for v in row) for row in MetricBucket.objects.values_list(*fields))
 
 
-def ingest(events):  # noqa: ANN001, ANN201
+def ingest(events):
     result = ingest_events(events)
     assert not result.rejected, result.rejected
     return result
 
 
 def test_buckets_hold_what_the_events_say(model):
-    ingest([
-        event(model, at=HOUR + timedelta(minutes=1, seconds=5), latencyMs=100.0, promptTokens=10, completionTokens=5, userId="a",
-              userRating=5, accepted=True, confidenceScore=0.9, useCase="chat", cost=0.5),
-        event(model, at=HOUR + timedelta(minutes=1, seconds=40), latencyMs=300.0, promptTokens=30, completionTokens=1, userId="b",
-              success=False, errorCode="TIMEOUT", errorMessage="took too long", cost=0.25, accepted=False),
-        event(model, at=HOUR + timedelta(minutes=7), latencyMs=200.0, promptTokens=20, completionTokens=7, userId="a", userRating=3,
-              cost=0.25, useCase="chat"),
-    ])
+    ingest(
+        [
+            event(
+                model,
+                at=HOUR + timedelta(minutes=1, seconds=5),
+                latencyMs=100.0,
+                promptTokens=10,
+                completionTokens=5,
+                userId="a",
+                userRating=5,
+                accepted=True,
+                confidenceScore=0.9,
+                useCase="chat",
+                cost=0.5,
+            ),
+            event(
+                model,
+                at=HOUR + timedelta(minutes=1, seconds=40),
+                latencyMs=300.0,
+                promptTokens=30,
+                completionTokens=1,
+                userId="b",
+                success=False,
+                errorCode="TIMEOUT",
+                errorMessage="took too long",
+                cost=0.25,
+                accepted=False,
+            ),
+            event(
+                model,
+                at=HOUR + timedelta(minutes=7),
+                latencyMs=200.0,
+                promptTokens=20,
+                completionTokens=7,
+                userId="a",
+                userRating=3,
+                cost=0.25,
+                useCase="chat",
+            ),
+        ]
+    )
     report = rollup()
     assert report.hours == 1 and report.events == 3
     assert not DirtyHour.objects.exists()
     minute = MetricBucket.objects.get(granularity="1m", bucket_start=HOUR + timedelta(minutes=1))
     assert (minute.request_count, minute.success_count, minute.failure_count) == (2, 1, 1)
     assert (minute.latency_min, minute.latency_max, minute.latency_sum) == (100.0, 300.0, 400.0)
-    assert (minute.prompt_tokens_sum, minute.prompt_tokens_max, minute.completion_tokens_sum, minute.completion_tokens_max) == (40, 30, 6, 5)
+    assert (
+        minute.prompt_tokens_sum,
+        minute.prompt_tokens_max,
+        minute.completion_tokens_sum,
+        minute.completion_tokens_max,
+    ) == (40, 30, 6, 5)
     assert minute.cost_sum == Decimal("0.75")
     assert (minute.accepted_count, minute.rejected_count, minute.rating_sum, minute.rating_count) == (1, 1, 5, 1)
     assert minute.errors["TIMEOUT"]["count"] == 1 and minute.errors["TIMEOUT"]["message"] == "took too long"
@@ -67,9 +105,20 @@ def test_buckets_hold_what_the_events_say(model):
 def test_running_twice_or_rerolling_a_day_gives_identical_rows(model):
     other = ModelRegistryFactory()
     rng = random.Random(7)
-    ingest([event(m, at=HOUR + timedelta(seconds=rng.randrange(7200)), latencyMs=rng.uniform(10, 900), userId=str(rng.randrange(30)),
-                  success=rng.random() > 0.1, **({} if rng.random() > 0.1 else {}))
-            for m in (model, other) for _ in range(300)])
+    ingest(
+        [
+            event(
+                m,
+                at=HOUR + timedelta(seconds=rng.randrange(7200)),
+                latencyMs=rng.uniform(10, 900),
+                userId=str(rng.randrange(30)),
+                success=rng.random() > 0.1,
+                **({} if rng.random() > 0.1 else {}),
+            )
+            for m in (model, other)
+            for _ in range(300)
+        ]
+    )
     rollup()
     first = snapshot()
     assert rollup().hours == 0  # nothing dirty: a re-delivered task does nothing
@@ -126,11 +175,16 @@ def test_percentiles_from_merged_buckets_are_within_two_percent(model):
     start = HOUR - timedelta(hours=4)  # 6,000 events 3.3 s apart: 5.5 hours, all in the past whatever the time
     events = [event(model, at=start + timedelta(seconds=i * 3.3), latencyMs=v) for i, v in enumerate(latencies)]
     for i in range(0, len(events), 1000):
-        ingest(events[i:i + 1000])
+        ingest(events[i : i + 1000])
     rollup()
     assert MetricBucket.objects.filter(granularity="1m").count() > 300  # merged from hundreds of minute buckets
     for granularity in ("1m", "5m", "1h"):
-        series = _load(model.pk, Window.aligned(start, start + timedelta(hours=6), granularity), deployment_key=None, environment=None)
+        series = _load(
+            model.pk,
+            Window.aligned(start, start + timedelta(hours=6), granularity),
+            deployment_key=None,
+            environment=None,
+        )
         assert series.total.requests == len(latencies)
         for q in (0.5, 0.95, 0.99):
             approx = sketch.quantiles(series.total.sketch, (q,))[0]
@@ -187,16 +241,24 @@ def test_concurrent_rollups_do_not_interfere():
     models = [ModelRegistryFactory() for _ in range(3)]
     rng = random.Random(3)
     base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
-    events = [event(m, at=base + timedelta(seconds=rng.randrange(6 * 3600)), latencyMs=rng.uniform(1, 500), userId=str(rng.randrange(50)))
-              for m in models for _ in range(400)]
+    events = [
+        event(
+            m,
+            at=base + timedelta(seconds=rng.randrange(6 * 3600)),
+            latencyMs=rng.uniform(1, 500),
+            userId=str(rng.randrange(50)),
+        )
+        for m in models
+        for _ in range(400)
+    ]
     for i in range(0, len(events), 1000):
-        ingest(events[i:i + 1000])
+        ingest(events[i : i + 1000])
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
             rollup(chunk_hours=2)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()

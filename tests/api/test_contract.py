@@ -11,8 +11,11 @@ from tests.conftest import API, assert_error
 
 pytestmark = pytest.mark.django_db
 
-DEPRECATED = {"deprecated_at": datetime(2026, 1, 1, tzinfo=UTC), "sunset": datetime(2027, 7, 1, tzinfo=UTC),
-              "link": "https://docs.example.com/migrate-to-v2"}
+DEPRECATED = {
+    "deprecated_at": datetime(2026, 1, 1, tzinfo=UTC),
+    "sunset": datetime(2027, 7, 1, tzinfo=UTC),
+    "link": "https://docs.example.com/migrate-to-v2",
+}
 
 
 def test_no_deprecation_headers_by_default(client_for):
@@ -46,8 +49,18 @@ def test_openapi_schema_builds_without_warnings(tmp_path):
     target = tmp_path / "schema.yaml"
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
     text = target.read_text()
-    for needle in ("jwtAuth", "ErrorResponse", "CatalogResponse", "ModelDetailResponse", "modelType", "costPer1kTokens",
-                   "minRating", "sortBy", "requestId", "totalPages"):
+    for needle in (
+        "jwtAuth",
+        "ErrorResponse",
+        "CatalogResponse",
+        "ModelDetailResponse",
+        "modelType",
+        "costPer1kTokens",
+        "minRating",
+        "sortBy",
+        "requestId",
+        "totalPages",
+    ):
         assert needle in text, needle
 
 

@@ -31,7 +31,9 @@ def test_malformed_json(client_for):
 
 
 def test_unsupported_media_type(client_for):
-    response = client_for("admin").post(f"{API}/models", data="name=x", content_type="application/x-www-form-urlencoded")
+    response = client_for("admin").post(
+        f"{API}/models", data="name=x", content_type="application/x-www-form-urlencoded"
+    )
     assert_error(response, 415, "INVALID_REQUEST")
 
 
@@ -41,7 +43,9 @@ def test_not_acceptable(client_for):
 
 def test_body_of_wrong_type(client_for):
     assert_error(client_for("admin").post(f"{API}/models", [1, 2], format="json"), 400, "INVALID_REQUEST")
-    assert_error(client_for("admin").post(f"{API}/models", "null", content_type="application/json"), 400, "INVALID_REQUEST")
+    assert_error(
+        client_for("admin").post(f"{API}/models", "null", content_type="application/json"), 400, "INVALID_REQUEST"
+    )
 
 
 def test_unhandled_exception_is_500_without_a_trace(client_for, monkeypatch):
@@ -99,7 +103,9 @@ def test_protected_error_maps_to_409(model):
     from modelhub.api.exceptions import exception_handler
 
     response = exception_handler(ProtectedError("in use", {model}), {"view": None})
-    assert response.status_code == 409 and response.data["error"]["details"]["dependents"] == [f"catalog.ModelRegistry:{model.pk}"]
+    assert response.status_code == 409 and response.data["error"]["details"]["dependents"] == [
+        f"catalog.ModelRegistry:{model.pk}"
+    ]
 
 
 def test_request_id_is_echoed_or_generated(client_for):
@@ -117,7 +123,10 @@ def test_request_id_is_echoed_or_generated(client_for):
 def test_request_id_is_in_the_log_line(client_for, caplog):
     with caplog.at_level("INFO", logger="modelhub.access"):
         client_for("viewer").get(f"{API}/models", HTTP_X_REQUEST_ID="log-me-42")
-    assert any(getattr(r, "request_id", None) == "log-me-42" and "GET /api/v1/modelhub/models" in r.getMessage() for r in caplog.records)
+    assert any(
+        getattr(r, "request_id", None) == "log-me-42" and "GET /api/v1/modelhub/models" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_error_timestamp_is_utc_iso(client_for):
@@ -139,8 +148,14 @@ def test_disallowed_host_is_enveloped(db):
         ({"maxTokens": "4096"}, "maxTokens"),
         ({"name": 5}, "name"),
         ({"compliance": [0]}, "compliance[0]"),
-        ({"baselineMetrics": {"avgLatencyMs": "1", "costPer1kTokens": 0, "successRate": 1}}, "baselineMetrics.avgLatencyMs"),
-        ({"baselineMetrics": {"avgLatencyMs": 1, "costPer1kTokens": "0.1", "successRate": 1}}, "baselineMetrics.costPer1kTokens"),
+        (
+            {"baselineMetrics": {"avgLatencyMs": "1", "costPer1kTokens": 0, "successRate": 1}},
+            "baselineMetrics.avgLatencyMs",
+        ),
+        (
+            {"baselineMetrics": {"avgLatencyMs": 1, "costPer1kTokens": "0.1", "successRate": 1}},
+            "baselineMetrics.costPer1kTokens",
+        ),
         ({"surprise": 1}, "surprise"),
     ],
 )
@@ -148,14 +163,22 @@ def test_json_types_are_exact_and_unknown_fields_rejected(client_for, body, fiel
     # found by schemathesis: DRF coerced 0 -> "0" and dropped unknown keys silently
     from tests.catalog.test_api import VALID
 
-    error = assert_error(client_for("admin").post(f"{API}/models", {**VALID, **body}, format="json"), 400, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("admin").post(f"{API}/models", {**VALID, **body}, format="json"), 400, "INVALID_REQUEST"
+    )
     assert field in error["details"]["fields"], error
 
 
 def test_user_bodies_are_strict_too(client_for):
-    error = assert_error(client_for("admin").post(f"{API}/users", {"username": "x1", "password": "a-long-enough-passphrase",
-                                                                     "role": "viewer", "isStaff": True}, format="json"),
-                         400, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("admin").post(
+            f"{API}/users",
+            {"username": "x1", "password": "a-long-enough-passphrase", "role": "viewer", "isStaff": True},
+            format="json",
+        ),
+        400,
+        "INVALID_REQUEST",
+    )
     assert error["details"]["fields"] == {"isStaff": ["Unknown field."]}
 
 
@@ -170,17 +193,23 @@ def test_database_outage_outside_an_atomic_block_is_still_503(db, monkeypatch):
 def test_oversized_body_is_413(client_for, settings):
     settings.API_MAX_BODY_BYTES = 1000
     body = '{"name": "' + "x" * 2000 + '"}'
-    assert_error(client_for("admin").post(f"{API}/models", data=body, content_type="application/json"), 413, "INVALID_REQUEST")
+    assert_error(
+        client_for("admin").post(f"{API}/models", data=body, content_type="application/json"), 413, "INVALID_REQUEST"
+    )
 
 
 def test_absurdly_nested_json_is_400_not_500(client_for):
     body = "[" * 100_000 + "]" * 100_000
-    assert_error(client_for("admin").post(f"{API}/models", data=body, content_type="application/json"), 400, "INVALID_REQUEST")
+    assert_error(
+        client_for("admin").post(f"{API}/models", data=body, content_type="application/json"), 400, "INVALID_REQUEST"
+    )
 
 
 @pytest.mark.parametrize("body", ["NaN", '{"a": Infinity}', "\\ud800"])
 def test_bodies_that_are_not_json(client_for, body):
-    assert_error(client_for("admin").post(f"{API}/models", data=body, content_type="application/json"), 400, "INVALID_REQUEST")
+    assert_error(
+        client_for("admin").post(f"{API}/models", data=body, content_type="application/json"), 400, "INVALID_REQUEST"
+    )
 
 
 def test_too_many_query_parameters_is_400(client_for):

@@ -33,8 +33,13 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 # means a regression, not a lucky draw; locally every run explores new inputs.
 DERANDOMIZE = os.environ.get("CI", "").lower() == "true" or os.environ.get("FUZZ_DERANDOMIZE") == "1"
 ROLES = ["admin", "manager", "developer", "analyst", "viewer", None]
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          negative_data_rejection]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
 
 
 def _openapi() -> dict:
@@ -65,8 +70,13 @@ def _keep_the_test_connection():
 
 @pytest.mark.django_db
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=DERANDOMIZE,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=DERANDOMIZE,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 def test_every_operation_for_every_role(case, personas):
     # Each example starts from the same data, so a failure replays the same way while shrinking.
     savepoint = transaction.savepoint()
@@ -85,7 +95,7 @@ from schemathesis.specs.openapi.checks import ensure_resource_availability, use_
 STATEFUL_CHECKS = [*CHECKS, use_after_free, ensure_resource_availability]
 
 
-def _headers_mutated(case) -> bool:  # noqa: ANN001
+def _headers_mutated(case) -> bool:
     """A negative case whose invalid part includes the headers (e.g. ``Authorization`` left out on purpose)."""
     from schemathesis.core.parameters import ParameterLocation
 
@@ -99,7 +109,7 @@ def test_stateful_sequences_follow_links(personas, role):
     token = bearer(personas[role])
     seen: list[tuple[str, str, int]] = []
 
-    def auth(case) -> dict:  # noqa: ANN001
+    def auth(case) -> dict:
         # The role's token, except where the case left Authorization out on purpose: adding it back
         # would turn the negative case into a valid request (and "accepted negative data").
         return {} if _headers_mutated(case) else {"Authorization": token}
@@ -120,13 +130,34 @@ def test_stateful_sequences_follow_links(personas, role):
         def validate_response(self, response, case, additional_checks=None, **kwargs):
             case.validate_response(response, checks=STATEFUL_CHECKS, headers=auth(case))
 
-    Workflow.run(settings=settings(max_examples=max(25, 2 * EXAMPLES), stateful_step_count=8, deadline=None, database=None,
-                                   derandomize=DERANDOMIZE,
-                                   suppress_health_check=list(HealthCheck)))
+    Workflow.run(
+        settings=settings(
+            max_examples=max(25, 2 * EXAMPLES),
+            stateful_step_count=8,
+            deadline=None,
+            database=None,
+            derandomize=DERANDOMIZE,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
     assert any(status < 300 for _, _, status in seen), seen[:20]  # the role's token was really used
 
 
 def test_schema_declares_links_for_stateful_runs():
-    links = {name for path in schema.raw_schema["paths"].values() for op in path.values() if isinstance(op, dict)
-             for response in op.get("responses", {}).values() for name in response.get("links", {})}
-    assert {"GetModel", "UpdateModel", "ReplaceModel", "DeleteModel", "GetUser", "UpdateUser", "GetUserRateLimits"} <= links
+    links = {
+        name
+        for path in schema.raw_schema["paths"].values()
+        for op in path.values()
+        if isinstance(op, dict)
+        for response in op.get("responses", {}).values()
+        for name in response.get("links", {})
+    }
+    assert {
+        "GetModel",
+        "UpdateModel",
+        "ReplaceModel",
+        "DeleteModel",
+        "GetUser",
+        "UpdateUser",
+        "GetUserRateLimits",
+    } <= links

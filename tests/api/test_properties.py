@@ -18,8 +18,10 @@ PROVIDERS = list(Provider.values)
 
 
 @FAST
-@given(groups=st.lists(st.lists(st.sampled_from(PROVIDERS), min_size=1, max_size=3), min_size=1, max_size=4),
-       spaces=st.booleans())
+@given(
+    groups=st.lists(st.lists(st.sampled_from(PROVIDERS), min_size=1, max_size=3), min_size=1, max_size=4),
+    spaces=st.booleans(),
+)
 def test_list_values_repeated_or_comma_separated_mean_the_same(groups, spaces):
     from django.http import QueryDict
 
@@ -31,18 +33,28 @@ def test_list_values_repeated_or_comma_separated_mean_the_same(groups, spaces):
     assert field.clean(field.widget.value_from_datadict(query, {}, "provider")) == list(dict.fromkeys(flat))
 
 
-aware = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2099, 1, 1),
-                     timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]))
+aware = st.datetimes(
+    min_value=datetime(1971, 1, 1),
+    max_value=datetime(2099, 1, 1),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]),
+)
 
 
 @FAST
-@given(moment=aware, form=st.sampled_from(["seconds", "milliseconds", "microseconds", "minutes"]),
-       zulu=st.booleans(), space=st.booleans())
+@given(
+    moment=aware,
+    form=st.sampled_from(["seconds", "milliseconds", "microseconds", "minutes"]),
+    zulu=st.booleans(),
+    space=st.booleans(),
+)
 def test_every_iso_form_parses_to_the_same_instant(moment, form, zulu, space):
     text = moment.isoformat(timespec=form)
-    expected = moment.replace(second=0 if form == "minutes" else moment.second,
-                              microsecond={"seconds": 0, "minutes": 0, "milliseconds": moment.microsecond // 1000 * 1000}
-                              .get(form, moment.microsecond))
+    expected = moment.replace(
+        second=0 if form == "minutes" else moment.second,
+        microsecond={"seconds": 0, "minutes": 0, "milliseconds": moment.microsecond // 1000 * 1000}.get(
+            form, moment.microsecond
+        ),
+    )
     if zulu and moment.utcoffset() == timedelta(0):
         text = text.replace("+00:00", "Z")
     if space:
@@ -69,7 +81,9 @@ def test_anything_else_is_invalid_parameter_never_a_crash(text):
 
 
 @pytest.mark.django_db
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(search=st.text(max_size=260))
 def test_any_unicode_search_is_answered_within_the_contract(personas, search):
     client = APIClient(HTTP_AUTHORIZATION=bearer(personas["viewer"]))
@@ -81,7 +95,9 @@ def test_any_unicode_search_is_answered_within_the_contract(personas, search):
 
 
 @pytest.mark.django_db
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(values=st.lists(st.text(min_size=1, max_size=220), min_size=1, max_size=60))
 def test_any_free_text_list_filter_is_answered_within_the_contract(personas, values):
     client = APIClient(HTTP_AUTHORIZATION=bearer(personas["viewer"]))

@@ -61,9 +61,15 @@ def test_over_the_limit_is_429_with_retry_after(client_for, personas):
 
 @ON
 def test_endpoint_overrides_win_over_the_users_defaults(client_for, personas):
-    limit(personas["analyst"], requests_per_minute=3, burst_limit=1000,
-          endpoints={"GET /models": {"requestsPerMinute": 2, "burstLimit": 100},
-                     "GET /models/{id}": {"requestsPerMinute": 50, "burstLimit": 100}})
+    limit(
+        personas["analyst"],
+        requests_per_minute=3,
+        burst_limit=1000,
+        endpoints={
+            "GET /models": {"requestsPerMinute": 2, "burstLimit": 100},
+            "GET /models/{id}": {"requestsPerMinute": 50, "burstLimit": 100},
+        },
+    )
     client = client_for("analyst")
     assert [client.get(f"{API}/models").status_code for _ in range(3)] == [200, 200, 429]
     # a higher override wins too: 10 detail reads although the user's default is 3 a minute
@@ -78,26 +84,42 @@ def test_endpoint_overrides_win_over_the_users_defaults(client_for, personas):
 @ON
 def test_token_requests_are_limited_per_client_address(personas):
     def attempt(addr):
-        return APIClient(REMOTE_ADDR=addr).post(f"{API}/auth/token", {"username": "viewer", "password": "wrong"}, format="json")
+        return APIClient(REMOTE_ADDR=addr).post(
+            f"{API}/auth/token", {"username": "viewer", "password": "wrong"}, format="json"
+        )
 
     time.sleep(1.02 - time.time() % 1)  # start just after a second boundary: six quick tries share one burst window
     codes = [attempt("10.9.8.7").status_code for _ in range(6)]
     assert codes == [401] * 5 + [429], codes  # burst of 5 per second for POST /auth/token
     assert attempt("10.9.8.6").status_code == 401  # another address is not affected
     # a correct password from the blocked address is refused too: guessing cannot go faster
-    blocked = APIClient(REMOTE_ADDR="10.9.8.7").post(f"{API}/auth/token", {"username": "viewer", "password": PASSWORD}, format="json")
+    blocked = APIClient(REMOTE_ADDR="10.9.8.7").post(
+        f"{API}/auth/token", {"username": "viewer", "password": PASSWORD}, format="json"
+    )
     assert_error(blocked, 429, "RATE_LIMIT_EXCEEDED")
 
 
 @ON
 def test_get_rate_limits_shows_effective_limits_and_usage(client_for, personas):
-    limit(personas["viewer"], requests_per_hour=500, endpoints={"GET /models": {"requestsPerMinute": 5, "burstLimit": 5}})
+    limit(
+        personas["viewer"], requests_per_hour=500, endpoints={"GET /models": {"requestsPerMinute": 5, "burstLimit": 5}}
+    )
     client = client_for("viewer")
     client.get(f"{API}/auth/me")
     body = client.get(f"{API}/rate-limits").json()
-    assert body["limits"] == {"requestsPerMinute": 300, "requestsPerHour": 500, "requestsPerDay": 100000, "burstLimit": 30,
-                              "endpoints": {"GET /models": {"requestsPerMinute": 5, "burstLimit": 5}}}
-    assert body["usage"]["hour"] == {"limit": 500, "used": 2, "remaining": 498, "resetSeconds": body["usage"]["hour"]["resetSeconds"]}
+    assert body["limits"] == {
+        "requestsPerMinute": 300,
+        "requestsPerHour": 500,
+        "requestsPerDay": 100000,
+        "burstLimit": 30,
+        "endpoints": {"GET /models": {"requestsPerMinute": 5, "burstLimit": 5}},
+    }
+    assert body["usage"]["hour"] == {
+        "limit": 500,
+        "used": 2,
+        "remaining": 498,
+        "resetSeconds": body["usage"]["hour"]["resetSeconds"],
+    }
     assert body["enforced"] is True and set(body["usage"]) == {"burst", "minute", "hour", "day"}
 
 
@@ -106,7 +128,11 @@ def test_admins_manage_overrides(client_for, personas):
     url = f"{API}/rate-limits/users/{target.pk}"
     admin = client_for("admin")
     assert admin.get(url).json()["override"] is None
-    response = admin.patch(url, {"requestsPerMinute": 42, "endpoints": {"POST /models": {"requestsPerMinute": 1, "burstLimit": 1}}}, format="json")
+    response = admin.patch(
+        url,
+        {"requestsPerMinute": 42, "endpoints": {"POST /models": {"requestsPerMinute": 1, "burstLimit": 1}}},
+        format="json",
+    )
     assert response.status_code == 200, response.json()
     assert response.json()["effective"]["requestsPerMinute"] == 42
     assert response.json()["effective"]["requestsPerHour"] == 20000  # role default kept
@@ -117,9 +143,15 @@ def test_admins_manage_overrides(client_for, personas):
     assert response.json()["override"]["endpoints"] == {} and response.json()["effective"]["burstLimit"] == 7
     assert admin.delete(url).status_code == 204 and admin.delete(url).status_code == 204
     assert admin.get(url).json()["override"] is None
-    for body, field in [({"requestsPerMinute": 0}, "requestsPerMinute"), ({"burstLimit": "x"}, "burstLimit"),
-                        ({"endpoints": {"models": {"requestsPerMinute": 1, "burstLimit": 1}}}, "endpoints"),
-                        ({"endpoints": {"GET /models": {"requestsPerMinute": 0, "burstLimit": 1}}}, "endpoints.GET /models.requestsPerMinute")]:
+    for body, field in [
+        ({"requestsPerMinute": 0}, "requestsPerMinute"),
+        ({"burstLimit": "x"}, "burstLimit"),
+        ({"endpoints": {"models": {"requestsPerMinute": 1, "burstLimit": 1}}}, "endpoints"),
+        (
+            {"endpoints": {"GET /models": {"requestsPerMinute": 0, "burstLimit": 1}}},
+            "endpoints.GET /models.requestsPerMinute",
+        ),
+    ]:
         error = assert_error(admin.patch(url, body, format="json"), 400, "INVALID_REQUEST")
         assert field in error["details"]["fields"], error
     assert_error(client_for("manager").patch(url, {"burstLimit": 7}, format="json"), 403, "FORBIDDEN")
@@ -159,8 +191,13 @@ def test_burst_window_resets_in_real_time(limiter):
 @ON
 def test_reads_fail_open_and_writes_fail_closed_when_redis_is_unreachable(client_for, personas, caplog, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0",
-                                   "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
     reset_limiter()  # (Django rebuilds the cache handler itself when CACHES changes)
     with caplog.at_level("ERROR", logger="modelhub.ratelimit"):
         response = client_for("viewer").get(f"{API}/auth/me")
@@ -187,9 +224,26 @@ def _free_port() -> int:
 def _start_server(port: int, env: dict) -> subprocess.Popen:
     root = Path(__file__).resolve().parents[2]
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "modelhub.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--lifespan", "off", "--no-access-log", "--log-level", "warning"],
-        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "modelhub.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
@@ -204,10 +258,19 @@ def test_burst_of_200_admits_exactly_100_across_two_server_processes(personas):
         pytest.skip("needs a database the server processes can share (PostgreSQL)")
     user = personas["developer"]
     limit(user, requests_per_minute=100, burst_limit=1000)
-    env = {**os.environ, "DATABASE_URL": f"postgres://{connection.settings_dict['USER']}@{connection.settings_dict['HOST']}:"
-                                          f"{connection.settings_dict['PORT']}/{connection.settings_dict['NAME']}",
-           "REDIS_URL": settings.REDIS_URL, "SECRET_KEY": settings.SECRET_KEY, "JWT_SIGNING_KEY": settings.JWT_SIGNING_KEY,
-           "DJANGO_SETTINGS_MODULE": "modelhub.settings", "RATE_LIMITS_ENABLED": "true", "DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "10", "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{connection.settings_dict['USER']}@{connection.settings_dict['HOST']}:"
+        f"{connection.settings_dict['PORT']}/{connection.settings_dict['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "JWT_SIGNING_KEY": settings.JWT_SIGNING_KEY,
+        "DJANGO_SETTINGS_MODULE": "modelhub.settings",
+        "RATE_LIMITS_ENABLED": "true",
+        "DB_POOL_MIN_SIZE": "1",
+        "DB_POOL_MAX_SIZE": "10",
+        "LOG_LEVEL": "WARNING",
+    }
     ports = [_free_port(), _free_port()]
     servers = [_start_server(port, env) for port in ports]
     try:

@@ -16,8 +16,17 @@ ALL = {"admin", "manager", "developer", "analyst", "viewer", "outsider"}
 NOBODY: set[str] = set()
 
 MODEL_BODY = {
-    "name": "matrix-model", "version": "1", "provider": "custom", "modelType": "text", "capabilities": [],
-    "supportedTasks": [], "maxTokens": 10, "contextWindow": 100, "description": "", "tags": [], "category": "",
+    "name": "matrix-model",
+    "version": "1",
+    "provider": "custom",
+    "modelType": "text",
+    "capabilities": [],
+    "supportedTasks": [],
+    "maxTokens": 10,
+    "contextWindow": 100,
+    "description": "",
+    "tags": [],
+    "category": "",
     "baselineMetrics": {"avgLatencyMs": 1, "costPer1kTokens": 0, "successRate": 1},
 }
 
@@ -35,7 +44,13 @@ ENDPOINTS = [
     ("get", "/auth/me", None, ALL, 200),
     ("post", "/auth/token/verify", "verify-body", ALL, 200),
     ("get", "/users", None, {"admin", "manager"}, 200),
-    ("post", "/users", {"username": "someone", "password": "a-long-enough-passphrase", "role": "viewer"}, {"admin", "manager"}, 201),
+    (
+        "post",
+        "/users",
+        {"username": "someone", "password": "a-long-enough-passphrase", "role": "viewer"},
+        {"admin", "manager"},
+        201,
+    ),
     ("get", "/users/{user}", None, {"admin", "manager"}, 200),
     ("patch", "/users/{user}", {"role": "analyst"}, {"admin", "manager"}, 200),
     ("delete", "/users/{user}", None, {"admin", "manager"}, 204),
@@ -63,14 +78,23 @@ def test_role_against_endpoint(client_for, personas, method, template, body, rol
     deployment = DeploymentFactory(owner=personas["developer"]) if "{deployment}" in template else None
     path = API + template.format(model=model.pk, user=target.pk, deployment=getattr(deployment, "pk", None))
     if body == "deployment-body":
-        body = {"modelId": str(model.pk), "version": model.version, "environment": "staging", "configuration": DEPLOYMENT_CONFIG}
+        body = {
+            "modelId": str(model.pk),
+            "version": model.version,
+            "environment": "staging",
+            "configuration": DEPLOYMENT_CONFIG,
+        }
     elif body == "put-body":
         body = {**MODEL_BODY, "name": model.name, "version": model.version}
     elif body == "verify-body":
         from rest_framework_simplejwt.tokens import AccessToken
 
         body = {"token": str(AccessToken.for_user(personas[role]))}
-    response = getattr(client_for(role), method)(path, body, format="json") if body else getattr(client_for(role), method)(path)
+    response = (
+        getattr(client_for(role), method)(path, body, format="json")
+        if body
+        else getattr(client_for(role), method)(path)
+    )
     if expected == 403:
         assert_error(response, 403, "FORBIDDEN")
     else:
@@ -116,7 +140,9 @@ def test_matrix_is_the_issue_table():
     expected = {}
     for line in ISSUE_TABLE.strip().splitlines():
         perm, *grants = line.split()
-        expected[perm] = dict(zip(["admin", "manager", "developer", "analyst", "viewer"], [words[g] for g in grants], strict=True))
+        expected[perm] = dict(
+            zip(["admin", "manager", "developer", "analyst", "viewer"], [words[g] for g in grants], strict=True)
+        )
     assert {p: {r.value: g for r, g in row.items()} for p, row in roles.MATRIX.items()} == expected
 
 
@@ -141,9 +167,16 @@ def test_own_only_object_check(personas):
     view = SimpleNamespace(action="update", permission_map={"update": "deployments.update"}, owner_field="owner")
     developer, outsider, manager = personas["developer"], personas["outsider"], personas["manager"]
     mine = _Obj(developer.pk)
-    for user, obj, allowed in [(developer, mine, True), (outsider, mine, False), (manager, mine, True), (personas["analyst"], mine, False)]:
+    for user, obj, allowed in [
+        (developer, mine, True),
+        (outsider, mine, False),
+        (manager, mine, True),
+        (personas["analyst"], mine, False),
+    ]:
         request = SimpleNamespace(user=user, method="PATCH")
-        assert (permission.has_permission(request, view) and permission.has_object_permission(request, view, obj)) is allowed
+        assert (
+            permission.has_permission(request, view) and permission.has_object_permission(request, view, obj)
+        ) is allowed
     # unmapped actions are closed
     request = SimpleNamespace(user=personas["admin"], method="POST")
     assert not permission.has_permission(request, SimpleNamespace(action="frobnicate", permission_map={}))

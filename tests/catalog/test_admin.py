@@ -30,11 +30,17 @@ def changelist(action: str, ids: list) -> dict:
 
 @pytest.mark.parametrize(
     "action, field, to_value",
-    [("deprecate", "status", "deprecated"), ("put_into_maintenance", "status", "maintenance"), ("activate", "status", "active")],
+    [
+        ("deprecate", "status", "deprecated"),
+        ("put_into_maintenance", "status", "maintenance"),
+        ("activate", "status", "active"),
+    ],
 )
 def test_status_actions_record_governance(admin_client, personas, action, field, to_value):
     models = ModelRegistryFactory.create_batch(2, status="experimental")
-    response = admin_client.post(reverse("admin:catalog_modelregistry_changelist"), changelist(action, [m.pk for m in models]))
+    response = admin_client.post(
+        reverse("admin:catalog_modelregistry_changelist"), changelist(action, [m.pk for m in models])
+    )
     assert response.status_code == 302
     for m in models:
         m.refresh_from_db()
@@ -62,12 +68,32 @@ def test_governance_history_is_visible_in_the_admin(admin_client):
 
 def test_admin_add_goes_through_the_service(admin_client, personas):
     data = {
-        "name": "admin-made", "version": "1", "provider": "custom", "model_type": "text", "capabilities": '["chat"]',
-        "supported_tasks": "[]", "input_formats": "[]", "output_formats": "[]", "max_tokens": 100, "context_window": 1000,
-        "max_batch_size": 1, "supported_parameters": "{}", "baseline_avg_latency_ms": 10, "baseline_cost_per_1k_tokens": "0.1",
-        "baseline_success_rate": 0.9, "baseline_avg_tokens_per_request": 0, "description": "", "tags": "[]", "category": "",
-        "license": "", "documentation": "", "status": "active", "security_level": "internal", "compliance": "[]",
-        "governance_events-TOTAL_FORMS": 0, "governance_events-INITIAL_FORMS": 0,
+        "name": "admin-made",
+        "version": "1",
+        "provider": "custom",
+        "model_type": "text",
+        "capabilities": '["chat"]',
+        "supported_tasks": "[]",
+        "input_formats": "[]",
+        "output_formats": "[]",
+        "max_tokens": 100,
+        "context_window": 1000,
+        "max_batch_size": 1,
+        "supported_parameters": "{}",
+        "baseline_avg_latency_ms": 10,
+        "baseline_cost_per_1k_tokens": "0.1",
+        "baseline_success_rate": 0.9,
+        "baseline_avg_tokens_per_request": 0,
+        "description": "",
+        "tags": "[]",
+        "category": "",
+        "license": "",
+        "documentation": "",
+        "status": "active",
+        "security_level": "internal",
+        "compliance": "[]",
+        "governance_events-TOTAL_FORMS": 0,
+        "governance_events-INITIAL_FORMS": 0,
     }
     response = admin_client.post(reverse("admin:catalog_modelregistry_add"), data)
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -86,8 +112,14 @@ def test_admin_follows_the_role_matrix(manager_client, admin_client, personas):
     # managers update but neither create nor delete models
     assert manager_client.get(reverse("admin:catalog_modelregistry_change", args=[model.pk])).status_code == 200
     assert manager_client.get(reverse("admin:catalog_modelregistry_add")).status_code == 403
-    assert manager_client.post(reverse("admin:catalog_modelregistry_delete", args=[model.pk]), {"post": "yes"}).status_code == 403
-    assert admin_client.post(reverse("admin:catalog_modelregistry_delete", args=[model.pk]), {"post": "yes"}).status_code == 302
+    assert (
+        manager_client.post(reverse("admin:catalog_modelregistry_delete", args=[model.pk]), {"post": "yes"}).status_code
+        == 403
+    )
+    assert (
+        admin_client.post(reverse("admin:catalog_modelregistry_delete", args=[model.pk]), {"post": "yes"}).status_code
+        == 302
+    )
     assert not ModelRegistry.objects.filter(pk=model.pk).exists()
     # non-staff roles get no admin at all
     for role in ("developer", "analyst", "viewer"):
@@ -99,8 +131,16 @@ def test_admin_follows_the_role_matrix(manager_client, admin_client, personas):
 def test_manager_cannot_promote_to_admin_in_the_admin(manager_client, personas):
     viewer = personas["viewer"]
     url = reverse("admin:accounts_user_change", args=[viewer.pk])
-    data = {"username": "viewer", "role": "admin", "is_active": "on", "email": "", "first_name": "", "last_name": "",
-            "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"}
+    data = {
+        "username": "viewer",
+        "role": "admin",
+        "is_active": "on",
+        "email": "",
+        "first_name": "",
+        "last_name": "",
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+    }
     response = manager_client.post(url, data)
     assert response.status_code == 200  # the form is shown again with the error
     viewer.refresh_from_db()

@@ -38,15 +38,40 @@ def test_register_model_sets_owner_from_caller(client_for, personas):
     model = response.json()["model"]
     assert model["owner"] == "admin"
     assert model["baselineMetrics"] == {
-        "avgLatencyMs": 350.0, "costPer1kTokens": 0.0005, "successRate": 0.99, "avgTokensPerRequest": 0,
+        "avgLatencyMs": 350.0,
+        "costPer1kTokens": 0.0005,
+        "successRate": 0.99,
+        "avgTokensPerRequest": 0,
     }
     assert model["status"] == "active" and model["securityLevel"] == "internal"
     assert model["createdAt"].endswith("Z") and model["lastValidatedAt"] is None
     assert set(model) == {
-        "id", "name", "version", "provider", "modelType", "capabilities", "supportedTasks", "inputFormats",
-        "outputFormats", "maxTokens", "contextWindow", "maxBatchSize", "supportedParameters", "baselineMetrics",
-        "description", "tags", "category", "license", "documentation", "status", "securityLevel", "compliance",
-        "owner", "createdAt", "updatedAt", "lastValidatedAt",
+        "id",
+        "name",
+        "version",
+        "provider",
+        "modelType",
+        "capabilities",
+        "supportedTasks",
+        "inputFormats",
+        "outputFormats",
+        "maxTokens",
+        "contextWindow",
+        "maxBatchSize",
+        "supportedParameters",
+        "baselineMetrics",
+        "description",
+        "tags",
+        "category",
+        "license",
+        "documentation",
+        "status",
+        "securityLevel",
+        "compliance",
+        "owner",
+        "createdAt",
+        "updatedAt",
+        "lastValidatedAt",
     }
     assert GovernanceEvent.objects.filter(model_id=model["id"], field="registered").count() == 1
 
@@ -78,9 +103,18 @@ def test_unknown_enum_value_lists_allowed_values(client_for):
     [
         ({"maxTokens": 0}, "maxTokens"),
         ({"maxTokens": 100_000, "contextWindow": 1000}, "nonFieldErrors"),
-        ({"baselineMetrics": {"avgLatencyMs": -1, "costPer1kTokens": 0.1, "successRate": 0.9}}, "baselineMetrics.avgLatencyMs"),
-        ({"baselineMetrics": {"avgLatencyMs": 1, "costPer1kTokens": -0.1, "successRate": 0.9}}, "baselineMetrics.costPer1kTokens"),
-        ({"baselineMetrics": {"avgLatencyMs": 1, "costPer1kTokens": 0.1, "successRate": 95}}, "baselineMetrics.successRate"),
+        (
+            {"baselineMetrics": {"avgLatencyMs": -1, "costPer1kTokens": 0.1, "successRate": 0.9}},
+            "baselineMetrics.avgLatencyMs",
+        ),
+        (
+            {"baselineMetrics": {"avgLatencyMs": 1, "costPer1kTokens": -0.1, "successRate": 0.9}},
+            "baselineMetrics.costPer1kTokens",
+        ),
+        (
+            {"baselineMetrics": {"avgLatencyMs": 1, "costPer1kTokens": 0.1, "successRate": 95}},
+            "baselineMetrics.successRate",
+        ),
         ({"capabilities": "chat"}, "capabilities"),
         ({"capabilities": [""]}, "capabilities[0]"),
         ({"tags": [f"t{i}" for i in range(51)]}, "tags"),
@@ -91,7 +125,9 @@ def test_unknown_enum_value_lists_allowed_values(client_for):
     ],
 )
 def test_invalid_bodies_name_the_field(client_for, patch, field):
-    error = assert_error(client_for("admin").post(f"{API}/models", {**VALID, **patch}, format="json"), 400, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("admin").post(f"{API}/models", {**VALID, **patch}, format="json"), 400, "INVALID_REQUEST"
+    )
     assert field in error["details"]["fields"], error
 
 
@@ -105,7 +141,17 @@ def test_retrieve_detail_shape(client_for, model):
     assert set(body["performance"]) == {"last24h", "last7d", "last30d"}
     metrics = body["performance"]["last7d"]
     assert metrics["requests"]["total"] == 0 and metrics["timeRange"]["granularity"] == "1d"
-    assert set(metrics) >= {"modelId", "timeRange", "requests", "latency", "tokens", "cost", "quality", "errors", "timeSeries"}
+    assert set(metrics) >= {
+        "modelId",
+        "timeRange",
+        "requests",
+        "latency",
+        "tokens",
+        "cost",
+        "quality",
+        "errors",
+        "timeSeries",
+    }
     assert body["usage"] == {"totalRequests": 0, "totalCost": 0.0, "uniqueUsers": 0, "popularUseCases": []}
 
 
@@ -117,7 +163,9 @@ def test_unknown_model_is_model_not_found(client_for):
 
 def test_patch_records_governance_and_keeps_identity(client_for, model):
     client = client_for("manager")
-    response = client.patch(f"{API}/models/{model.pk}", {"status": "deprecated", "securityLevel": "restricted"}, format="json")
+    response = client.patch(
+        f"{API}/models/{model.pk}", {"status": "deprecated", "securityLevel": "restricted"}, format="json"
+    )
     assert response.status_code == 200, response.json()
     assert response.json()["model"]["status"] == "deprecated"
     events = {e.field: e for e in GovernanceEvent.objects.filter(model=model)}
@@ -128,7 +176,9 @@ def test_patch_records_governance_and_keeps_identity(client_for, model):
     client.patch(f"{API}/models/{model.pk}", {"status": "deprecated"}, format="json")
     assert GovernanceEvent.objects.filter(model=model, field="status").count() == 1
 
-    error = assert_error(client.patch(f"{API}/models/{model.pk}", {"name": "renamed"}, format="json"), 400, "INVALID_REQUEST")
+    error = assert_error(
+        client.patch(f"{API}/models/{model.pk}", {"name": "renamed"}, format="json"), 400, "INVALID_REQUEST"
+    )
     assert "name" in error["details"]["fields"]
     patched = client.patch(f"{API}/models/{model.pk}", {"baselineMetrics": {"avgLatencyMs": 42}}, format="json")
     assert patched.json()["model"]["baselineMetrics"]["avgLatencyMs"] == 42.0
@@ -136,7 +186,9 @@ def test_patch_records_governance_and_keeps_identity(client_for, model):
 
 def test_put_requires_the_whole_body(client_for, model):
     client = client_for("admin")
-    assert_error(client.put(f"{API}/models/{model.pk}", {"description": "x"}, format="json"), 400, "MISSING_REQUIRED_FIELD")
+    assert_error(
+        client.put(f"{API}/models/{model.pk}", {"description": "x"}, format="json"), 400, "MISSING_REQUIRED_FIELD"
+    )
     body = {**VALID, "name": model.name, "version": model.version, "description": "Replaced."}
     response = client.put(f"{API}/models/{model.pk}", body, format="json")
     assert response.status_code == 200 and response.json()["model"]["description"] == "Replaced."
@@ -164,15 +216,46 @@ def test_delete_and_delete_refused_while_in_use(client_for, model):
 @pytest.fixture
 def catalog(personas):
     rows = [
-        dict(name="alpha", provider="openai", model_type="text", capabilities=["chat", "vision"], category="general",
-             baseline_cost_per_1k_tokens=Decimal("0.002"), baseline_avg_latency_ms=800, status="active"),
-        dict(name="bravo", provider="anthropic", model_type="multimodal", capabilities=["chat"], category="general",
-             baseline_cost_per_1k_tokens=Decimal("0.003"), baseline_avg_latency_ms=1200, status="active"),
-        dict(name="charlie", provider="google", model_type="embedding", capabilities=["embeddings"], category="embeddings",
-             baseline_cost_per_1k_tokens=Decimal("0.00002"), baseline_avg_latency_ms=100, status="deprecated"),
-        dict(name="delta", provider="custom", model_type="code", capabilities=["chat", "vision", "code_review"],
-             category="developer-tools", baseline_cost_per_1k_tokens=Decimal("0.0001"), baseline_avg_latency_ms=300,
-             status="experimental"),
+        dict(
+            name="alpha",
+            provider="openai",
+            model_type="text",
+            capabilities=["chat", "vision"],
+            category="general",
+            baseline_cost_per_1k_tokens=Decimal("0.002"),
+            baseline_avg_latency_ms=800,
+            status="active",
+        ),
+        dict(
+            name="bravo",
+            provider="anthropic",
+            model_type="multimodal",
+            capabilities=["chat"],
+            category="general",
+            baseline_cost_per_1k_tokens=Decimal("0.003"),
+            baseline_avg_latency_ms=1200,
+            status="active",
+        ),
+        dict(
+            name="charlie",
+            provider="google",
+            model_type="embedding",
+            capabilities=["embeddings"],
+            category="embeddings",
+            baseline_cost_per_1k_tokens=Decimal("0.00002"),
+            baseline_avg_latency_ms=100,
+            status="deprecated",
+        ),
+        dict(
+            name="delta",
+            provider="custom",
+            model_type="code",
+            capabilities=["chat", "vision", "code_review"],
+            category="developer-tools",
+            baseline_cost_per_1k_tokens=Decimal("0.0001"),
+            baseline_avg_latency_ms=300,
+            status="experimental",
+        ),
     ]
     return [ModelRegistryFactory(owner=personas["admin"], **row) for row in rows]
 
@@ -185,7 +268,14 @@ def names(response):
 def test_list_shape_and_defaults(client_for, catalog):
     body = client_for("viewer").get(f"{API}/models").json()
     assert [m["name"] for m in body["models"]] == ["alpha", "bravo", "charlie", "delta"]
-    assert body["pagination"] == {"page": 1, "limit": 20, "total": 4, "totalPages": 1, "hasNext": False, "hasPrev": False}
+    assert body["pagination"] == {
+        "page": 1,
+        "limit": 20,
+        "total": 4,
+        "totalPages": 1,
+        "hasNext": False,
+        "hasPrev": False,
+    }
     assert body["filters"]["applied"] == {"page": 1, "limit": 20, "sortBy": "name", "sortOrder": "asc"}
     assert body["filters"]["available"] == {
         "providers": ["anthropic", "custom", "google", "openai"],

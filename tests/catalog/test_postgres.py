@@ -23,8 +23,12 @@ def corpus(personas):
         "name_hit": ModelRegistryFactory(name="translator-pro", description="General assistant.", tags=[], owner=owner),
         "tag_hit": ModelRegistryFactory(name="polyglot", description="Chat model.", tags=["translator"], owner=owner),
         "desc_hit": ModelRegistryFactory(name="helper", description="Can act as a translator for emails.", owner=owner),
-        "vision": ModelRegistryFactory(name="seer", description="Sees images.", capabilities=["vision", "chat"], owner=owner),
-        "embed": ModelRegistryFactory(name="vectorizer", description="Creates embeddings.", category="embeddings", owner=owner),
+        "vision": ModelRegistryFactory(
+            name="seer", description="Sees images.", capabilities=["vision", "chat"], owner=owner
+        ),
+        "embed": ModelRegistryFactory(
+            name="vectorizer", description="Creates embeddings.", category="embeddings", owner=owner
+        ),
         "mini": ModelRegistryFactory(name="gpt-4o-mini", description="Small.", owner=owner),
     }
 
@@ -75,8 +79,13 @@ def test_capabilities_filter_uses_jsonb_containment(client_for, corpus):
 
 @pytest.mark.parametrize(
     "column, value",
-    [("provider", "azure"), ("status", "gone"), ("max_tokens", 10**6), ("baseline_success_rate", 1.5),
-     ("baseline_cost_per_1k_tokens", -1)],
+    [
+        ("provider", "azure"),
+        ("status", "gone"),
+        ("max_tokens", 10**6),
+        ("baseline_success_rate", 1.5),
+        ("baseline_cost_per_1k_tokens", -1),
+    ],
 )
 def test_database_constraints_hold_without_the_orm(corpus, column, value):
     model = corpus["mini"]
@@ -87,7 +96,18 @@ def test_database_constraints_hold_without_the_orm(corpus, column, value):
 def test_unique_name_version_in_the_database(corpus):
     model = corpus["mini"]
     with pytest.raises(IntegrityError), transaction.atomic():
-        ModelRegistry.objects.bulk_create([ModelRegistry(name=model.name, version=model.version, provider="openai",
-                                                         model_type="text", max_tokens=1, context_window=1,
-                                                         baseline_avg_latency_ms=1, baseline_cost_per_1k_tokens=0,
-                                                         baseline_success_rate=1)])
+        ModelRegistry.objects.bulk_create(
+            [
+                ModelRegistry(
+                    name=model.name,
+                    version=model.version,
+                    provider="openai",
+                    model_type="text",
+                    max_tokens=1,
+                    context_window=1,
+                    baseline_avg_latency_ms=1,
+                    baseline_cost_per_1k_tokens=0,
+                    baseline_success_rate=1,
+                )
+            ]
+        )

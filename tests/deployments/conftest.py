@@ -12,10 +12,14 @@ CONFIG = {"replicas": 2, "resources": {"cpu": "500m", "memory": "1Gi"}}
 
 
 @pytest.fixture
-def create_body(model):  # noqa: ANN001
-    def make(**overrides):  # noqa: ANN003, ANN202
-        body = {"modelId": str(model.pk), "version": model.version, "environment": "staging",
-                "configuration": copy.deepcopy(CONFIG)}
+def create_body(model):
+    def make(**overrides):
+        body = {
+            "modelId": str(model.pk),
+            "version": model.version,
+            "environment": "staging",
+            "configuration": copy.deepcopy(CONFIG),
+        }
         configuration = overrides.pop("configuration", None)
         if configuration is not None:
             body["configuration"].update(configuration)
@@ -26,12 +30,12 @@ def create_body(model):  # noqa: ANN001
 
 
 @pytest.fixture
-def mine(personas, model):  # noqa: ANN001
+def mine(personas, model):
     """A running deployment owned by the developer persona."""
     return DeploymentFactory(model=model, owner=personas["developer"], replicas=2)
 
 
 @pytest.fixture
-def theirs(personas, model):  # noqa: ANN001
+def theirs(personas, model):
     """A running deployment owned by the manager persona (not the developer's)."""
     return DeploymentFactory(model=model, owner=personas["manager"], replicas=2)

@@ -15,7 +15,7 @@ from tests.factories import DeploymentFactory, ModelRegistryFactory
 pytestmark = pytest.mark.django_db
 
 
-def _logged_in(user) -> Client:  # noqa: ANN001
+def _logged_in(user) -> Client:
     client = Client()
     client.force_login(user)
     return client
@@ -34,7 +34,11 @@ def test_admin_stop_action_goes_through_the_service(personas):
         assert deployment.status == "stopped"
         step = deployment.transitions.get()
         assert (step.from_status, step.to_status, step.actor_username, step.reason) == (
-            "running", "stopped", "manager", "Stopped in the admin.")
+            "running",
+            "stopped",
+            "manager",
+            "Stopped in the admin.",
+        )
     assert not stopped.transitions.exists()
 
 
@@ -65,8 +69,13 @@ def test_deployments_for_model(personas):
     DeploymentFactory()  # another model's
     items = selectors.deployments_for_model(model)
     assert [item["id"] for item in items] == [str(newer.pk), str(older.pk)]
-    assert items[0] == {"id": str(newer.pk), "environment": "production", "status": "running",
-                        "createdAt": newer.created_at.isoformat().replace("+00:00", "Z"), "lastUsed": None}
+    assert items[0] == {
+        "id": str(newer.pk),
+        "environment": "production",
+        "status": "running",
+        "createdAt": newer.created_at.isoformat().replace("+00:00", "Z"),
+        "lastUsed": None,
+    }
     assert len(selectors.deployments_for_model(model, limit=1)) == 1
 
 

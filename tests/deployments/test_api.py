@@ -15,11 +15,32 @@ from tests.factories import DeploymentFactory, ModelRegistryFactory
 pytestmark = pytest.mark.django_db
 
 DEPLOYMENT_KEYS = {
-    "id", "modelId", "modelName", "version", "environment", "status", "statusReason", "replicas", "targetReplicas",
-    "endpoint", "configuration", "owner", "createdAt", "updatedAt", "lastHealthCheck",
+    "id",
+    "modelId",
+    "modelName",
+    "version",
+    "environment",
+    "status",
+    "statusReason",
+    "replicas",
+    "targetReplicas",
+    "endpoint",
+    "configuration",
+    "owner",
+    "createdAt",
+    "updatedAt",
+    "lastHealthCheck",
 }
 LIST_ITEM_KEYS = {
-    "id", "modelId", "modelName", "version", "environment", "status", "replicas", "createdAt", "updatedAt",
+    "id",
+    "modelId",
+    "modelName",
+    "version",
+    "environment",
+    "status",
+    "replicas",
+    "createdAt",
+    "updatedAt",
     "lastHealthCheck",
 }
 
@@ -50,13 +71,22 @@ def test_create_answers_the_whole_deployment_config(client_for, create_body, mod
         "parameters": {},
         "networking": {"port": 8080, "timeout": 30, "retries": 3},
         "monitoring": {"enableMetrics": True, "metricsInterval": 60, "enableTracing": False, "logLevel": "info"},
-        "security": {"authentication": True, "authorization": [], "rateLimiting": {"requestsPerMinute": 600, "burstLimit": 60}},
+        "security": {
+            "authentication": True,
+            "authorization": [],
+            "rateLimiting": {"requestsPerMinute": 600, "burstLimit": 60},
+        },
         "schemaVersion": 2,
     }
     row = Deployment.objects.get(pk=deployment["id"])
     assert row.owner == personas["developer"]
     log = DeploymentTransition.objects.get(deployment=row)
-    assert (log.from_status, log.to_status, log.actor, log.reason) == ("", "creating", personas["developer"], "Deployment created.")
+    assert (log.from_status, log.to_status, log.actor, log.reason) == (
+        "",
+        "creating",
+        personas["developer"],
+        "Deployment created.",
+    )
 
 
 def test_flat_configuration_maps_to_the_sections(client_for, create_body):
@@ -64,11 +94,25 @@ def test_flat_configuration_maps_to_the_sections(client_for, create_body):
         "replicas": 3,
         "resources": {"cpu": "2", "memory": "4Gi", "gpu": "nvidia-tesla-t4"},
         "scaling": {"minReplicas": 2, "maxReplicas": 6},
-        "temperature": 0.7, "maxTokens": 1000, "topP": 0.9, "topK": 40, "frequencyPenalty": -0.5,
-        "presencePenalty": 2, "stopSequences": ["\n\nHuman:", "###"],
-        "port": 9000, "host": "llm.internal", "path": "/v1/health", "timeout": 2.5, "retries": 0,
-        "enableMetrics": False, "metricsInterval": 15, "enableTracing": True, "logLevel": "warn",
-        "authentication": False, "authorization": ["team-a"], "rateLimiting": {"burstLimit": 5},
+        "temperature": 0.7,
+        "maxTokens": 1000,
+        "topP": 0.9,
+        "topK": 40,
+        "frequencyPenalty": -0.5,
+        "presencePenalty": 2,
+        "stopSequences": ["\n\nHuman:", "###"],
+        "port": 9000,
+        "host": "llm.internal",
+        "path": "/v1/health",
+        "timeout": 2.5,
+        "retries": 0,
+        "enableMetrics": False,
+        "metricsInterval": 15,
+        "enableTracing": True,
+        "logLevel": "warn",
+        "authentication": False,
+        "authorization": ["team-a"],
+        "rateLimiting": {"burstLimit": 5},
     }
     response = client_for("admin").post(f"{API}/deployments", create_body(configuration=configuration), format="json")
     assert response.status_code == 201, response.json()
@@ -78,44 +122,83 @@ def test_flat_configuration_maps_to_the_sections(client_for, create_body):
         "resources": {"cpu": "2", "memory": "4Gi", "gpu": "nvidia-tesla-t4"},
         "scaling": {"minReplicas": 2, "maxReplicas": 6, "targetCPUUtilization": 80, "targetMemoryUtilization": 80},
     }
-    assert config["parameters"] == {"temperature": 0.7, "maxTokens": 1000, "topP": 0.9, "topK": 40,
-                                    "frequencyPenalty": -0.5, "presencePenalty": 2.0, "stopSequences": ["\n\nHuman:", "###"]}
-    assert config["networking"] == {"port": 9000, "host": "llm.internal", "path": "/v1/health", "timeout": 2.5, "retries": 0}
-    assert config["monitoring"] == {"enableMetrics": False, "metricsInterval": 15, "enableTracing": True, "logLevel": "warn"}
-    assert config["security"] == {"authentication": False, "authorization": ["team-a"],
-                                  "rateLimiting": {"requestsPerMinute": 600, "burstLimit": 5}}
+    assert config["parameters"] == {
+        "temperature": 0.7,
+        "maxTokens": 1000,
+        "topP": 0.9,
+        "topK": 40,
+        "frequencyPenalty": -0.5,
+        "presencePenalty": 2.0,
+        "stopSequences": ["\n\nHuman:", "###"],
+    }
+    assert config["networking"] == {
+        "port": 9000,
+        "host": "llm.internal",
+        "path": "/v1/health",
+        "timeout": 2.5,
+        "retries": 0,
+    }
+    assert config["monitoring"] == {
+        "enableMetrics": False,
+        "metricsInterval": 15,
+        "enableTracing": True,
+        "logLevel": "warn",
+    }
+    assert config["security"] == {
+        "authentication": False,
+        "authorization": ["team-a"],
+        "rateLimiting": {"requestsPerMinute": 600, "burstLimit": 5},
+    }
 
 
 def test_missing_required_fields(client_for, model):
     response = client_for("developer").post(f"{API}/deployments", {"modelId": str(model.pk)}, format="json")
     error = assert_error(response, 400, "MISSING_REQUIRED_FIELD")
     assert set(error["details"]["fields"]) == {"version", "environment", "configuration"}
-    body = {"modelId": str(model.pk), "version": model.version, "environment": "staging", "configuration": {"replicas": 1}}
-    error = assert_error(client_for("developer").post(f"{API}/deployments", body, format="json"), 400, "MISSING_REQUIRED_FIELD")
+    body = {
+        "modelId": str(model.pk),
+        "version": model.version,
+        "environment": "staging",
+        "configuration": {"replicas": 1},
+    }
+    error = assert_error(
+        client_for("developer").post(f"{API}/deployments", body, format="json"), 400, "MISSING_REQUIRED_FIELD"
+    )
     assert set(error["details"]["fields"]) == {"configuration.resources"}
 
 
 def test_unknown_model_is_model_not_found(client_for, create_body):
     missing = str(uuid.uuid4())
-    error = assert_error(client_for("developer").post(f"{API}/deployments", create_body(modelId=missing), format="json"),
-                         404, "MODEL_NOT_FOUND")
+    error = assert_error(
+        client_for("developer").post(f"{API}/deployments", create_body(modelId=missing), format="json"),
+        404,
+        "MODEL_NOT_FOUND",
+    )
     assert error["details"] == {"modelId": missing}
-    error = assert_error(client_for("developer").post(f"{API}/deployments", create_body(modelId="gpt-4"), format="json"),
-                         400, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("developer").post(f"{API}/deployments", create_body(modelId="gpt-4"), format="json"),
+        400,
+        "INVALID_REQUEST",
+    )
     assert "modelId" in error["details"]["fields"]
 
 
 def test_deprecated_model_cannot_be_deployed(client_for, create_body, model):
     model.status = "deprecated"
     model.save()
-    error = assert_error(client_for("developer").post(f"{API}/deployments", create_body(), format="json"), 400, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("developer").post(f"{API}/deployments", create_body(), format="json"), 400, "INVALID_REQUEST"
+    )
     assert error["details"]["fields"] == {"modelId": ["The model is deprecated."]}
     assert not Deployment.objects.exists()
 
 
 def test_version_must_be_the_models(client_for, create_body):
-    error = assert_error(client_for("developer").post(f"{API}/deployments", create_body(version="2"), format="json"),
-                         400, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("developer").post(f"{API}/deployments", create_body(version="2"), format="json"),
+        400,
+        "INVALID_REQUEST",
+    )
     assert error["details"]["fields"] == {"version": ["Must be the model's version ('1')."]}
 
 
@@ -174,7 +257,9 @@ def test_version_must_be_the_models(client_for, create_body):
     ],
 )
 def test_invalid_configuration_names_the_field(client_for, create_body, configuration, field):
-    response = client_for("developer").post(f"{API}/deployments", create_body(configuration=configuration), format="json")
+    response = client_for("developer").post(
+        f"{API}/deployments", create_body(configuration=configuration), format="json"
+    )
     error = assert_error(response, 400, "INVALID_REQUEST")
     assert field in error["details"]["fields"], error
     assert not Deployment.objects.exists()
@@ -182,13 +267,17 @@ def test_invalid_configuration_names_the_field(client_for, create_body, configur
 
 def test_memory_in_millibytes_gets_a_hint(client_for, create_body):
     body = create_body(configuration={"resources": {"cpu": "1", "memory": "512m"}})
-    error = assert_error(client_for("developer").post(f"{API}/deployments", body, format="json"), 400, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("developer").post(f"{API}/deployments", body, format="json"), 400, "INVALID_REQUEST"
+    )
     assert 'did you mean "512Mi"' in error["details"]["fields"]["configuration.resources.memory"][0]
 
 
 def test_enums_list_their_allowed_values(client_for, create_body):
     body = create_body(environment="prod", configuration={"logLevel": "warning"})
-    error = assert_error(client_for("developer").post(f"{API}/deployments", body, format="json"), 400, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("developer").post(f"{API}/deployments", body, format="json"), 400, "INVALID_REQUEST"
+    )
     assert error["details"]["allowedValues"] == {
         "environment": ["development", "staging", "production"],
         "configuration.logLevel": ["debug", "info", "warn", "error"],
@@ -197,8 +286,11 @@ def test_enums_list_their_allowed_values(client_for, create_body):
 
 def test_nul_characters_are_refused(client_for, create_body):
     for configuration in ({"stopSequences": ["a\x00b"]}, {"authorization": ["a\x00"]}):
-        error = assert_error(client_for("developer").post(f"{API}/deployments", create_body(configuration=configuration),
-                                                          format="json"), 400, "INVALID_REQUEST")
+        error = assert_error(
+            client_for("developer").post(f"{API}/deployments", create_body(configuration=configuration), format="json"),
+            400,
+            "INVALID_REQUEST",
+        )
         assert "NUL" in error["message"]  # refused by the JSON parser, before PostgreSQL could choke on it
     assert not Deployment.objects.exists()
 
@@ -211,9 +303,16 @@ def test_limit_per_model_and_environment(client_for, create_body, model):
     client = client_for("developer")
     first = client.post(f"{API}/deployments", create_body(), format="json").json()["deployment"]
     assert client.post(f"{API}/deployments", create_body(), format="json").status_code == 201
-    error = assert_error(client.post(f"{API}/deployments", create_body(), format="json"), 409, "DEPLOYMENT_LIMIT_EXCEEDED")
-    assert error["details"] == {"scope": "modelEnvironment", "limit": 2, "current": 2, "modelId": str(model.pk),
-                                "environment": "staging"}
+    error = assert_error(
+        client.post(f"{API}/deployments", create_body(), format="json"), 409, "DEPLOYMENT_LIMIT_EXCEEDED"
+    )
+    assert error["details"] == {
+        "scope": "modelEnvironment",
+        "limit": 2,
+        "current": 2,
+        "modelId": str(model.pk),
+        "environment": "staging",
+    }
     # another environment has its own count; a stopped deployment no longer counts
     assert client.post(f"{API}/deployments", create_body(environment="production"), format="json").status_code == 201
     assert client.delete(f"{API}/deployments/{first['id']}").status_code == 204
@@ -223,8 +322,11 @@ def test_limit_per_model_and_environment(client_for, create_body, model):
 @override_settings(DEPLOYMENTS_MAX_LIVE_PER_USER=1)
 def test_limit_per_user(client_for, create_body, personas):
     assert client_for("developer").post(f"{API}/deployments", create_body(), format="json").status_code == 201
-    error = assert_error(client_for("developer").post(f"{API}/deployments", create_body(environment="production"),
-                                                      format="json"), 409, "DEPLOYMENT_LIMIT_EXCEEDED")
+    error = assert_error(
+        client_for("developer").post(f"{API}/deployments", create_body(environment="production"), format="json"),
+        409,
+        "DEPLOYMENT_LIMIT_EXCEEDED",
+    )
     assert error["details"] == {"scope": "user", "limit": 1, "current": 1}
     # someone else's count is their own
     assert client_for("manager").post(f"{API}/deployments", create_body(), format="json").status_code == 201
@@ -254,7 +356,14 @@ def test_list_shape_and_default_order(client_for, fleet):
     assert all(set(item) == LIST_ITEM_KEYS for item in body["deployments"])
     assert [d["id"] for d in body["deployments"]] == [str(d.pk) for d in reversed(fleet["rows"])]  # newest first
     assert body["deployments"][0]["modelName"] == "bravo"
-    assert body["pagination"] == {"page": 1, "limit": 20, "total": 4, "totalPages": 1, "hasNext": False, "hasPrev": False}
+    assert body["pagination"] == {
+        "page": 1,
+        "limit": 20,
+        "total": 4,
+        "totalPages": 1,
+        "hasNext": False,
+        "hasPrev": False,
+    }
 
 
 @pytest.mark.parametrize(
@@ -338,17 +447,23 @@ def test_retrieve_and_not_found(client_for, mine):
 def test_patch_merges_and_null_unsets(client_for, mine):
     client = client_for("developer")
     url = f"{API}/deployments/{mine.pk}"
-    response = client.patch(url, {"configuration": {"temperature": 0.3, "scaling": {"maxReplicas": 4}, "host": "svc"}},
-                            format="json")
+    response = client.patch(
+        url, {"configuration": {"temperature": 0.3, "scaling": {"maxReplicas": 4}, "host": "svc"}}, format="json"
+    )
     assert response.status_code == 200, response.json()
     config = response.json()["deployment"]["configuration"]
     assert config["parameters"] == {"temperature": 0.3}
-    assert config["runtime"]["scaling"] == {"minReplicas": 1, "maxReplicas": 4, "targetCPUUtilization": 80,
-                                            "targetMemoryUtilization": 80}
+    assert config["runtime"]["scaling"] == {
+        "minReplicas": 1,
+        "maxReplicas": 4,
+        "targetCPUUtilization": 80,
+        "targetMemoryUtilization": 80,
+    }
     assert config["networking"]["host"] == "svc" and config["runtime"]["resources"] == {"cpu": "500m", "memory": "1Gi"}
 
-    response = client.patch(url, {"configuration": {"temperature": None, "host": None, "resources": {"memory": "2Gi"}}},
-                            format="json")
+    response = client.patch(
+        url, {"configuration": {"temperature": None, "host": None, "resources": {"memory": "2Gi"}}}, format="json"
+    )
     config = response.json()["deployment"]["configuration"]
     assert config["parameters"] == {} and "host" not in config["networking"]
     assert config["runtime"]["resources"] == {"cpu": "500m", "memory": "2Gi"}
@@ -357,18 +472,23 @@ def test_patch_merges_and_null_unsets(client_for, mine):
 
 def test_patch_checks_the_merged_configuration(client_for, mine):
     url = f"{API}/deployments/{mine.pk}"
-    error = assert_error(client_for("developer").patch(url, {"configuration": {"scaling": {"maxReplicas": 1}}},
-                                                       format="json"), 400, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("developer").patch(url, {"configuration": {"scaling": {"maxReplicas": 1}}}, format="json"),
+        400,
+        "INVALID_REQUEST",
+    )
     assert "configuration.replicas" in error["details"]["fields"]  # replicas 2 > maxReplicas 1
-    error = assert_error(client_for("developer").patch(url, {"configuration": {"port": None}}, format="json"),
-                         400, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("developer").patch(url, {"configuration": {"port": None}}, format="json"), 400, "INVALID_REQUEST"
+    )
     assert "configuration.port" in error["details"]["fields"]
 
 
 def test_replicas_change_only_by_scaling(client_for, mine):
     url = f"{API}/deployments/{mine.pk}"
-    error = assert_error(client_for("developer").patch(url, {"configuration": {"replicas": 3}}, format="json"),
-                         400, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("developer").patch(url, {"configuration": {"replicas": 3}}, format="json"), 400, "INVALID_REQUEST"
+    )
     assert "scale" in error["details"]["fields"]["configuration.replicas"][0]
     assert client_for("developer").patch(url, {"configuration": {"replicas": 2}}, format="json").status_code == 200
 
@@ -382,19 +502,24 @@ def test_put_replaces_the_configuration(client_for, mine):
     config = response.json()["deployment"]["configuration"]
     assert config["parameters"] == {"topP": 0.5}  # temperature gone: PUT replaces
     assert config["networking"]["retries"] == 3  # back to the default
-    error = assert_error(client_for("developer").put(url, {"configuration": {"topP": 0.5}}, format="json"),
-                         400, "MISSING_REQUIRED_FIELD")
+    error = assert_error(
+        client_for("developer").put(url, {"configuration": {"topP": 0.5}}, format="json"), 400, "MISSING_REQUIRED_FIELD"
+    )
     assert set(error["details"]["fields"]) == {"configuration.replicas", "configuration.resources"}
-    error = assert_error(client_for("developer").put(url, {**body, "environment": "production"}, format="json"),
-                         400, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("developer").put(url, {**body, "environment": "production"}, format="json"), 400, "INVALID_REQUEST"
+    )
     assert error["details"]["fields"] == {"environment": ["Unknown field."]}
 
 
 @pytest.mark.parametrize("status", ["stopped", "failed"])
 def test_a_finished_deployment_cannot_be_reconfigured(client_for, mine, status):
     Deployment.objects.filter(pk=mine.pk).update(status=status)
-    error = assert_error(client_for("developer").patch(f"{API}/deployments/{mine.pk}", {"configuration": {"topK": 5}},
-                                                       format="json"), 409, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("developer").patch(f"{API}/deployments/{mine.pk}", {"configuration": {"topK": 5}}, format="json"),
+        409,
+        "INVALID_REQUEST",
+    )
     assert error["details"]["currentStatus"] == status
 
 
@@ -434,7 +559,9 @@ def test_scale_goes_through_scaling_to_running(client_for, mine, django_capture_
     assert (after["status"], after["replicas"], after["targetReplicas"]) == ("running", 5, None)
     assert after["configuration"]["runtime"]["replicas"] == 5 and after["lastHealthCheck"]
     assert [(t.from_status, t.to_status, t.replicas) for t in mine.transitions.order_by("created_at", "id")] == [
-        ("running", "scaling", 5), ("scaling", "running", 5)]
+        ("running", "scaling", 5),
+        ("scaling", "running", 5),
+    ]
 
 
 def test_scale_to_the_same_replicas_changes_nothing(client_for, mine):
@@ -455,8 +582,11 @@ def test_scale_within_bounds(client_for, mine):
 @pytest.mark.parametrize("status", ["creating", "scaling", "failed", "stopped"])
 def test_scale_only_a_running_deployment(client_for, mine, status):
     Deployment.objects.filter(pk=mine.pk).update(status=status, target_replicas=3 if status == "scaling" else None)
-    error = assert_error(client_for("developer").post(f"{API}/deployments/{mine.pk}/scale", {"replicas": 4}, format="json"),
-                         409, "INVALID_REQUEST")
+    error = assert_error(
+        client_for("developer").post(f"{API}/deployments/{mine.pk}/scale", {"replicas": 4}, format="json"),
+        409,
+        "INVALID_REQUEST",
+    )
     assert error["details"]["currentStatus"] == status
     assert error["details"]["requestedStatus"] == "scaling"
 
@@ -474,7 +604,7 @@ def test_scale_only_a_running_deployment(client_for, mine, status):
     ],
 )
 def test_developers_change_only_their_own(client_for, mine, theirs, method, suffix, body):
-    def call(who, target):  # noqa: ANN001, ANN202
+    def call(who, target):
         client = client_for(who)
         url = f"{API}/deployments/{target.pk}{suffix}"
         return getattr(client, method)(url, body, format="json") if body else getattr(client, method)(url)
@@ -501,8 +631,13 @@ def test_readers_cannot_write(client_for, create_body, mine, role):
 def test_anonymous_is_401(db, mine):
     from rest_framework.test import APIClient
 
-    for method, url in [("get", "/deployments"), ("get", f"/deployments/{mine.pk}"), ("post", "/deployments"),
-                        ("delete", f"/deployments/{mine.pk}"), ("post", f"/deployments/{mine.pk}/scale")]:
+    for method, url in [
+        ("get", "/deployments"),
+        ("get", f"/deployments/{mine.pk}"),
+        ("post", "/deployments"),
+        ("delete", f"/deployments/{mine.pk}"),
+        ("post", f"/deployments/{mine.pk}/scale"),
+    ]:
         assert_error(getattr(APIClient(), method)(API + url), 401, "UNAUTHORIZED")
 
 

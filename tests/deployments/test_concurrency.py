@@ -61,8 +61,13 @@ def test_concurrent_creates_respect_the_model_limit():
     users = [UserFactory(role="developer") for _ in range(THREADS)]
 
     def create(i: int) -> Deployment:
-        return services.deployment_create(actor=users[i], model_id=model.pk, version=model.version,
-                                          environment="production", configuration=dict(CONFIG))
+        return services.deployment_create(
+            actor=users[i],
+            model_id=model.pk,
+            version=model.version,
+            environment="production",
+            configuration=dict(CONFIG),
+        )
 
     results, errors = race(create)
     assert len(results) == 2
@@ -77,8 +82,13 @@ def test_concurrent_creates_respect_the_user_limit():
     user = UserFactory(role="developer")
 
     def create(i: int) -> Deployment:
-        return services.deployment_create(actor=user, model_id=models[i].pk, version=models[i].version,
-                                          environment="staging", configuration=dict(CONFIG))
+        return services.deployment_create(
+            actor=user,
+            model_id=models[i].pk,
+            version=models[i].version,
+            environment="staging",
+            configuration=dict(CONFIG),
+        )
 
     results, errors = race(create)
     assert len(results) == 1 and all(isinstance(e, services.DeploymentLimitExceeded) for e in errors), errors
@@ -90,8 +100,9 @@ def test_one_of_many_concurrent_completions_wins():
 
     def complete(i: int) -> Deployment:
         with transaction.atomic():
-            return services._transition(deployment.pk, to_status="running", actor=None, reason=f"worker {i}",
-                                        only_from=frozenset({"creating"}))
+            return services._transition(
+                deployment.pk, to_status="running", actor=None, reason=f"worker {i}", only_from=frozenset({"creating"})
+            )
 
     results, errors = race(complete)
     assert len(results) == 1
@@ -109,13 +120,18 @@ def test_concurrent_scale_requests_start_one_scaling(personas):
     results, errors = race(scale)
     # The first one to lock the row wins; the task it queues may finish the scaling before the
     # others look, in which case another scale can legitimately start after it. Never two at once:
-    scalings = DeploymentTransition.objects.filter(deployment=deployment, to_status="scaling").order_by("created_at", "id")
+    scalings = DeploymentTransition.objects.filter(deployment=deployment, to_status="scaling").order_by(
+        "created_at", "id"
+    )
     finished = DeploymentTransition.objects.filter(deployment=deployment, from_status="scaling").count()
     assert scalings.count() >= 1 and scalings.count() - finished <= 1
     assert all(isinstance(e, AppError) and e.status_code == 409 for e in errors), errors
     assert len(results) == scalings.count()
-    steps = list(DeploymentTransition.objects.filter(deployment=deployment).order_by("created_at", "id")
-                 .values_list("from_status", "to_status"))
+    steps = list(
+        DeploymentTransition.objects.filter(deployment=deployment)
+        .order_by("created_at", "id")
+        .values_list("from_status", "to_status")
+    )
     # the log is a valid walk through the machine: each step starts where the previous one ended
     assert all(steps[i][1] == steps[i + 1][0] for i in range(len(steps) - 1)), steps
     assert connection.vendor == "postgresql"

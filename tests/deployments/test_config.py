@@ -29,8 +29,16 @@ def test_bad_cpu_quantities(value):
 
 @pytest.mark.parametrize(
     "value, size",
-    [("512Mi", 512 * 1024**2), ("4Gi", 4 * 1024**3), ("1G", 10**9), ("1.5Gi", 1536 * 1024**2), ("2000k", 2_000_000),
-     ("1048576", 1024**2), ("64Ti", 64 * 1024**4), ("1Mi", 1024**2)],
+    [
+        ("512Mi", 512 * 1024**2),
+        ("4Gi", 4 * 1024**3),
+        ("1G", 10**9),
+        ("1.5Gi", 1536 * 1024**2),
+        ("2000k", 2_000_000),
+        ("1048576", 1024**2),
+        ("64Ti", 64 * 1024**4),
+        ("1Mi", 1024**2),
+    ],
 )
 def test_memory_quantities(value, size):
     assert config.memory_bytes(value) == size
@@ -68,7 +76,11 @@ V2 = {
     "parameters": {"temperature": 0.5},
     "networking": {"port": 9000, "timeout": 10, "retries": 1},
     "monitoring": {"enableMetrics": True, "metricsInterval": 30, "enableTracing": False, "logLevel": "warn"},
-    "security": {"authentication": True, "authorization": ["ops"], "rateLimiting": {"requestsPerMinute": 100, "burstLimit": 60}},
+    "security": {
+        "authentication": True,
+        "authorization": ["ops"],
+        "rateLimiting": {"requestsPerMinute": 100, "burstLimit": 60},
+    },
     "legacy": {"canary": True},
 }
 
@@ -102,8 +114,9 @@ def test_a_v1_row_is_read_upgraded_and_patched(client_for, personas):
     assert body["configuration"]["schemaVersion"] == 2
     assert body["configuration"]["monitoring"]["logLevel"] == "warn"
     assert body["configuration"]["runtime"]["replicas"] == 3
-    response = client_for("developer").patch(f"{API}/deployments/{deployment.pk}", {"configuration": {"topP": 0.9}},
-                                             format="json")
+    response = client_for("developer").patch(
+        f"{API}/deployments/{deployment.pk}", {"configuration": {"topP": 0.9}}, format="json"
+    )
     assert response.status_code == 200, response.json()
     deployment.refresh_from_db()
     assert deployment.configuration["schemaVersion"] == 2  # written back in the current version
@@ -127,5 +140,10 @@ def test_the_data_migration_upgrades_stored_rows():
 def test_merge_is_patch_semantics():
     current = {"replicas": 2, "resources": {"cpu": "1", "memory": "1Gi", "gpu": "1"}, "temperature": 0.2, "port": 80}
     patch = {"resources": {"gpu": None, "memory": "2Gi"}, "temperature": None, "topK": 5}
-    assert config.merge(current, patch) == {"replicas": 2, "resources": {"cpu": "1", "memory": "2Gi"}, "port": 80, "topK": 5}
+    assert config.merge(current, patch) == {
+        "replicas": 2,
+        "resources": {"cpu": "1", "memory": "2Gi"},
+        "port": 80,
+        "topK": 5,
+    }
     assert current["resources"]["gpu"] == "1"  # the input is not modified

@@ -34,7 +34,7 @@ class ModelServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 server.requests.append(self.path)
                 if server.delay:
                     time.sleep(server.delay)
@@ -43,7 +43,7 @@ class ModelServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args):  # noqa: ANN002
+            def log_message(self, *args):
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -69,9 +69,10 @@ def model_server():
         server.close()
 
 
-def _networked(create_body, port: int, **networking):  # noqa: ANN001, ANN003, ANN202
-    return create_body(configuration={"host": "127.0.0.1", "port": port, "path": "/ready", "timeout": 1, "retries": 0,
-                                      **networking})
+def _networked(create_body, port: int, **networking):
+    return create_body(
+        configuration={"host": "127.0.0.1", "port": port, "path": "/ready", "timeout": 1, "retries": 0, **networking}
+    )
 
 
 # --- State machine ---------------------------------------------------------------------------------
@@ -131,12 +132,16 @@ def test_create_becomes_running_by_itself(client_for, create_body, django_captur
     assert deployment.status_reason.startswith("No host configured")
     steps = deployment.transitions.order_by("created_at", "id")
     assert [(t.from_status, t.to_status, t.actor_username) for t in steps] == [
-        ("", "creating", "developer"), ("creating", "running", "")]
+        ("", "creating", "developer"),
+        ("creating", "running", ""),
+    ]
 
 
 def test_tasks_are_idempotent(client_for, create_body, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        deployment_id = client_for("developer").post(f"{API}/deployments", create_body(), format="json").json()["deployment"]["id"]
+        deployment_id = (
+            client_for("developer").post(f"{API}/deployments", create_body(), format="json").json()["deployment"]["id"]
+        )
     before = list(DeploymentTransition.objects.values_list("id", flat=True))
     # Celery redelivers (acks_late): the same task again, and a stray scaling task, change nothing.
     assert tasks.deployment_become_ready.delay(deployment_id).get() is None
@@ -150,7 +155,9 @@ def test_tasks_are_idempotent(client_for, create_body, django_capture_on_commit_
 def test_probe_success(client_for, create_body, model_server, django_capture_on_commit_callbacks):
     server = model_server([200])
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_for("developer").post(f"{API}/deployments", _networked(create_body, server.port), format="json")
+        response = client_for("developer").post(
+            f"{API}/deployments", _networked(create_body, server.port), format="json"
+        )
     deployment = Deployment.objects.get(pk=response.json()["deployment"]["id"])
     assert deployment.status == "running", deployment.status_reason
     assert server.requests == ["/ready"]
@@ -160,8 +167,9 @@ def test_probe_success(client_for, create_body, model_server, django_capture_on_
 def test_probe_failure_fails_with_the_reason(client_for, create_body, model_server, django_capture_on_commit_callbacks):
     server = model_server([503])
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_for("developer").post(f"{API}/deployments", _networked(create_body, server.port, retries=2),
-                                                format="json")
+        response = client_for("developer").post(
+            f"{API}/deployments", _networked(create_body, server.port, retries=2), format="json"
+        )
     deployment = Deployment.objects.get(pk=response.json()["deployment"]["id"])
     assert deployment.status == "failed"
     assert len(server.requests) == 3  # 1 attempt + 2 retries
@@ -174,8 +182,9 @@ def test_probe_failure_fails_with_the_reason(client_for, create_body, model_serv
 def test_probe_retries_until_ready(client_for, create_body, model_server, django_capture_on_commit_callbacks):
     server = model_server([503, 502, 204])
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_for("developer").post(f"{API}/deployments", _networked(create_body, server.port, retries=3),
-                                                format="json")
+        response = client_for("developer").post(
+            f"{API}/deployments", _networked(create_body, server.port, retries=3), format="json"
+        )
     assert Deployment.objects.get(pk=response.json()["deployment"]["id"]).status == "running"
     assert len(server.requests) == 3
 
@@ -184,8 +193,9 @@ def test_probe_respects_the_timeout(client_for, create_body, model_server, djang
     server = model_server([200], delay=1.0)
     started = time.monotonic()
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_for("developer").post(f"{API}/deployments", _networked(create_body, server.port, timeout=0.2),
-                                                format="json")
+        response = client_for("developer").post(
+            f"{API}/deployments", _networked(create_body, server.port, timeout=0.2), format="json"
+        )
     assert time.monotonic() - started < 0.9
     deployment = Deployment.objects.get(pk=response.json()["deployment"]["id"])
     assert deployment.status == "failed" and "timed out after 0.2 s" in deployment.status_reason
@@ -201,18 +211,29 @@ def test_probe_of_nothing_listening(client_for, create_body, model_server, djang
     assert deployment.status == "failed" and "ConnectError" in deployment.status_reason
 
 
-def test_scaling_that_does_not_become_ready_fails(client_for, create_body, model_server, django_capture_on_commit_callbacks):
+def test_scaling_that_does_not_become_ready_fails(
+    client_for, create_body, model_server, django_capture_on_commit_callbacks
+):
     server = model_server([200, 500])
     with django_capture_on_commit_callbacks(execute=True):
-        deployment_id = client_for("developer").post(f"{API}/deployments", _networked(create_body, server.port),
-                                                     format="json").json()["deployment"]["id"]
+        deployment_id = (
+            client_for("developer")
+            .post(f"{API}/deployments", _networked(create_body, server.port), format="json")
+            .json()["deployment"]["id"]
+        )
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_for("developer").post(f"{API}/deployments/{deployment_id}/scale", {"replicas": 4}, format="json")
+        response = client_for("developer").post(
+            f"{API}/deployments/{deployment_id}/scale", {"replicas": 4}, format="json"
+        )
     assert response.status_code == 202
     deployment = Deployment.objects.get(pk=deployment_id)
     assert (deployment.status, deployment.replicas, deployment.target_replicas) == ("failed", 2, None)
     assert [t.to_status for t in deployment.transitions.order_by("created_at", "id")] == [
-        "creating", "running", "scaling", "failed"]
+        "creating",
+        "running",
+        "scaling",
+        "failed",
+    ]
 
 
 # --- Realtime --------------------------------------------------------------------------------------
@@ -233,7 +254,7 @@ class Listener:
         self.channel = self._run(self.layer.new_channel())
         self._run(self.layer.group_add(group_name("deployments.read"), self.channel))
 
-    def _run(self, coroutine):  # noqa: ANN001, ANN202
+    def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
 
     def drain(self) -> list[dict]:
@@ -264,7 +285,9 @@ def listener():
 
 def test_every_transition_is_published(client_for, create_body, listener, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        deployment_id = client_for("developer").post(f"{API}/deployments", create_body(), format="json").json()["deployment"]["id"]
+        deployment_id = (
+            client_for("developer").post(f"{API}/deployments", create_body(), format="json").json()["deployment"]["id"]
+        )
     with django_capture_on_commit_callbacks(execute=True):
         client_for("developer").post(f"{API}/deployments/{deployment_id}/scale", {"replicas": 3}, format="json")
     with django_capture_on_commit_callbacks(execute=True):
@@ -273,15 +296,21 @@ def test_every_transition_is_published(client_for, create_body, listener, django
     assert all(m["type"] == "realtime.event" and m["event"] == "deployment:status" for m in received)
     data = [decode_data(m["text"]) for m in received]
     assert [(d["details"]["from"], d["status"]) for d in data] == [
-        (None, "creating"), ("creating", "running"), ("running", "scaling"), ("scaling", "running"),
-        ("running", "stopped"), ]
+        (None, "creating"),
+        ("creating", "running"),
+        ("running", "scaling"),
+        ("scaling", "running"),
+        ("running", "stopped"),
+    ]
     assert {d["deploymentId"] for d in data} == {deployment_id}
     assert all(d["timestamp"].endswith("Z") for d in data)
     assert data[2]["details"]["targetReplicas"] == 3 and data[2]["details"]["actor"] == "developer"
     assert data[3]["details"]["replicas"] == 3 and data[3]["details"]["actor"] is None
 
 
-def test_nothing_is_published_when_the_request_fails(client_for, create_body, listener, django_capture_on_commit_callbacks):
+def test_nothing_is_published_when_the_request_fails(
+    client_for, create_body, listener, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = client_for("developer").post(f"{API}/deployments", create_body(version="nope"), format="json")
     assert response.status_code == 400 and callbacks == []

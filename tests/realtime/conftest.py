@@ -48,7 +48,7 @@ def _websocket_communicator():
 WebsocketCommunicator = _websocket_communicator()
 
 
-def token_for(user, seconds: float | None = None) -> str:  # noqa: ANN001
+def token_for(user, seconds: float | None = None) -> str:
     """An access token for ``user``; ``seconds`` sets its lifetime (negative: already expired).
     ``exp`` is whole seconds (rounded down), so a lifetime of ``n`` leaves between ``n - 1`` and ``n``."""
     token = AccessToken.for_user(user)
@@ -57,12 +57,12 @@ def token_for(user, seconds: float | None = None) -> str:  # noqa: ANN001
     return str(token)
 
 
-def run(scenario) -> None:  # noqa: ANN001
+def run(scenario) -> None:
     """Run an async scenario from a sync test (see the module docstring)."""
     async_to_sync(scenario)()
 
 
-def communicator(path: str = REALTIME_PATH, headers: list[tuple[bytes, bytes]] | None = None):  # noqa: ANN201
+def communicator(path: str = REALTIME_PATH, headers: list[tuple[bytes, bytes]] | None = None):
     from modelhub.asgi import application
 
     return WebsocketCommunicator(application, path, headers=headers or [])
@@ -99,8 +99,16 @@ class LiveServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning",
-                                access_log=False, ws_ping_interval=None, timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            application,
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            ws_ping_interval=None,
+            timeout_graceful_shutdown=2,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="live-uvicorn", daemon=True)
 
@@ -118,7 +126,7 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server_url(transactional_db):  # noqa: ANN001, ANN201
+def live_server_url(transactional_db):
     with LiveServer() as server:
         yield server.url
 

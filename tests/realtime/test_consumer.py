@@ -89,8 +89,9 @@ def test_authenticates_by_header_query_or_first_message(personas, how):
 
 def test_the_api_prefixed_path_is_the_same_endpoint(personas):
     async def scenario():
-        ws = await connected([(b"authorization", f"Bearer {token_for(personas['viewer'])}".encode())],
-                             path="/api/v1/modelhub/realtime")
+        ws = await connected(
+            [(b"authorization", f"Bearer {token_for(personas['viewer'])}".encode())], path="/api/v1/modelhub/realtime"
+        )
         assert (await ws.receive_json_from(timeout=5))["event"] == "auth:ok"
         await ws.disconnect()
         other = communicator("/modelhub/elsewhere")
@@ -135,8 +136,9 @@ def test_a_blacklisted_token_is_refused(personas):
     """The rule of POST auth/token/verify: a token whose jti is on simplejwt's blacklist is revoked."""
     user = personas["developer"]
     access = AccessToken.for_user(user)
-    outstanding = OutstandingToken.objects.create(user=user, jti=access["jti"], token=str(access),
-                                                  expires_at=access.current_time + access.lifetime)
+    outstanding = OutstandingToken.objects.create(
+        user=user, jti=access["jti"], token=str(access), expires_at=access.current_time + access.lifetime
+    )
     BlacklistedToken.objects.create(token=outstanding)
 
     async def scenario():
@@ -233,9 +235,12 @@ def test_each_role_receives_only_what_it_may_read(personas):
         await publish("deployment:status", EVENT)
         await publish("experiment:update", experiment)
         received = [await analyst.receive_json_from(timeout=5) for _ in range(4)]
-        assert received == [{"event": "dashboard:update", "data": dashboard}, {"event": "alert:new", "data": alert},
-                            {"event": "deployment:status", "data": EVENT},
-                            {"event": "experiment:update", "data": experiment}]
+        assert received == [
+            {"event": "dashboard:update", "data": dashboard},
+            {"event": "alert:new", "data": alert},
+            {"event": "deployment:status", "data": EVENT},
+            {"event": "experiment:update", "data": experiment},
+        ]
         # published in the same order: the viewer's first two messages skip dashboard and alert
         assert await viewer.receive_json_from(timeout=5) == {"event": "deployment:status", "data": EVENT}
         assert await viewer.receive_json_from(timeout=5) == {"event": "experiment:update", "data": experiment}
@@ -256,11 +261,20 @@ def test_payloads_are_encoded_like_the_api(personas):
 
     async def scenario():
         ws, _ = await authenticated(personas["manager"])
-        await publish("deployment:status", {"deploymentId": ident, "status": "running", "timestamp": when,
-                                            "details": {"cost": Decimal("0.25")}})
+        await publish(
+            "deployment:status",
+            {"deploymentId": ident, "status": "running", "timestamp": when, "details": {"cost": Decimal("0.25")}},
+        )
         message = await ws.receive_json_from(timeout=5)
-        assert message == {"event": "deployment:status", "data": {"deploymentId": str(ident), "status": "running",
-                                                                    "timestamp": "2025-03-01T12:30:00Z", "details": {"cost": 0.25}}}
+        assert message == {
+            "event": "deployment:status",
+            "data": {
+                "deploymentId": str(ident),
+                "status": "running",
+                "timestamp": "2025-03-01T12:30:00Z",
+                "details": {"cost": 0.25},
+            },
+        }
         await ws.disconnect()
 
     run(scenario)
@@ -332,7 +346,7 @@ def test_a_fresh_auth_message_before_expiry_keeps_the_socket_open(personas):
 # --- changes to the user while connected ------------------------------------------------------------
 
 
-def _update(actor, user, **fields) -> None:  # noqa: ANN001
+def _update(actor, user, **fields) -> None:
     services.user_update(actor=actor, user=user, **fields)
 
 
@@ -481,8 +495,12 @@ def test_a_client_that_does_not_read_is_closed_1013(personas, settings):
 
     settings.REALTIME_MAX_PENDING_MESSAGES = 2
     group = realtime.group_name("deployments.read")
-    message = {"type": "realtime.event", "event": "deployment:status", "group": group,
-               "text": realtime.encode("deployment:status", EVENT)}
+    message = {
+        "type": "realtime.event",
+        "event": "deployment:status",
+        "group": group,
+        "text": realtime.encode("deployment:status", EVENT),
+    }
 
     async def scenario():
         slow, _ = await authenticated(personas["viewer"])
@@ -521,8 +539,12 @@ def test_an_unreachable_channel_layer_never_fails_the_publisher(settings, caplog
     from channels.layers import channel_layers
 
     settings.REALTIME_PUBLISH_TIMEOUT_SECONDS = 0.5
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                                           "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"], "prefix": "unreachable"}}}
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"], "prefix": "unreachable"},
+        }
+    }
     channel_layers.backends.clear()
     try:
         started = time.monotonic()

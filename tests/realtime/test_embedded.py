@@ -21,12 +21,18 @@ from tests.realtime.conftest import REALTIME_PATH, token_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_deployment_created_over_http_goes_running_and_every_step_reaches_the_socket(live_server_url, personas, settings):
+def test_a_deployment_created_over_http_goes_running_and_every_step_reaches_the_socket(
+    live_server_url, personas, settings
+):
     if settings.REDIS_URL:
         pytest.skip("the embedded default runs without Redis (in-memory layer and broker)")
     model = ModelRegistryFactory(owner=personas["admin"])
-    body = {"modelId": str(model.pk), "version": model.version, "environment": "staging",
-            "configuration": {"replicas": 1, "resources": {"cpu": "250m", "memory": "512Mi"}}}
+    body = {
+        "modelId": str(model.pk),
+        "version": model.version,
+        "environment": "staging",
+        "configuration": {"replicas": 1, "resources": {"cpu": "250m", "memory": "512Mi"}},
+    }
     developer, viewer = bearer(personas["developer"]), token_for(personas["viewer"])
 
     async def scenario() -> None:

@@ -48,10 +48,12 @@ def _environment() -> dict[str, str]:
 
 def _spawn(command: list[str], env: dict, log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
-def _wait_until(check, what: str, procs: list[subprocess.Popen], logs: list[Path], timeout: float = 60) -> None:  # noqa: ANN001
+def _wait_until(check, what: str, procs: list[subprocess.Popen], logs: list[Path], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         for proc, log in zip(procs, logs, strict=True):
@@ -81,17 +83,56 @@ def test_every_deployment_step_reaches_websocket_and_socketio_clients_on_other_p
     ports = [free_port(), free_port()]
     logs = [tmp_path / f"uvicorn-{port}.log" for port in ports] + [tmp_path / "worker.log"]
     procs = [
-        _spawn([sys.executable, "-m", "uvicorn", "modelhub.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                "--no-access-log", "--log-level", "warning"], env, log)
+        _spawn(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "modelhub.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env,
+            log,
+        )
         for port, log in zip(ports, logs, strict=False)
     ]
-    procs.append(_spawn([sys.executable, "-m", "celery", "-A", "modelhub", "worker", "--pool", "solo", "--concurrency", "1",
-                         "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"], env, logs[2]))
+    procs.append(
+        _spawn(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "modelhub",
+                "worker",
+                "--pool",
+                "solo",
+                "--concurrency",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "INFO",
+            ],
+            env,
+            logs[2],
+        )
+    )
     try:
         _wait_until(lambda: all(_healthy(port) for port in ports), "servers", procs, logs)
         _wait_until(lambda: "ready." in logs[2].read_text(), "worker", procs, logs)
-        tokens = {"developer": bearer(personas["developer"]), "analyst": token_for(personas["analyst"]),
-                  "viewer": token_for(personas["viewer"])}
+        tokens = {
+            "developer": bearer(personas["developer"]),
+            "analyst": token_for(personas["analyst"]),
+            "viewer": token_for(personas["viewer"]),
+        }
         async_to_sync(_scenario)(ports, tokens, {"modelId": str(model.pk), "version": model.version})
     finally:
         for proc in procs:
@@ -108,19 +149,26 @@ async def _scenario(ports: list[int], tokens: dict[str, str], model: dict[str, s
     developer = {"Authorization": tokens["developer"]}
 
     # A plain websocket client on server 0 (an analyst), a Socket.IO client on server 1 (a viewer).
-    websocket = await connect(f"ws://127.0.0.1:{ports[0]}/modelhub/realtime",
-                              additional_headers={"Authorization": f"Bearer {tokens['analyst']}"})
+    websocket = await connect(
+        f"ws://127.0.0.1:{ports[0]}/modelhub/realtime",
+        additional_headers={"Authorization": f"Bearer {tokens['analyst']}"},
+    )
     hello = json.loads(await asyncio.wait_for(websocket.recv(), 10))
     assert hello["event"] == "auth:ok" and hello["data"]["role"] == "analyst"
     sio_events: asyncio.Queue = asyncio.Queue()
     sio = socketio.AsyncClient(reconnection=False)
 
-    async def on_status(data):  # noqa: ANN001, ANN202
+    async def on_status(data):
         await sio_events.put(data)
 
     sio.on("deployment:status", on_status, namespace=NAMESPACE)
-    await sio.connect(f"http://127.0.0.1:{ports[1]}", namespaces=[NAMESPACE], auth={"token": tokens["viewer"]},
-                      transports=["websocket"], wait_timeout=10)
+    await sio.connect(
+        f"http://127.0.0.1:{ports[1]}",
+        namespaces=[NAMESPACE],
+        auth={"token": tokens["viewer"]},
+        transports=["websocket"],
+        wait_timeout=10,
+    )
 
     async def next_ws() -> dict:
         while True:
@@ -134,7 +182,7 @@ async def _scenario(ports: list[int], tokens: dict[str, str], model: dict[str, s
             if data["deploymentId"] == deployment_id:
                 return data
 
-    async def expect(status: str, **details) -> None:  # noqa: ANN003
+    async def expect(status: str, **details) -> None:
         for received in (await next_ws(), await next_sio()):
             assert received["status"] == status, received
             assert received["timestamp"].endswith("Z")
@@ -142,8 +190,11 @@ async def _scenario(ports: list[int], tokens: dict[str, str], model: dict[str, s
                 assert received["details"][key] == value, received
 
     async with httpx.AsyncClient(headers=developer, timeout=20) as client:
-        body = {**model, "environment": "staging",
-                "configuration": {"replicas": 2, "resources": {"cpu": "500m", "memory": "1Gi"}}}
+        body = {
+            **model,
+            "environment": "staging",
+            "configuration": {"replicas": 2, "resources": {"cpu": "500m", "memory": "1Gi"}},
+        }
         response = await client.post(f"{api}/deployments", json=body)
         assert response.status_code == 201, response.text
         deployment_id = response.json()["deployment"]["id"]

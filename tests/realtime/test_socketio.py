@@ -32,15 +32,16 @@ class Client:
         self.sio.on("connect_error", self.connect_errors.append, namespace=NAMESPACE)
         self.sio.on("disconnect", lambda *reason: self.disconnected.set(), namespace=NAMESPACE)
 
-    def _queue(self, name: str):  # noqa: ANN202
-        async def handler(data=None):  # noqa: ANN001
+    def _queue(self, name: str):
+        async def handler(data=None):
             await self.events.put((name, data))
 
         return handler
 
-    async def connect(self, url: str, *, auth=None, headers=None, transport: str = "websocket") -> None:  # noqa: ANN001
-        await self.sio.connect(url, namespaces=[NAMESPACE], auth=auth, headers=headers or {},
-                               transports=[transport], wait_timeout=5)
+    async def connect(self, url: str, *, auth=None, headers=None, transport: str = "websocket") -> None:
+        await self.sio.connect(
+            url, namespaces=[NAMESPACE], auth=auth, headers=headers or {}, transports=[transport], wait_timeout=5
+        )
 
     async def next(self, timeout: float = 5) -> tuple[str, object]:
         return await asyncio.wait_for(self.events.get(), timeout)
@@ -115,7 +116,12 @@ def test_token_from_the_header_or_query(live_server_url, personas, where):
 
 @pytest.mark.parametrize(
     "auth, code",
-    [(None, "UNAUTHORIZED"), ({"token": "garbage"}, "UNAUTHORIZED"), ("expired", "TOKEN_EXPIRED"), ("inactive", "UNAUTHORIZED")],
+    [
+        (None, "UNAUTHORIZED"),
+        ({"token": "garbage"}, "UNAUTHORIZED"),
+        ("expired", "TOKEN_EXPIRED"),
+        ("inactive", "UNAUTHORIZED"),
+    ],
     ids=["no-token", "garbage", "expired", "inactive"],
 )
 def test_refused_connections_carry_the_error_envelope(live_server_url, personas, auth, code):
@@ -158,7 +164,9 @@ def test_disconnected_when_the_token_expires_unless_renewed(live_server_url, per
         await short.connect(live_server_url, auth={"token": token_for(personas["viewer"], seconds=2)})
         renewed = Client()
         await renewed.connect(live_server_url, auth={"token": token_for(personas["viewer"], seconds=2)})
-        ack = await renewed.sio.call("auth", {"token": token_for(personas["viewer"], seconds=60)}, namespace=NAMESPACE, timeout=5)
+        ack = await renewed.sio.call(
+            "auth", {"token": token_for(personas["viewer"], seconds=60)}, namespace=NAMESPACE, timeout=5
+        )
         assert ack["role"] == "viewer" and ack["events"] == ["deployment:status", "experiment:update"]
         name, data = await short.next(timeout=4)
         assert name == "error" and data["error"]["code"] == "TOKEN_EXPIRED"
@@ -199,7 +207,7 @@ def test_unknown_events_get_an_error(live_server_url, personas):
 
 
 def test_deactivation_and_role_changes_apply_to_open_connections(live_server_url, personas):
-    def update(**fields) -> None:  # noqa: ANN003
+    def update(**fields) -> None:
         services.user_update(actor=personas["admin"], user=personas["viewer"], **fields)
 
     async def scenario():

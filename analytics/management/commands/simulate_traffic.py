@@ -36,11 +36,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--hours", type=int, default=24, help="How far back the traffic starts (1-720).")
-        parser.add_argument("--rate", type=float, default=1.0, help="Average events per second across all models (0.01-500).")
+        parser.add_argument(
+            "--rate", type=float, default=1.0, help="Average events per second across all models (0.01-500)."
+        )
         parser.add_argument("--models", type=int, default=6, help="How many catalog models get traffic (1-50).")
         parser.add_argument("--seed", type=int, default=42)
         parser.add_argument("--no-rollup", action="store_true", help="Only ingest; leave the rollup to the worker.")
-        parser.add_argument("--if-empty", action="store_true", help="Do nothing when events of the last --hours exist (scripts/run).")
+        parser.add_argument(
+            "--if-empty", action="store_true", help="Do nothing when events of the last --hours exist (scripts/run)."
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         from catalog.models import ModelRegistry, ModelStatus
@@ -85,24 +89,53 @@ class Command(BaseCommand):
             index = rng.choices(range(len(models)), weights)[0]
             model = models[index]
             seq += 1
-            batch.append(self._event(rng, model, t, seq, live.get(model.pk), users, prompts,
-                                     incident=index == incident_model and t >= incident_start))
+            batch.append(
+                self._event(
+                    rng,
+                    model,
+                    t,
+                    seq,
+                    live.get(model.pk),
+                    users,
+                    prompts,
+                    incident=index == incident_model and t >= incident_start,
+                )
+            )
             if len(batch) == 1000:
                 result = ingest_events(batch, now=timezone.now())
-                stored, duplicates, rejected = stored + result.accepted, duplicates + result.duplicates, rejected + len(result.rejected)
+                stored, duplicates, rejected = (
+                    stored + result.accepted,
+                    duplicates + result.duplicates,
+                    rejected + len(result.rejected),
+                )
                 batch = []
         if batch:
             result = ingest_events(batch, now=timezone.now())
-            stored, duplicates, rejected = stored + result.accepted, duplicates + result.duplicates, rejected + len(result.rejected)
-        self.stdout.write(f"ingested {stored} events ({duplicates} duplicates, {rejected} rejected) for {len(models)} models "
-                          f"over {hours}h, weights {[round(w / total_weight, 2) for w in weights]}")
+            stored, duplicates, rejected = (
+                stored + result.accepted,
+                duplicates + result.duplicates,
+                rejected + len(result.rejected),
+            )
+        self.stdout.write(
+            f"ingested {stored} events ({duplicates} duplicates, {rejected} rejected) for {len(models)} models "
+            f"over {hours}h, weights {[round(w / total_weight, 2) for w in weights]}"
+        )
         if not opts["no_rollup"]:
             report = rollup()
             self.stdout.write(f"rolled up: {report.as_dict()}")
 
     @staticmethod
-    def _event(rng: random.Random, model: Any, at: Any, seq: int, deployments: list | None, users: list[str],
-               prompts: list[str], *, incident: bool) -> dict[str, Any]:
+    def _event(
+        rng: random.Random,
+        model: Any,
+        at: Any,
+        seq: int,
+        deployments: list | None,
+        users: list[str],
+        prompts: list[str],
+        *,
+        incident: bool,
+    ) -> dict[str, Any]:
         baseline = float(model.baseline_avg_latency_ms or 300)
         latency = rng.lognormvariate(math.log(baseline * 0.85), 0.45)
         if rng.random() < 0.01:

@@ -17,15 +17,16 @@ from modelhub.accounts.models import User
 class Command(BaseCommand):
     help = "Create one demo user per role and register the demo catalog (safe to run again)."
 
-    def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
+    def handle(self, *args, **options) -> None:
         password = settings.DEMO_PASSWORD or secrets.token_urlsafe(12)
         admin = None
         created_users = 0
         for username, role in DEMO_USERS:
             user = User.objects.filter(username=username).first()
             if user is None:
-                user = account_services.user_create(actor=None, username=username, password=password, role=role,
-                                                    email=f"{username}@example.com")
+                user = account_services.user_create(
+                    actor=None, username=username, password=password, role=role, email=f"{username}@example.com"
+                )
                 created_users += 1
             if role == "admin":
                 admin = user

@@ -8,5 +8,5 @@ from modelhub.accounts.roles import markdown_table
 class Command(BaseCommand):
     help = "Print the role/permission matrix as a Markdown table (the README's copy is tested against it)."
 
-    def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
+    def handle(self, *args, **options) -> None:
         self.stdout.write(markdown_table())
