@@ -6,3 +6,12 @@ class AnalyticsConfig(AppConfig):
 
     name = "analytics"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from analytics import services
+        from analytics.selectors.detail import fill_model_detail
+        from catalog.selectors import MODEL_DETAIL
+        from deployments.services import DEPLOYMENT_CHANGED
+
+        MODEL_DETAIL.register(fill_model_detail)
+        DEPLOYMENT_CHANGED.register(services.dashboard_changed)

@@ -1,7 +1,8 @@
 """Usage-event ingestion: the hub's hottest path.
 
 ``ingest_events(items)`` validates a batch item by item (no serializer objects, no
-per-row ORM instances), stores every valid event in one statement and reports each
+per-row ORM instances: a table of checks read off :class:`~analytics.serializers.UsageEventSerializer`,
+the one declaration that OpenAPI documents too), stores every valid event in one statement and reports each
 invalid one by index; nothing valid is dropped. A ``requestId`` already stored (or
 repeated within the batch) is accepted and counted once, as a duplicate.
 
@@ -22,53 +23,55 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from rest_framework import serializers
 
 from analytics.models import DirtyHour, Environment, UsageEvent
+from analytics.serializers import UsageEventSerializer
+from catalog import selectors as catalog_selectors
+from deployments.selectors import deployment_homes
 from modelhub.api.exceptions import ErrorCode
 
-_ENVIRONMENTS = frozenset(Environment.values)
+_INVALID = ErrorCode.INVALID_PARAMETER
+
 _COST_QUANTUM = Decimal("0.00000001")
 _THOUSAND = Decimal(1000)
-_MAX_LATENCY_MS = 24 * 3600 * 1000.0
-_MAX_TOKENS = 100_000_000
-_MAX_COST = 1_000_000
 
-# field -> (required, kind, bound) for the generic checks; modelId/deploymentId/timestamp are special.
-_STRING_FIELDS = {
-    "requestId": 128,
-    "userId": 255,
-    "errorCode": 64,
-    "errorMessage": 1000,
-    "useCase": 100,
-    "experimentId": 64,
-    "variant": 64,
-    "promptHash": 128,
-}
-ALLOWED_FIELDS = frozenset(
-    {
-        "requestId",
-        "timestamp",
-        "modelId",
-        "deploymentId",
-        "environment",
-        "userId",
-        "latencyMs",
-        "promptTokens",
-        "completionTokens",
-        "cost",
-        "success",
-        "errorCode",
-        "errorMessage",
-        "confidenceScore",
-        "userRating",
-        "accepted",
-        "useCase",
-        "experimentId",
-        "variant",
-        "promptHash",
-    }
-)
-REQUIRED_FIELDS = ("requestId", "timestamp", "modelId", "latencyMs", "promptTokens", "completionTokens", "success")
+
+@dataclass(frozen=True)
+class _Check:
+    """One field's rule, read off :class:`~analytics.serializers.UsageEventSerializer`."""
+
+    name: str
+    kind: str  # "str" | "int" | "number" | "bool" | "uuid" | "datetime" | "enum"
+    low: Any = None
+    high: Any = None
+    allow_blank: bool = True
+    choices: frozenset[str] = frozenset()
+
+
+def _check_for(name: str, field: serializers.Field) -> _Check:
+    # The order matters: EnumField is a ChoiceField; every number field here has both bounds.
+    if isinstance(field, serializers.ChoiceField):
+        return _Check(name, "enum", choices=frozenset(field.choice_strings_to_values))
+    if isinstance(field, serializers.BooleanField):
+        return _Check(name, "bool")
+    if isinstance(field, serializers.IntegerField):
+        return _Check(name, "int", field.min_value, field.max_value)
+    if isinstance(field, serializers.FloatField):
+        return _Check(name, "number", field.min_value, field.max_value)
+    if isinstance(field, serializers.UUIDField):
+        return _Check(name, "uuid")
+    if isinstance(field, serializers.DateTimeField):
+        return _Check(name, "datetime")
+    if isinstance(field, serializers.CharField):
+        return _Check(name, "str", high=field.max_length, allow_blank=field.allow_blank)
+    raise TypeError(f"UsageEventSerializer.{name}: no ingest rule for {type(field).__name__}")
+
+
+_FIELDS = UsageEventSerializer().fields
+CHECKS: tuple[_Check, ...] = tuple(_check_for(name, field) for name, field in _FIELDS.items())
+ALLOWED_FIELDS = frozenset(_FIELDS)
+REQUIRED_FIELDS = tuple(name for name, field in _FIELDS.items() if field.required)
 
 
 @dataclass
@@ -129,20 +132,6 @@ def _parse_uuid(value: object, _cache: dict[str, uuid.UUID | None] = {}) -> uuid
     return parsed
 
 
-def _lookup_models(ids: set[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
-    from catalog.models import ModelRegistry
-
-    if not ids:
-        return {}
-    return dict(ModelRegistry.objects.filter(pk__in=ids).values_list("pk", "baseline_cost_per_1k_tokens"))
-
-
-def _lookup_deployments(ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
-    from deployments.selectors import deployment_homes
-
-    return deployment_homes(ids)
-
-
 def _validate(item: object, now: datetime, oldest: datetime, newest: datetime) -> tuple[dict | None, _Problems]:
     """First pass: types, ranges, required fields. Returns the cleaned row (snake_case) or None."""
     problems = _Problems()
@@ -158,61 +147,49 @@ def _validate(item: object, now: datetime, oldest: datetime, newest: datetime) -
     if problems.items:
         return None, problems
 
-    for name, max_length in _STRING_FIELDS.items():
-        value = item.get(name)
-        if value is not None and (type(value) is not str or len(value) > max_length or "\x00" in value):
-            problems.add(name, ErrorCode.INVALID_PARAMETER, f"must be a string of at most {max_length} characters")
-    if type(item["requestId"]) is str and not item["requestId"].strip():
-        problems.add("requestId", ErrorCode.INVALID_PARAMETER, "must not be blank")
-
-    ts = _parse_timestamp(item["timestamp"])
-    if ts is None:
-        problems.add("timestamp", ErrorCode.INVALID_PARAMETER, "must be an ISO 8601 date-time with a time zone")
-    elif ts > newest:
-        problems.add(
-            "timestamp",
-            ErrorCode.INVALID_PARAMETER,
-            f"is in the future (more than {settings.ANALYTICS_MAX_CLOCK_SKEW_SECONDS}s ahead)",
-        )
-    elif ts < oldest:
-        problems.add("timestamp", ErrorCode.INVALID_PARAMETER, "is older than the raw-event retention period")
-
-    model_id = _parse_uuid(item["modelId"])
-    if model_id is None:
-        problems.add("modelId", ErrorCode.INVALID_PARAMETER, "must be a UUID")
-    deployment_id = None
-    if item.get("deploymentId") is not None:
-        deployment_id = _parse_uuid(item["deploymentId"])
-        if deployment_id is None:
-            problems.add("deploymentId", ErrorCode.INVALID_PARAMETER, "must be a UUID")
-    environment = item.get("environment")
-    if environment is not None and (type(environment) is not str or environment not in _ENVIRONMENTS):
-        problems.add("environment", ErrorCode.INVALID_PARAMETER, f"must be one of {', '.join(sorted(_ENVIRONMENTS))}")
-
-    latency = item["latencyMs"]
-    if not _is_number(latency) or not 0 <= latency <= _MAX_LATENCY_MS:
-        problems.add("latencyMs", ErrorCode.INVALID_PARAMETER, f"must be a number between 0 and {_MAX_LATENCY_MS:.0f}")
-    for name in ("promptTokens", "completionTokens"):
-        value = item[name]
-        if type(value) is not int or not 0 <= value <= _MAX_TOKENS:
-            problems.add(name, ErrorCode.INVALID_PARAMETER, f"must be an integer between 0 and {_MAX_TOKENS}")
-    cost = item.get("cost")
-    if cost is not None and (not _is_number(cost) or not 0 <= cost <= _MAX_COST):
-        problems.add("cost", ErrorCode.INVALID_PARAMETER, f"must be a number between 0 and {_MAX_COST}")
+    ts = model_id = deployment_id = None
+    for check in CHECKS:
+        value = item.get(check.name)
+        if value is None:
+            continue  # absent or null: required fields were checked above, the rest may be null
+        kind = check.kind
+        if kind == "str":
+            if type(value) is not str or len(value) > check.high or "\x00" in value:
+                problems.add(check.name, _INVALID, f"must be a string of at most {check.high} characters")
+            elif not check.allow_blank and not value.strip():
+                problems.add(check.name, _INVALID, "must not be blank")
+        elif kind == "int":
+            if type(value) is not int or not check.low <= value <= check.high:
+                problems.add(check.name, _INVALID, f"must be an integer from {check.low} to {check.high}")
+        elif kind == "number":
+            if not _is_number(value) or not check.low <= value <= check.high:
+                problems.add(check.name, _INVALID, f"must be a number from {check.low} to {check.high}")
+        elif kind == "bool":
+            if type(value) is not bool:
+                problems.add(check.name, _INVALID, "must be true or false")
+        elif kind == "enum":
+            if type(value) is not str or value not in check.choices:
+                problems.add(check.name, _INVALID, f"must be one of {', '.join(sorted(check.choices))}")
+        elif kind == "uuid":
+            parsed = _parse_uuid(value)
+            if parsed is None:
+                problems.add(check.name, _INVALID, "must be a UUID")
+            elif check.name == "modelId":
+                model_id = parsed
+            else:
+                deployment_id = parsed
+        else:  # datetime: only the event's timestamp
+            ts = _parse_timestamp(value)
+            if ts is None:
+                problems.add(check.name, _INVALID, "must be an ISO 8601 date-time with a time zone")
+            elif ts > newest:
+                skew = settings.ANALYTICS_MAX_CLOCK_SKEW_SECONDS
+                problems.add(check.name, _INVALID, f"is in the future (more than {skew}s ahead)")
+            elif ts < oldest:
+                problems.add(check.name, _INVALID, "is older than the raw-event retention period")
     success = item["success"]
-    if type(success) is not bool:
-        problems.add("success", ErrorCode.INVALID_PARAMETER, "must be true or false")
-    elif success and (item.get("errorCode") or item.get("errorMessage")):
-        problems.add("errorCode", ErrorCode.INVALID_PARAMETER, "only failed requests (success: false) carry an error")
-    confidence = item.get("confidenceScore")
-    if confidence is not None and (not _is_number(confidence) or not 0 <= confidence <= 1):
-        problems.add("confidenceScore", ErrorCode.INVALID_PARAMETER, "must be a number between 0 and 1")
-    rating = item.get("userRating")
-    if rating is not None and (type(rating) is not int or not 1 <= rating <= 5):
-        problems.add("userRating", ErrorCode.INVALID_PARAMETER, "must be an integer from 1 to 5")
-    accepted = item.get("accepted")
-    if accepted is not None and type(accepted) is not bool:
-        problems.add("accepted", ErrorCode.INVALID_PARAMETER, "must be true, false or null")
+    if success is True and (item.get("errorCode") or item.get("errorMessage")):
+        problems.add("errorCode", _INVALID, "only failed requests (success: false) carry an error")
     if problems.items:
         return None, problems
 
@@ -221,18 +198,18 @@ def _validate(item: object, now: datetime, oldest: datetime, newest: datetime) -
         "timestamp": ts,
         "model_id": model_id,
         "deployment_id": deployment_id,
-        "environment": environment,
+        "environment": item.get("environment"),
         "user_id": item.get("userId") or "",
-        "latency_ms": float(latency),
+        "latency_ms": float(item["latencyMs"]),
         "prompt_tokens": item["promptTokens"],
         "completion_tokens": item["completionTokens"],
-        "cost": cost,
+        "cost": item.get("cost"),
         "success": success,
         "error_code": (item.get("errorCode") or ("UNKNOWN" if not success else "")),
         "error_message": item.get("errorMessage") or "",
-        "confidence_score": None if confidence is None else float(confidence),
-        "user_rating": rating,
-        "accepted": accepted,
+        "confidence_score": None if item.get("confidenceScore") is None else float(item["confidenceScore"]),
+        "user_rating": item.get("userRating"),
+        "accepted": item.get("accepted"),
         "use_case": item.get("useCase") or "",
         "experiment_id": item.get("experimentId") or "",
         "variant": item.get("variant") or "",
@@ -268,8 +245,8 @@ def ingest_events(items: list[object], *, now: datetime | None = None) -> Ingest
         else:
             cleaned.append((index, row))
 
-    models = _lookup_models({row["model_id"] for _, row in cleaned})
-    deployments = _lookup_deployments({row["deployment_id"] for _, row in cleaned if row["deployment_id"]})
+    models = catalog_selectors.model_prices({row["model_id"] for _, row in cleaned})
+    deployments = deployment_homes({row["deployment_id"] for _, row in cleaned if row["deployment_id"]})
 
     rows: list[dict] = []
     seen: set[str] = set()

@@ -7,7 +7,7 @@
 * :class:`MetricBucket` - per model, deployment and environment, one row per
   granularity and bucket start, recomputed from raw events (never incremented) and
   upserted under a unique constraint.
-* :class:`Alert` - a threshold breach; at most one open alert per (model, deployment, type),
+* :class:`Alert` - a threshold breach; at most one open alert per (model, type),
   enforced by a partial unique constraint.
 """
 
@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from deployments.models import Environment  # one environment enum for the hub
+from deployments.constants import Environment  # one environment enum for the hub
 
 
 class Granularity(models.TextChoices):
@@ -172,7 +172,6 @@ class MetricBucket(models.Model):
 class AlertType(models.TextChoices):
     LATENCY = "latency_p95", "p95 latency"
     ERROR_RATE = "error_rate", "Error rate"
-    SUCCESS_RATE = "success_rate", "Success rate below baseline"
 
 
 class AlertSeverity(models.TextChoices):
@@ -188,14 +187,13 @@ class AlertStatus(models.TextChoices):
 
 
 class Alert(models.Model):
-    """A performance threshold breach of one model (optionally one deployment)."""
+    """A performance threshold breach of one model."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     type = models.CharField(max_length=32, choices=AlertType.choices)
     severity = models.CharField(max_length=16, choices=AlertSeverity.choices)
     status = models.CharField(max_length=16, choices=AlertStatus.choices, default=AlertStatus.OPEN)
     model = models.ForeignKey("catalog.ModelRegistry", on_delete=models.CASCADE, related_name="alerts")
-    deployment_key = models.CharField(max_length=36, blank=True)
     message = models.CharField(max_length=500)
     metric_value = models.FloatField()
     threshold = models.FloatField()
@@ -208,9 +206,9 @@ class Alert(models.Model):
     class Meta:
         ordering = ["-opened_at"]
         constraints = [
-            # One unresolved alert per (model, deployment, type): concurrent checks cannot duplicate it.
+            # One unresolved alert per (model, type): concurrent checks cannot duplicate it.
             models.UniqueConstraint(
-                fields=["model", "deployment_key", "type"],
+                fields=["model", "type"],
                 condition=Q(resolved_at__isnull=True),
                 name="analytics_alert_one_open",
             ),

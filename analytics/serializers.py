@@ -1,8 +1,8 @@
 """Analytics request and response shapes (OpenAPI), and the alert representation.
 
-Ingestion validates events in :mod:`analytics.ingest` (a tight loop, not serializer
-objects - it is the hottest path); :class:`UsageEventSerializer` documents the same
-rules for the schema.
+:class:`UsageEventSerializer` is the one declaration of a usage event: OpenAPI documents it and
+:mod:`analytics.ingest` reads its validation table off it (then checks events in a tight loop,
+not through serializer objects - ingestion is the hottest path).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from rest_framework import serializers
 from analytics.models import Alert, AlertSeverity, AlertStatus, AlertType, Environment, Granularity
 from modelhub.api.dates import iso
 from modelhub.api.fields import EnumField
+from modelhub.api.params import IsoDateTimeParam, QuerySerializer
 from modelhub.api.schema import PaginationSerializer
 from modelhub.api.serializers import StrictInputSerializer
 
@@ -55,8 +56,22 @@ class UsageEventSerializer(StrictInputSerializer):
     promptHash = serializers.CharField(max_length=128, required=False, allow_blank=True)
 
 
+class EventBatchField(serializers.ListField):
+    """The batch: its length is checked here; each event by :mod:`analytics.ingest`, item by item
+    (a bad event is reported by index and the valid ones are stored - not a 400 for the batch)."""
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        if not isinstance(data, list):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        if len(data) < self.min_length:
+            self.fail("min_length", min_length=self.min_length)
+        if len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return data
+
+
 class IngestRequestSerializer(StrictInputSerializer):
-    events = serializers.ListField(
+    events = EventBatchField(
         child=UsageEventSerializer(), min_length=1, max_length=settings.ANALYTICS_INGEST_MAX_EVENTS
     )
 
@@ -84,10 +99,16 @@ class IngestResponseSerializer(serializers.Serializer):
     errors = RejectedEventSerializer(many=True)
 
 
-class PerformanceQuerySerializer(StrictInputSerializer):
-    """Documents the query; the view parses it (dates in every ISO form)."""
+class PerformanceQuerySerializer(QuerySerializer):
+    """``GET /analytics/models/{modelId}/performance``'s query (the window's own rules: the selector's)."""
 
-    granularity = EnumField(choices=Granularity.choices)
+    from_ = IsoDateTimeParam(
+        required=False, help_text="Start (ISO 8601; floored to the granularity). Default: `to` minus 24 hours."
+    )
+    to = IsoDateTimeParam(required=False, help_text="End (ISO 8601; ceiled to the granularity). Default: now.")
+    granularity = EnumField(choices=Granularity.choices, default="1h", help_text="Bucket size.")
+    deploymentId = serializers.UUIDField(required=False, help_text="Only this deployment (of this model).")
+    environment = EnumField(choices=Environment.choices, required=False)
 
 
 class TimeRangeSerializer(serializers.Serializer):
@@ -277,19 +298,13 @@ def alert_payload(alert: Alert) -> dict[str, Any]:
         "status": alert.status,
         "message": alert.message,
         "modelId": str(alert.model_id),
-        "deploymentId": _uuid_text(alert.deployment_key),
+        "deploymentId": None,  # alerts are per model
         "value": alert.metric_value,
         "threshold": alert.threshold,
         "timestamp": iso(alert.opened_at),
         "acknowledgedAt": iso(alert.acknowledged_at),
         "resolvedAt": iso(alert.resolved_at),
     }
-
-
-def _uuid_text(key: str) -> str | None:
-    import uuid
-
-    return str(uuid.UUID(key)) if key else None
 
 
 class AlertResponseSerializer(serializers.Serializer):

@@ -1,77 +1,34 @@
-"""Writes of the analytics app: alert lifecycle (open, refresh, resolve, acknowledge).
+"""Writes of the analytics app: the alert lifecycle (open, refresh, resolve, acknowledge), retention,
+the catalog's usage figures, and the dashboard push.
 
-Ingestion lives in :mod:`analytics.ingest` and rollups in :mod:`analytics.rollup`.
+Ingestion lives in :mod:`analytics.ingest` and rollups in :mod:`analytics.rollup`; the threshold
+rules that decide a breach in :mod:`analytics.rules`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
-from analytics import sketch
-from analytics.models import Alert, AlertSeverity, AlertStatus, AlertType
-from analytics.rollup import Accumulator
-from analytics.selectors import recent_window_by_model
+from analytics.metrics import bucket_start
+from analytics.models import Alert, AlertStatus, DirtyHour, MetricBucket, UsageEvent
+from analytics.rules import Breach, alert_breaches
+from analytics.selectors.alerts import alert_event, recent_window_by_model
+from analytics.selectors.usage import refresh_unique_users
+from catalog import selectors as catalog_selectors
+from catalog import services as catalog_services
 from modelhub.api.exceptions import Conflict
 from modelhub.realtime import publish
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Breach:
-    type: str
-    severity: str
-    value: float
-    threshold: float
-    message: str
-
-
-def _evaluate(model: Any, acc: Accumulator) -> tuple[list[Breach], set[str]]:
-    """Breaches in the window, and the alert types whose metric has recovered."""
-    cfg = settings.ANALYTICS_ALERTS
-    breaches: list[Breach] = []
-    recovered: set[str] = set()
-    error_rate = acc.failures / acc.requests
-    if error_rate >= cfg["error_rate_warning"]:
-        critical = error_rate >= cfg["error_rate_critical"]
-        breaches.append(
-            Breach(
-                AlertType.ERROR_RATE,
-                AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING,
-                error_rate,
-                cfg["error_rate_critical"] if critical else cfg["error_rate_warning"],
-                f"{model.name} {model.version}: error rate {error_rate:.1%} over the last {cfg['window_minutes']} minutes "
-                f"({acc.failures} of {acc.requests} requests).",
-            )
-        )
-    elif error_rate < cfg["error_rate_warning"] * cfg["recover_factor"]:
-        recovered.add(AlertType.ERROR_RATE)
-    baseline = float(model.baseline_avg_latency_ms or 0)
-    if baseline > 0:
-        p95 = sketch.quantiles(acc.sketch, (0.95,))[0]
-        limit = baseline * cfg["latency_p95_over_baseline"]
-        if p95 > limit:
-            critical = p95 > baseline * cfg["latency_p95_over_baseline_critical"]
-            breaches.append(
-                Breach(
-                    AlertType.LATENCY,
-                    AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING,
-                    p95,
-                    baseline * cfg["latency_p95_over_baseline_critical"] if critical else limit,
-                    f"{model.name} {model.version}: p95 latency {p95:.0f} ms over the last {cfg['window_minutes']} minutes, "
-                    f"{p95 / baseline:.1f}x its {baseline:.0f} ms baseline.",
-                )
-            )
-        elif p95 < limit * cfg["recover_factor"]:
-            recovered.add(AlertType.LATENCY)
-    return breaches, recovered
 
 
 def _open(model: Any, breach: Breach, now: datetime) -> Alert | None:
@@ -82,7 +39,6 @@ def _open(model: Any, breach: Breach, now: datetime) -> Alert | None:
                 type=breach.type,
                 severity=breach.severity,
                 model=model,
-                deployment_key="",
                 message=breach.message,
                 metric_value=breach.value,
                 threshold=breach.threshold,
@@ -90,49 +46,34 @@ def _open(model: Any, breach: Breach, now: datetime) -> Alert | None:
                 last_checked_at=now,
             )
     except IntegrityError:  # analytics_alert_one_open: it is already open (maybe opened by a concurrent check)
-        Alert.objects.filter(model=model, deployment_key="", type=breach.type, resolved_at__isnull=True).update(
+        Alert.objects.filter(model=model, type=breach.type, resolved_at__isnull=True).update(
             metric_value=breach.value, last_checked_at=now, severity=breach.severity, message=breach.message
         )
         return None
-    from analytics.serializers import alert_payload
-
-    payload = alert_payload(alert)
-    publish(
-        "alert:new",
-        {
-            "id": payload["id"],
-            "type": alert.type,
-            "severity": alert.severity,
-            "message": alert.message,
-            "modelId": payload["modelId"],
-            "deploymentId": payload["deploymentId"],
-        },
-    )
+    publish("alert:new", alert_event(alert))
     return alert
 
 
 def _resolve(model: Any, alert_type: str, now: datetime) -> int:
     # A conditional update: whichever check gets here first resolves it; the others change nothing.
-    return Alert.objects.filter(model=model, deployment_key="", type=alert_type, resolved_at__isnull=True).update(
+    return Alert.objects.filter(model=model, type=alert_type, resolved_at__isnull=True).update(
         status=AlertStatus.RESOLVED, resolved_at=now, last_checked_at=now
     )
 
 
 def check_alerts(*, now: datetime | None = None) -> dict[str, int]:
     """Open, refresh and resolve alerts from the last few minutes of rollups. Idempotent."""
-    from catalog.models import ModelRegistry
-
     now = now or timezone.now()
     cfg = settings.ANALYTICS_ALERTS
     windows = recent_window_by_model(cfg["window_minutes"], now=now)
     open_types = {(m, t) for m, t in Alert.objects.filter(resolved_at__isnull=True).values_list("model_id", "type")}
-    models = ModelRegistry.objects.in_bulk({m for m, _ in open_types} | set(windows))
+    models = catalog_selectors.models_in_bulk({m for m, _ in open_types} | set(windows))
     opened = resolved = 0
     for model_id, model in models.items():
         acc = windows.get(model_id, {}).get("")
         if acc is None or acc.requests < cfg["min_requests"]:
             continue  # too little traffic to judge either way: open alerts stay as they are
-        breaches, recovered = _evaluate(model, acc)
+        breaches, recovered = alert_breaches(model, acc)
         for breach in breaches:
             opened += _open(model, breach, now) is not None
         for alert_type in recovered:
@@ -161,9 +102,7 @@ def dashboard_changed() -> None:
 
     Debounced through the cache, so a burst of changes costs one dashboard computation.
     """
-    from django.core.cache import cache
-
-    from analytics.tasks import publish_dashboard
+    from analytics.tasks import publish_dashboard  # local: tasks import services at the top, not the reverse
 
     try:
         first = cache.add("analytics:dashboard:pending", 1, DASHBOARD_DEBOUNCE_SECONDS)
@@ -172,3 +111,52 @@ def dashboard_changed() -> None:
         return
     if first:
         publish_dashboard.apply_async(countdown=1)
+
+
+def refresh_model_stats(model_ids: set[uuid.UUID] | None = None, *, now: datetime | None = None) -> int:
+    """Set the catalog's ``popularity`` (requests, last 30 days) and ``avg_rating`` from the 1d rollups."""
+    now = now or timezone.now()
+    since = bucket_start(now - timedelta(days=30), "1d")
+    qs = MetricBucket.objects.filter(granularity="1d", bucket_start__gte=since)
+    if model_ids is not None:
+        qs = qs.filter(model_id__in=model_ids)
+    stats = {
+        row["model_id"]: (
+            row["requests"] or 0,
+            (row["rating_sum"] / row["rating_count"]) if row["rating_count"] else None,
+        )
+        for row in qs.values("model_id")
+        .annotate(requests=Sum("request_count"), rating_sum=Sum("rating_sum"), rating_count=Sum("rating_count"))
+        .order_by()
+    }
+    return catalog_services.model_usage_stats_set(stats, only=model_ids)
+
+
+PRUNE_CHUNK = 10_000
+
+
+def prune(*, now: datetime | None = None) -> dict[str, int]:
+    """Delete raw events, rollups and resolved alerts past their retention; refresh the catalog's usage
+    figures (popularity, rating) and the cached distinct-user counts. Idempotent."""
+    now = now or timezone.now()
+    retention = settings.ANALYTICS_RETENTION_DAYS
+    deleted: dict[str, int] = {}
+    cutoff = now - timedelta(days=retention["raw"])
+    total = 0
+    while True:  # in chunks, so no single statement holds locks on millions of rows
+        ids = list(UsageEvent.objects.filter(timestamp__lt=cutoff).values_list("pk", flat=True)[:PRUNE_CHUNK])
+        if not ids:
+            break
+        total += UsageEvent.objects.filter(pk__in=ids).delete()[0]
+    deleted["raw"] = total
+    DirtyHour.objects.filter(hour__lt=cutoff - timedelta(hours=1)).delete()
+    for granularity, days in retention.items():
+        if granularity != "raw":
+            deleted[granularity] = MetricBucket.objects.filter(
+                granularity=granularity, bucket_start__lt=now - timedelta(days=days)
+            ).delete()[0]
+    deleted["alerts"] = Alert.objects.filter(resolved_at__lt=now - timedelta(days=retention["1h"])).delete()[0]
+    refresh_model_stats(now=now)
+    refresh_unique_users()
+    logger.info("analytics prune: %s", deleted)
+    return deleted

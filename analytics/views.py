@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
-from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,7 +14,6 @@ from rest_framework.views import APIView
 from analytics import selectors, services
 from analytics.filters import AlertFilterSet
 from analytics.ingest import ingest_events
-from analytics.models import GRANULARITY_SECONDS, Environment, Granularity
 from analytics.serializers import (
     AlertListResponseSerializer,
     AlertResponseSerializer,
@@ -26,10 +21,11 @@ from analytics.serializers import (
     DashboardResponseSerializer,
     IngestRequestSerializer,
     IngestResponseSerializer,
+    PerformanceQuerySerializer,
     PerformanceResponseSerializer,
 )
-from modelhub.api.exceptions import ErrorCode, InvalidParameter, InvalidRequest, NotFound
-from modelhub.api.params import parse_iso_datetime
+from catalog import selectors as catalog_selectors
+from modelhub.api.exceptions import ErrorCode, InvalidParameter, InvalidRequest, NotFound, validation_details
 from modelhub.api.permissions import RolePermission
 from modelhub.api.viewsets import BaseViewSet
 
@@ -69,30 +65,13 @@ class EventIngestView(APIView):
         tags=["analytics"],
     )
     def post(self, request: Request) -> Response:
-        data = request.data
-        if not isinstance(data, dict):
-            raise InvalidRequest('The body must be a JSON object {"events": [...]}.')
-        unknown = sorted(set(data) - {"events"})
-        if unknown:
-            raise InvalidParameter(
-                "Unknown fields.", details={"fields": {name[:100]: ["Unknown field."] for name in unknown[:20]}}
-            )
-        events = data.get("events")
-        if events is None:
-            raise InvalidRequest(
-                "events is required.",
-                details={"fields": {"events": ["This field is required."]}},
-                code=ErrorCode.MISSING_REQUIRED_FIELD,
-            )
-        if not isinstance(events, list) or not 1 <= len(events) <= settings.ANALYTICS_INGEST_MAX_EVENTS:
-            raise InvalidParameter(
-                f"events must be a list of 1 to {settings.ANALYTICS_INGEST_MAX_EVENTS} events.",
-                details={
-                    "fields": {
-                        "events": [f"Send between 1 and {settings.ANALYTICS_INGEST_MAX_EVENTS} events per request."]
-                    }
-                },
-            )
+        body = IngestRequestSerializer(data=request.data)
+        if not body.is_valid():
+            code, message, details = validation_details(body.errors)
+            if code == ErrorCode.INVALID_REQUEST and isinstance(request.data, dict):
+                code = ErrorCode.INVALID_PARAMETER  # a JSON object with a wrong field, not a malformed body
+            raise InvalidRequest(message, details=details, code=code)
+        events = body.validated_data["events"]
         result = ingest_events(events)
         body = result.as_response()
         if result.accepted == 0 and result.duplicates == 0:
@@ -100,118 +79,33 @@ class EventIngestView(APIView):
         return Response(body)
 
 
-_PERFORMANCE_PARAMS = [
-    OpenApiParameter(
-        "from",
-        OpenApiTypes.DATETIME,
-        description="Start (ISO 8601; floored to the granularity). Default: `to` minus 24 hours.",
-    ),
-    OpenApiParameter(
-        "to", OpenApiTypes.DATETIME, description="End (ISO 8601; ceiled to the granularity). Default: now."
-    ),
-    OpenApiParameter("granularity", OpenApiTypes.STR, enum=Granularity.values, description="Bucket size. Default: 1h."),
-    OpenApiParameter("deploymentId", OpenApiTypes.UUID, description="Only this deployment (of this model)."),
-    OpenApiParameter("environment", OpenApiTypes.STR, enum=Environment.values),
-]
-
-
 class PerformanceView(APIView):
     """``GET /analytics/models/{modelId}/performance``."""
 
     permission_classes = [RolePermission]
     permission_map = {"get": "analytics.read"}
-    allowed_params = frozenset({"from", "to", "granularity", "deploymentId", "environment"})
 
     @extend_schema(
         summary="Performance of a model over a time range",
-        parameters=_PERFORMANCE_PARAMS,
+        parameters=[PerformanceQuerySerializer],
         responses={200: PerformanceResponseSerializer},
         tags=["analytics"],
     )
     def get(self, request: Request, model_id: str) -> Response:
-        from catalog.models import ModelRegistry
-
-        params = self._params(request)
-        model = _model_or_404(ModelRegistry, model_id)
-        deployment_id = params.get("deploymentId")
-        if deployment_id is not None:
-            from deployments.selectors import deployment_homes
-
-            home = deployment_homes([deployment_id]).get(uuid.UUID(deployment_id))
-            if home is None or home[0] != model.pk:
-                raise InvalidParameter(
-                    "deploymentId is not a deployment of this model.",
-                    details={"fields": {"deploymentId": ["No deployment of this model has this id."]}},
-                )
+        params = PerformanceQuerySerializer.parse(request.query_params)
+        model = catalog_selectors.model_by_id(model_id)
+        if model is None:
+            raise NotFound("Model not found.", code=ErrorCode.MODEL_NOT_FOUND)
+        end = params.get("to") or timezone.now()
         body = selectors.performance(
             model,
-            start=params["from"],
-            end=params["to"],
+            start=params.get("from") or end - timedelta(hours=24),
+            end=end,
             granularity=params["granularity"],
-            deployment_id=deployment_id,
+            deployment_id=str(params["deploymentId"]) if "deploymentId" in params else None,
             environment=params.get("environment"),
         )
         return Response(body)
-
-    def _params(self, request: Request) -> dict[str, Any]:
-        query = request.query_params
-        problems: dict[str, list[str]] = {}
-        for name in query:
-            if name not in self.allowed_params:
-                problems[name[:100]] = ["Unknown parameter."]
-            elif len(query.getlist(name)) > 1:
-                problems[name] = ["Give this parameter once."]
-        if problems:
-            raise InvalidParameter("Invalid query parameters.", details={"fields": problems})
-        granularity = query.get("granularity", "1h")
-        if granularity not in GRANULARITY_SECONDS:
-            raise InvalidParameter(
-                "granularity is invalid.",
-                details={"fields": {"granularity": ["Invalid value."]}, "allowedValues": list(GRANULARITY_SECONDS)},
-            )
-        now = timezone.now()
-        end = parse_iso_datetime(query["to"], "to") if "to" in query else now
-        start = parse_iso_datetime(query["from"], "from") if "from" in query else end - timedelta(hours=24)
-        if start >= end:
-            raise InvalidParameter("from must be before to.", details={"fields": {"from": ["Must be before to."]}})
-        window = selectors.Window.aligned(start, end, granularity)
-        if window.points > settings.ANALYTICS_MAX_POINTS:
-            raise InvalidParameter(
-                f"The range spans {window.points} {granularity} buckets; the most is {settings.ANALYTICS_MAX_POINTS}.",
-                details={
-                    "fields": {"granularity": ["Use a coarser granularity or a shorter range."]},
-                    "points": window.points,
-                },
-            )
-        kept = settings.ANALYTICS_RETENTION_DAYS[granularity]
-        if window.start < now - timedelta(days=kept + 1):
-            raise InvalidParameter(
-                f"{granularity} buckets are kept for {kept} days; this range starts earlier.",
-                details={"fields": {"from": [f"Use a coarser granularity for ranges older than {kept} days."]}},
-            )
-        out: dict[str, Any] = {"from": start, "to": end, "granularity": granularity}
-        if "deploymentId" in query:
-            try:
-                out["deploymentId"] = str(uuid.UUID(query["deploymentId"]))
-            except ValueError:
-                raise InvalidParameter(
-                    "deploymentId must be a UUID.", details={"fields": {"deploymentId": ["Must be a UUID."]}}
-                ) from None
-        if "environment" in query:
-            if query["environment"] not in Environment.values:
-                raise InvalidParameter(
-                    "environment is invalid.",
-                    details={"fields": {"environment": ["Invalid value."]}, "allowedValues": Environment.values},
-                )
-            out["environment"] = query["environment"]
-        return out
-
-
-def _model_or_404(model_cls: Any, model_id: str) -> Any:
-    try:
-        return model_cls.objects.get(pk=uuid.UUID(model_id))
-    except (ValueError, model_cls.DoesNotExist):
-        raise NotFound("Model not found.", code=ErrorCode.MODEL_NOT_FOUND) from None
 
 
 class DashboardView(APIView):

@@ -10,38 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-
-class Provider(models.TextChoices):
-    OPENAI = "openai", "OpenAI"
-    ANTHROPIC = "anthropic", "Anthropic"
-    NEUROWEAVER = "neuroweaver", "NeuroWeaver"
-    GOOGLE = "google", "Google"
-    CUSTOM = "custom", "Custom"
-
-
-class ModelType(models.TextChoices):
-    TEXT = "text", "Text"
-    VISION = "vision", "Vision"
-    MULTIMODAL = "multimodal", "Multimodal"
-    EMBEDDING = "embedding", "Embedding"
-    CODE = "code", "Code"
-
-
-class ModelStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    DEPRECATED = "deprecated", "Deprecated"
-    EXPERIMENTAL = "experimental", "Experimental"
-    MAINTENANCE = "maintenance", "Maintenance"
-
-
-class SecurityLevel(models.TextChoices):
-    PUBLIC = "public", "Public"
-    INTERNAL = "internal", "Internal"
-    RESTRICTED = "restricted", "Restricted"
-    CONFIDENTIAL = "confidential", "Confidential"
-
-
-MAX_CONTEXT_WINDOW = 100_000_000
+from catalog.constants import MAX_CONTEXT_WINDOW, ModelStatus, ModelType, Provider, SecurityLevel
 
 
 def _in(field: str, choices: type[models.TextChoices]) -> Q:

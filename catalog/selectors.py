@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+import uuid
+from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +17,7 @@ from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from catalog.models import ModelRegistry
-from modelhub.api.dates import iso
+from modelhub.registry import Slot
 
 _FACETS_VERSION_KEY = "catalog:facets:version"
 
@@ -154,30 +156,63 @@ def _compute_facets() -> dict[str, list[str]]:
 
 # --- Detail ---------------------------------------------------------------------------
 
-PERFORMANCE_WINDOWS = {
-    "last24h": (timedelta(hours=24), "1h"),
-    "last7d": (timedelta(days=7), "1d"),
-    "last30d": (timedelta(days=30), "1d"),
-}
+MODEL_DETAIL = Slot(
+    "catalog.model_detail",
+    "Providers ``(model, detail, now) -> None`` that fill sections of ``ModelDetailResponse`` owned by "
+    "higher apps (deployments: ``deployments``; analytics: ``performance``, ``usage``, ``lastUsed``).",
+)
 
 
 def model_detail(model: ModelRegistry) -> dict[str, Any]:
     """The spec's ``ModelDetailResponse`` minus ``model`` (the view serializes that).
 
-    Deployments come from the deployments app (``lastUsed`` from the rollups);
-    performance and usage are merged from the analytics rollups of real usage events.
+    The sections belong to the apps above the catalog, which fill them through :data:`MODEL_DETAIL`;
+    what no provider fills stays empty.
     """
-    from analytics.selectors import last_used_by_deployment, model_usage, performance_metrics
-    from deployments.selectors import deployments_for_model
-
-    now = timezone.now()
-    deployments = deployments_for_model(model)
-    last_used = last_used_by_deployment([d["id"] for d in deployments])
-    for item in deployments:
-        used = last_used.get(str(item["id"]))
-        item["lastUsed"] = iso(used)
-    performance = {
-        name: performance_metrics(model, start=now - span, end=now, granularity=granularity, now=now)
-        for name, (span, granularity) in PERFORMANCE_WINDOWS.items()
+    detail: dict[str, Any] = {
+        "deployments": [],
+        "performance": {},
+        "usage": {"totalRequests": 0, "totalCost": 0.0, "uniqueUsers": 0, "popularUseCases": []},
     }
-    return {"deployments": deployments, "performance": performance, "usage": model_usage(model, now=now)}
+    MODEL_DETAIL.notify(model, detail, timezone.now())
+    return detail
+
+
+# --- Lookups for the apps above -----------------------------------------------------------
+
+
+def model_by_id(model_id: Any) -> ModelRegistry | None:
+    """The model with this id (a UUID or its text), or None - also for a malformed id."""
+    try:
+        return ModelRegistry.objects.get(pk=uuid.UUID(str(model_id)))
+    except (ValueError, ModelRegistry.DoesNotExist):
+        return None
+
+
+def model_locked(model_id: Any) -> ModelRegistry | None:
+    """The model, row-locked until the transaction ends (``SELECT ... FOR UPDATE``), or None."""
+    return ModelRegistry.objects.select_for_update().filter(pk=model_id).first()
+
+
+def models_in_bulk(ids: Iterable[Any]) -> dict[Any, ModelRegistry]:
+    return ModelRegistry.objects.in_bulk(list(ids))
+
+
+def model_ids() -> list[uuid.UUID]:
+    return list(ModelRegistry.objects.values_list("pk", flat=True))
+
+
+def model_names(ids: Iterable[Any]) -> dict[Any, str]:
+    return dict(ModelRegistry.objects.filter(pk__in=list(ids)).values_list("pk", "name"))
+
+
+def model_count() -> int:
+    return ModelRegistry.objects.count()
+
+
+def model_prices(ids: Iterable[Any]) -> dict[uuid.UUID, Decimal]:
+    """``{id: baseline costPer1kTokens}`` for those of ``ids`` that are models."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    return dict(ModelRegistry.objects.filter(pk__in=ids).values_list("pk", "baseline_cost_per_1k_tokens"))

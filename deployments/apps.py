@@ -8,7 +8,11 @@ class DeploymentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from catalog.selectors import MODEL_DETAIL
+        from deployments.selectors import fill_model_detail
         from modelhub.api.schema import register_links
+
+        MODEL_DETAIL.register(fill_model_detail)
 
         deployment_id = {"id": "$response.body#/deployment/id"}
         # No link to DELETE: a stopped deployment stays readable for history, which schemathesis's

@@ -9,14 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from catalog.models import ModelRegistry
 from deployments import config as config_schema
-
-
-class Environment(models.TextChoices):
-    DEVELOPMENT = "development", "Development"
-    STAGING = "staging", "Staging"
-    PRODUCTION = "production", "Production"
+from deployments.constants import Environment
 
 
 class DeploymentStatus(models.TextChoices):
@@ -57,7 +51,7 @@ class Deployment(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    model = models.ForeignKey(ModelRegistry, on_delete=models.PROTECT, related_name="deployments")
+    model = models.ForeignKey("catalog.ModelRegistry", on_delete=models.PROTECT, related_name="deployments")
     version = models.CharField(max_length=64)
     environment = models.CharField(max_length=16, choices=Environment.choices)
     status = models.CharField(max_length=16, choices=DeploymentStatus.choices, default=DeploymentStatus.CREATING)

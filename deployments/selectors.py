@@ -6,21 +6,23 @@ the dashboard and for validating ``deploymentId`` s):
 * :func:`deployments_for_model` - ``ModelDetailResponse.deployments``
 * :func:`active_deployment_count` - ``DashboardResponse.summary.activeDeployments``
 * :func:`recent_activity` - ``DashboardResponse.recentActivity`` (deployment and scaling items)
-* :func:`deployment_homes` / :func:`deployment_ids_existing` - which of some ids are deployments, of which model
+* :func:`deployment_homes` - which of some ids are deployments, of which model
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db.models import F, QuerySet
 
-from catalog.models import ModelRegistry
 from deployments.models import LIVE_STATUSES, Deployment, DeploymentStatus, DeploymentTransition
 from modelhub.api.dates import iso as _iso
+
+if TYPE_CHECKING:
+    from catalog.models import ModelRegistry
 
 
 def deployment_queryset() -> QuerySet[Deployment]:
@@ -105,6 +107,6 @@ def deployment_homes(ids: Iterable[Any]) -> dict[uuid.UUID, tuple[uuid.UUID, str
     return {pk: (model_id, environment) for pk, model_id, environment in rows}
 
 
-def deployment_ids_existing(ids: Iterable[Any]) -> set[str]:
-    """Which of ``ids`` (UUIDs or strings; malformed ones are ignored) are deployments, as strings."""
-    return {str(pk) for pk in deployment_homes(ids)}
+def fill_model_detail(model: ModelRegistry, detail: dict[str, Any], now: Any) -> None:
+    """``ModelDetailResponse.deployments`` (through ``catalog.selectors.MODEL_DETAIL``)."""
+    detail["deployments"] = deployments_for_model(model)

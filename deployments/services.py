@@ -12,7 +12,7 @@ all come through here.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -20,15 +20,25 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from catalog.models import ModelRegistry, ModelStatus
+from catalog import selectors as catalog_selectors
+from catalog.constants import ModelStatus
 from deployments import config as config_schema
 from deployments import readiness
 from deployments.models import LIVE_STATUSES, TRANSITIONS, Deployment, DeploymentStatus, DeploymentTransition
 from modelhub import realtime
 from modelhub.api.dates import iso as _iso
 from modelhub.api.exceptions import AppError, Conflict, ErrorCode, InvalidRequest, NotFound
+from modelhub.registry import Slot
+
+if TYPE_CHECKING:
+    from catalog.models import ModelRegistry
 
 logger = logging.getLogger(__name__)
+
+DEPLOYMENT_CHANGED = Slot(
+    "deployments.changed",
+    "Providers ``() -> None`` called after a deployment transition commits (analytics pushes a dashboard update).",
+)
 
 
 class DeploymentLimitExceeded(AppError):
@@ -148,10 +158,8 @@ def _record(
             "details": details,
         },
     )
-    # activeDeployments and recentActivity changed: a dashboard:update follows (debounced).
-    from analytics.services import dashboard_changed
-
-    transaction.on_commit(dashboard_changed)
+    # activeDeployments and recentActivity changed: apps above (analytics' dashboard) are told after commit.
+    transaction.on_commit(DEPLOYMENT_CHANGED.notify)
     return entry
 
 
@@ -224,7 +232,7 @@ def deployment_create(
     owner = _user(actor)
     if owner is not None:
         list(type(owner).objects.select_for_update().filter(pk=owner.pk).values_list("pk", flat=True))
-    model = ModelRegistry.objects.select_for_update().filter(pk=model_id).first()
+    model = catalog_selectors.model_locked(model_id)
     if model is None:
         raise NotFound(
             f"Model {model_id} not found.", code=ErrorCode.MODEL_NOT_FOUND, details={"modelId": str(model_id)}

@@ -12,10 +12,11 @@ from django.utils import timezone
 
 from analytics import sketch
 from analytics.ingest import ingest_events
+from analytics.metrics import Window, bucket_start
 from analytics.models import DirtyHour, MetricBucket, UsageEvent
-from analytics.rollup import bucket_start, mark_all_dirty, rollup
-from analytics.selectors import Window, _load
-from tests.analytics.helpers import event
+from analytics.rollup import rollup
+from analytics.selectors import load_series
+from tests.analytics.helpers import event, mark_all_dirty
 from tests.conftest import is_postgres
 from tests.factories import ModelRegistryFactory
 
@@ -179,7 +180,7 @@ def test_percentiles_from_merged_buckets_are_within_two_percent(model):
     rollup()
     assert MetricBucket.objects.filter(granularity="1m").count() > 300  # merged from hundreds of minute buckets
     for granularity in ("1m", "5m", "1h"):
-        series = _load(
+        series = load_series(
             model.pk,
             Window.aligned(start, start + timedelta(hours=6), granularity),
             deployment_key=None,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -102,25 +100,3 @@ def test_recent_activity_from_the_transition_log(personas):
     assert len(selectors.recent_activity(limit=2)) == 2
     assert selectors.recent_activity(limit=0) == []
     assert DeploymentTransition.objects.count() == 3
-
-
-def test_deployment_ids_existing():
-    deployment = DeploymentFactory()
-    missing = uuid.uuid4()
-    assert selectors.deployment_ids_existing([str(deployment.pk), missing, "not-a-uuid", None]) == {str(deployment.pk)}
-    assert selectors.deployment_ids_existing([]) == set()
-
-
-def test_the_schema_links_create_to_the_follow_up_operations():
-    """schemathesis's stateful run follows these (no DELETE link: a stopped deployment stays readable)."""
-    from drf_spectacular.generators import SchemaGenerator
-
-    schema = SchemaGenerator().get_schema(request=None, public=True)
-    links = schema["paths"]["/api/v1/modelhub/deployments"]["post"]["responses"]["201"]["links"]
-    assert {name: link["operationId"] for name, link in links.items()} == {
-        "GetDeployment": "deployments_retrieve",
-        "UpdateDeployment": "deployments_partial_update",
-        "ReplaceDeployment": "deployments_update",
-        "ScaleDeployment": "deployments_scale_create",
-    }
-    assert all(link["parameters"] == {"id": "$response.body#/deployment/id"} for link in links.values())

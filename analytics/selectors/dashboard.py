@@ -1,0 +1,103 @@
+"""``DashboardResponse``: the last 24 hours across the hub, recent activity and open alerts.
+
+``recentActivity`` merges the deployments' transition log, alerts, and what apps above analytics
+contribute through :data:`ACTIVITY` (registered in their ``AppConfig.ready()``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from analytics.metrics import bucket_start, money
+from analytics.models import Alert, AlertStatus, MetricBucket
+from catalog import selectors as catalog_selectors
+from deployments import selectors as deployment_selectors
+from modelhub.api.dates import iso
+from modelhub.registry import Slot
+
+DASHBOARD_TOP_MODELS = 5
+DASHBOARD_ACTIVITY = 20
+DASHBOARD_ALERTS = 20
+
+ACTIVITY = Slot(
+    "analytics.dashboard.activity",
+    "Providers ``(limit, now) -> [{timestamp, type, modelId, message}]`` of recent activity, newest first.",
+)
+
+
+def open_alerts(limit: int = DASHBOARD_ALERTS) -> list[dict[str, Any]]:
+    rows = Alert.objects.exclude(status=AlertStatus.RESOLVED).order_by("-opened_at")[:limit]
+    return [
+        {"id": str(a.pk), "type": a.type, "severity": a.severity, "message": a.message, "timestamp": iso(a.opened_at)}
+        for a in rows
+    ]
+
+
+def alert_activity(limit: int, now: datetime) -> list[dict[str, Any]]:
+    """Alerts opened in the last week, as ``error`` activity."""
+    rows = Alert.objects.filter(opened_at__gte=now - timedelta(days=7)).order_by("-opened_at")[:limit]
+    return [
+        {"timestamp": iso(a.opened_at), "type": "error", "modelId": str(a.model_id), "message": a.message} for a in rows
+    ]
+
+
+def recent_activity(limit: int = DASHBOARD_ACTIVITY, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    now = now or timezone.now()
+    activity = list(deployment_selectors.recent_activity(limit))
+    activity += alert_activity(limit, now)
+    for items in ACTIVITY.collect(limit, now):
+        activity += items
+    activity.sort(key=lambda a: a["timestamp"] or "", reverse=True)
+    return activity[:limit]
+
+
+def dashboard(*, now: datetime | None = None) -> dict[str, Any]:
+    """The spec's ``DashboardResponse`` over the last 24 hours (1h rollups)."""
+    now = now or timezone.now()
+    since = bucket_start(now - timedelta(hours=24), "1h")
+    per_model = list(
+        MetricBucket.objects.filter(granularity="1h", bucket_start__gte=since)
+        .values("model_id")
+        .annotate(
+            requests=Sum("request_count"),
+            cost=Sum("cost_sum"),
+            lat_sum=Sum("latency_sum"),
+            lat_count=Sum("latency_count"),
+            rating_sum=Sum("rating_sum"),
+            rating_count=Sum("rating_count"),
+        )
+        .order_by()
+    )
+    requests = sum(r["requests"] for r in per_model)
+    lat_count = sum(r["lat_count"] for r in per_model)
+    rating_count = sum(r["rating_count"] for r in per_model)
+    top = sorted(per_model, key=lambda r: (-r["requests"], str(r["model_id"])))[:DASHBOARD_TOP_MODELS]
+    names = catalog_selectors.model_names([r["model_id"] for r in top])
+    return {
+        "summary": {
+            "totalModels": catalog_selectors.model_count(),
+            "activeDeployments": deployment_selectors.active_deployment_count(),
+            "totalRequests": requests,
+            "totalCost": money(sum((r["cost"] for r in per_model), Decimal(0))),
+            "avgLatency": round(sum(r["lat_sum"] for r in per_model) / lat_count, 3) if lat_count else 0.0,
+            "avgRating": round(sum(r["rating_sum"] for r in per_model) / rating_count, 4) if rating_count else 0.0,
+        },
+        "topModels": [
+            {
+                "modelId": str(r["model_id"]),
+                "name": names.get(r["model_id"], ""),
+                "requests": r["requests"],
+                "cost": money(r["cost"]),
+                "rating": round(r["rating_sum"] / r["rating_count"], 4) if r["rating_count"] else 0.0,
+            }
+            for r in top
+        ],
+        "recentActivity": recent_activity(DASHBOARD_ACTIVITY, now=now),
+        "alerts": open_alerts(),
+        "window": {"from": iso(since), "to": iso(now)},
+    }
