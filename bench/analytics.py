@@ -24,87 +24,45 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlencode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/harness
+from harness.db import pg_dsn, reset_database
+from harness.env import bench_env, bench_target, migrate, run_worker
+from harness.paths import API
+from harness.rawhttp import RawConnection
+from harness.report import step
+from harness.seed import bench_user, django_setup, plain_models
+from harness.server import Server
+from harness.stats import num
+from harness.stats import percentile as pct
 
-from common import (
-    API,
-    PYTHON,
-    ROOT,
-    RawConnection,
-    bench_env,
-    free_port,
-    get_token,
-    migrate,
-    num,
-    pg_dsn,
-    reset_database,
-    run_checked,
-    start_server,
-    step,
-    stop_server,
-    wait_for_health,
-)
-
-DB_NAME = "modelhub_bench_analytics"
-REDIS_URL = "redis://127.0.0.1:6379/10"
+DB_NAME, REDIS_URL = bench_target("modelhub_bench_analytics", "redis://127.0.0.1:6379/10")
 USERNAME = "bench-analyst"
 MODELS = 20
 
 
-def _django() -> None:
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
 def seed_worker() -> None:
-    _django()
-    from decimal import Decimal
-
-    from catalog.models import ModelRegistry
-    from modelhub.accounts.limits import MAX_LIMIT
-    from modelhub.accounts.models import RateLimitOverride
-    from modelhub.accounts.services import user_create
-
-    ModelRegistry.objects.bulk_create(
-        [
-            ModelRegistry(
-                name=f"analytics-model-{i:02d}",
-                version="1",
-                provider="custom",
-                model_type="text",
-                max_tokens=4096,
-                context_window=32768,
-                baseline_avg_latency_ms=150 + 60 * i,
-                baseline_cost_per_1k_tokens=Decimal("0.002"),
-                baseline_success_rate=0.98,
-                baseline_avg_tokens_per_request=800,
-            )
-            for i in range(MODELS)
-        ]
+    django_setup()
+    plain_models(
+        "analytics-model",
+        MODELS,
+        lambda i: 150 + 60 * i,
+        baseline_cost_per_1k_tokens=Decimal("0.002"),
+        baseline_success_rate=0.98,
+        baseline_avg_tokens_per_request=800,
     )
-    user = user_create(actor=None, username=USERNAME, password=os.environ["BENCH_PASSWORD"], role="analyst")
-    RateLimitOverride.objects.create(
-        user=user,
-        requests_per_minute=MAX_LIMIT,
-        requests_per_hour=MAX_LIMIT,
-        requests_per_day=MAX_LIMIT,
-        burst_limit=MAX_LIMIT,
-    )
+    bench_user(USERNAME, "analyst")
 
 
 def token_worker() -> None:
     """Prints an access token for the bench analyst (``--query-only``: the password of that run is gone)."""
-    _django()
+    django_setup()
     from rest_framework_simplejwt.tokens import RefreshToken
 
     from modelhub.accounts.models import User
@@ -114,7 +72,7 @@ def token_worker() -> None:
 
 def rollup_worker() -> None:
     """Roll up whatever is marked dirty; prints the report as JSON."""
-    _django()
+    django_setup()
     from analytics.rollup import rollup
 
     print(json.dumps(rollup().as_dict()), flush=True)
@@ -187,14 +145,6 @@ def exact_percentiles(model_id: str, start: datetime, end: datetime) -> tuple[li
         return list(row[0]), (time.perf_counter() - started) * 1000
 
 
-def pct(values: list[float], p: float) -> float:
-    data = sorted(values)
-    k = (len(data) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5_000_000)
@@ -230,7 +180,7 @@ def main() -> None:
         step(f"resetting database {DB_NAME} and migrating")
         reset_database(DB_NAME)
         migrate(env)
-        run_checked([str(PYTHON), __file__, "--seed-worker"], env, 120, "seed")
+        run_worker(__file__, "--seed-worker", env, 120, "seed")
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         start = now - timedelta(days=7)
         step(f"generating {args.events:,} events over 7 days for {MODELS} models inside PostgreSQL")
@@ -248,44 +198,37 @@ def main() -> None:
             ).fetchone()[0]
         step(f"rolling up one day ({day_start:%Y-%m-%d}: {day_events:,} events, {hours} model-hours)")
         started = time.perf_counter()
-        report = json.loads(
-            run_checked([str(PYTHON), __file__, "--rollup-worker"], env, 900, "rollup").strip().splitlines()[-1]
-        )
+        report = json.loads(run_worker(__file__, "--rollup-worker", env, 900, "rollup"))
         rollup_day_s = time.perf_counter() - started
         step(
             f"one day rolled up in {rollup_day_s:.1f}s (process included; rollup itself {report['seconds']}s: {report})"
         )
         mark_dirty("true", {})
         started = time.perf_counter()
-        report = json.loads(
-            run_checked([str(PYTHON), __file__, "--rollup-worker"], env, 3600, "rollup").strip().splitlines()[-1]
-        )
+        report = json.loads(run_worker(__file__, "--rollup-worker", env, 3600, "rollup"))
         step(f"whole week rolled up in {time.perf_counter() - started:.1f}s: {report}")
         with psycopg.connect(pg_dsn(DB_NAME), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE analytics_metricbucket")  # what autovacuum does in production
 
     with psycopg.connect(pg_dsn(DB_NAME)) as conn:
         model_ids = [str(r[0]) for r in conn.execute("SELECT id FROM catalog_modelregistry ORDER BY name")]
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path = Path(tempfile.gettempdir()) / f"bench-analytics-{port}.log"
-    server = start_server(env, port, 1, log_path)
+    server = Server(env, 1, log_name="bench-analytics")
     api_ms: list[float] = []
     api_percentiles: dict[str, list[float]] = {}
     points = 0
-    try:
-        wait_for_health(base_url, server, log_path)
+    with server:
+        server.wait_for_health()
         if args.query_only:
-            token = run_checked([str(PYTHON), __file__, "--token-worker"], env, 60, "token").strip().splitlines()[-1]
+            token = run_worker(__file__, "--token-worker", env, 60, "token")
         else:
-            token = get_token(base_url, USERNAME, env["BENCH_PASSWORD"])
+            token = server.token(USERNAME)
         query = urlencode({"from": start.isoformat(), "to": now.isoformat(), "granularity": "1h"})
 
         async def calls() -> None:
             nonlocal points
-            # The small httptools keep-alive client from bench/common.py: httpx's pure-Python parsing of
+            # The small httptools keep-alive client from bench/harness/rawhttp.py: httpx's pure-Python parsing of
             # a 54 KB body would add milliseconds of client CPU to every measured call.
-            client = RawConnection("127.0.0.1", port, {"Authorization": f"Bearer {token}"})
+            client = RawConnection("127.0.0.1", server.port, {"Authorization": f"Bearer {token}"})
             try:
                 for i in range(args.requests + 10):
                     model_id = model_ids[i % len(model_ids)]
@@ -307,8 +250,6 @@ def main() -> None:
                 client.close()
 
         asyncio.run(calls())
-    finally:
-        stop_server(server)
     step(f"API: {len(api_ms)} calls, p50 {pct(api_ms, 50):.1f} ms, p95 {pct(api_ms, 95):.1f} ms ({points} points each)")
 
     raw_ms: list[float] = []

@@ -23,77 +23,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/harness
+from harness.db import pg_dsn, reset_database
+from harness.env import bench_env, bench_target, migrate, run_worker
+from harness.paths import API
+from harness.report import describe, step
+from harness.seed import bench_user, django_setup, plain_models
+from harness.server import Server
+from harness.stats import Stats, num
 
-from common import (
-    API,
-    PYTHON,
-    ROOT,
-    Stats,
-    bench_env,
-    describe,
-    free_port,
-    get_token,
-    migrate,
-    num,
-    pg_dsn,
-    reset_database,
-    run_checked,
-    start_server,
-    step,
-    stop_server,
-    wait_for_health,
-)
-
-DB_NAME = "modelhub_bench_ingest"
-REDIS_URL = "redis://127.0.0.1:6379/11"
+DB_NAME, REDIS_URL = bench_target("modelhub_bench_ingest", "redis://127.0.0.1:6379/11")
 USERNAME = "bench-ingest"
 MODELS = 20
 
 
 def seed_worker() -> None:
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from decimal import Decimal
-
+    django_setup()
     from catalog.models import ModelRegistry
-    from modelhub.accounts.limits import MAX_LIMIT
-    from modelhub.accounts.models import RateLimitOverride
-    from modelhub.accounts.services import user_create
 
-    models = [
-        ModelRegistry(
-            name=f"bench-model-{i:02d}",
-            version="1",
-            provider="custom",
-            model_type="text",
-            max_tokens=4096,
-            context_window=32768,
-            baseline_avg_latency_ms=300 + 20 * i,
-            baseline_cost_per_1k_tokens=Decimal("0.0015"),
-            baseline_success_rate=0.99,
-        )
-        for i in range(MODELS)
-    ]
-    ModelRegistry.objects.bulk_create(models)
-    user = user_create(actor=None, username=USERNAME, password=os.environ["BENCH_PASSWORD"], role="developer")
-    RateLimitOverride.objects.create(
-        user=user,
-        requests_per_minute=MAX_LIMIT,
-        requests_per_hour=MAX_LIMIT,
-        requests_per_day=MAX_LIMIT,
-        burst_limit=MAX_LIMIT,
+    plain_models(
+        "bench-model",
+        MODELS,
+        lambda i: 300 + 20 * i,
+        baseline_cost_per_1k_tokens=Decimal("0.0015"),
+        baseline_success_rate=0.99,
     )
+    bench_user(USERNAME, "developer")
     print(json.dumps([str(m.pk) for m in ModelRegistry.objects.order_by("name")]))
 
 
@@ -274,23 +236,18 @@ def main() -> None:
     step(f"resetting database {DB_NAME} and migrating")
     reset_database(DB_NAME)
     migrate(env)
-    model_ids = json.loads(
-        run_checked([str(PYTHON), __file__, "--seed-worker"], env, 120, "seed").strip().splitlines()[-1]
-    )
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path = Path(tempfile.gettempdir()) / f"bench-ingest-{port}.log"
-    step(f"starting uvicorn with {args.workers} workers on {base_url}")
-    server = start_server(env, port, args.workers, log_path)
-    try:
-        wait_for_health(base_url, server, log_path)
-        token = get_token(base_url, USERNAME, env["BENCH_PASSWORD"])
+    model_ids = json.loads(run_worker(__file__, "--seed-worker", env, 120, "seed"))
+    server = Server(env, args.workers, log_name="bench-ingest")
+    step(f"starting uvicorn with {args.workers} workers on {server.base_url}")
+    with server:
+        server.wait_for_health()
+        token = server.token(USERNAME)
         step(
             f"posting {args.batch}-event batches from {args.concurrency} clients for {args.duration:.0f}s (+{args.warmup:.0f}s warm-up)"
         )
         stats, acknowledged, prefixes = asyncio.run(
             post_load(
-                base_url,
+                server.base_url,
                 token,
                 model_ids,
                 concurrency=args.concurrency,
@@ -299,8 +256,6 @@ def main() -> None:
                 warmup=args.warmup,
             )
         )
-    finally:
-        stop_server(server)
     stored = count_rows(prefixes)
     lost = acknowledged - stored
     events_per_s = stats.ok * args.batch / stats.elapsed_s if stats.elapsed_s else 0.0

@@ -24,48 +24,31 @@ Steps (every step bounded in time; each server is always stopped):
        {"rps_limited", "rps_unlimited", "throughput_ratio", "added_p50_ms", "added_p50_ms_1client"}
 
 Only 200 responses count towards requests/s and latency; everything else is an error and is
-reported. Traffic goes to 127.0.0.1 only. The shared machinery lives in ``bench/common.py``.
+reported. Traffic goes to 127.0.0.1 only. The shared machinery lives in ``bench/harness/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py
-from common import (
-    API,
-    PYTHON,
-    ROOT,
-    Stats,
-    bench_env,
-    check_idle,
-    describe,
-    free_port,
-    get_token,
-    measured,
-    migrate,
-    num,
-    redis_delete_matching,
-    reset_database,
-    run_checked,
-    run_load,
-    start_server,
-    step,
-    stop_server,
-    tail,
-    wait_for_health,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/harness
+from harness.cpu import check_idle
+from harness.db import redis_delete_matching, reset_database
+from harness.env import bench_env, bench_target, migrate, run_worker
+from harness.load import measured_load
+from harness.paths import API
+from harness.report import describe, step
+from harness.seed import django_setup
+from harness.server import Server
+from harness.stats import Stats, num
 
-DB_NAME = "modelhub_bench_rl"
-REDIS_URL = "redis://127.0.0.1:6379/2"
+DB_NAME, REDIS_URL = bench_target("modelhub_bench_rl", "redis://127.0.0.1:6379/2")
 BENCH_USERNAME = "bench-rl-viewer"
 ADMIN_USERNAME = "bench-rl-admin"
 OVERRIDE_LIMIT = 10_000_000
@@ -78,13 +61,7 @@ LIMIT_HEADER = "x-ratelimit-limit"
 
 def setup_worker() -> None:
     """Create the admin and the bench viewer, and give the viewer the maximum override."""
-    bench_dir = str(Path(__file__).resolve().parent)
-    sys.path[:] = [p for p in sys.path if p != bench_dir]  # only the project's packages from here on
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "modelhub.settings")
-    import django
-
-    django.setup()
+    django_setup()
     from modelhub.accounts.services import rate_limit_override_set, user_create
 
     password = os.environ["BENCH_PASSWORD"]
@@ -146,7 +123,7 @@ def check_headers(base_url: str, headers: dict, enabled: bool, count: int = 3) -
 
 
 def user_counter(user_id: str) -> int:
-    """Requests the limiter counted for the bench user (its day window(s) in Redis DB 2)."""
+    """Requests the limiter counted for the bench user (its day window(s) in the bench Redis DB)."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
@@ -177,19 +154,16 @@ class Phase:
 def run_phase(phase: Phase, env: dict, args: argparse.Namespace, user_id: str) -> None:
     redis_delete_matching(REDIS_URL, "rl:*")  # fresh counters: the check below counts this phase only
     env = {**env, "RATE_LIMITS_ENABLED": "true" if phase.enabled else "false"}
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path = Path(tempfile.gettempdir()) / f"modelhub-bench-uvicorn-{port}.log"
+    server = Server(env, args.workers, stopped=f"[{phase.label}] server stopped")
     step(
         f"[{phase.label}] starting uvicorn ({args.workers} workers, RATE_LIMITS_ENABLED="
-        f"{env['RATE_LIMITS_ENABLED']}) on {base_url}; log {log_path}"
+        f"{env['RATE_LIMITS_ENABLED']}) on {server.base_url}; log {server.log_path}"
     )
-    proc = start_server(env, port, args.workers, log_path)
-    try:
-        health = wait_for_health(base_url, proc, log_path)
+    with server:
+        health = server.wait_for_health()
         step(f"[{phase.label}] health answered {health}")
-        headers = {"Authorization": f"Bearer {get_token(base_url, BENCH_USERNAME, env['BENCH_PASSWORD'])}"}
-        phase.header_checks += check_headers(base_url, headers, phase.enabled)
+        headers = server.bearer(BENCH_USERNAME)
+        phase.header_checks += check_headers(server.base_url, headers, phase.enabled)
         step(f"[{phase.label}] X-RateLimit-Limit on 3 preflight responses: {phase.header_checks}")
         check_idle()
 
@@ -197,51 +171,33 @@ def run_phase(phase: Phase, env: dict, args: argparse.Namespace, user_id: str) -
             f"[{phase.label}] auth/me: {args.concurrency} {args.client} clients, "
             f"{args.warmup:g}s warm-up + {args.duration:g}s"
         )
-        phase.load = measured(
-            proc,
-            lambda: asyncio.run(
-                run_load(
-                    base_url,
-                    headers,
-                    lambda i: (lambda: ENDPOINT),
-                    concurrency=args.concurrency,
-                    duration=args.duration,
-                    warmup=args.warmup,
-                    sample_every=50,
-                    sample=sample_limit_header,
-                    sample_headers=True,
-                    client_kind=args.client,
-                )
-            ),
+        load = dict(sample=sample_limit_header, sample_headers=True, client_kind=args.client)
+        phase.load = measured_load(
+            server,
+            headers,
+            lambda i: (lambda: ENDPOINT),
+            concurrency=args.concurrency,
+            duration=args.duration,
+            warmup=args.warmup,
+            sample_every=50,
+            **load,
         )
         step(
             f"[{phase.label}] auth/me: 1 {args.client} client, sequential, "
             f"{args.latency_warmup:g}s warm-up + {args.latency_duration:g}s"
         )
-        phase.single = measured(
-            proc,
-            lambda: asyncio.run(
-                run_load(
-                    base_url,
-                    headers,
-                    lambda i: (lambda: ENDPOINT),
-                    concurrency=1,
-                    duration=args.latency_duration,
-                    warmup=args.latency_warmup,
-                    sample_every=100,
-                    sample=sample_limit_header,
-                    sample_headers=True,
-                    client_kind=args.client,
-                )
-            ),
+        phase.single = measured_load(
+            server,
+            headers,
+            lambda i: (lambda: ENDPOINT),
+            concurrency=1,
+            duration=args.latency_duration,
+            warmup=args.latency_warmup,
+            sample_every=100,
+            **load,
         )
-        after = check_headers(base_url, headers, phase.enabled)
-        phase.header_checks += after
-        if proc.poll() is not None:
-            step(f"WARNING: server exited during the run ({proc.returncode}):\n{tail(log_path)}")
-    finally:
-        stop_server(proc)
-        step(f"[{phase.label}] server stopped")
+        phase.header_checks += check_headers(server.base_url, headers, phase.enabled)
+        server.warn_if_exited()
     phase.limiter_count = user_counter(user_id)
     phase.requests_sent = (
         len(phase.header_checks) + phase.load.ok + phase.load.warmup_ok + phase.single.ok + phase.single.warmup_ok
@@ -330,8 +286,7 @@ def main() -> int:
     reset_database(DB_NAME)
     step("migrating")
     migrate(env)
-    out = run_checked([str(PYTHON), str(Path(__file__).resolve()), "--setup-worker"], env, 300, "setup")
-    setup = json.loads(out.strip().splitlines()[-1])
+    setup = json.loads(run_worker(__file__, "--setup-worker", env, 300, "setup"))
     step(
         f"created {BENCH_USERNAME!r} (viewer) with a rate-limit override of {setup['override']} "
         f"(minute, hour, day, burst) set by {ADMIN_USERNAME!r}; setup took {time.perf_counter() - started:.1f}s"
@@ -349,7 +304,7 @@ def main() -> int:
     for phase in phases:
         report(phase, width)
     print(
-        f"limiter counters in Redis DB 2 for the bench user: limit on {on.limiter_count} "
+        f"limiter counters in Redis DB {REDIS_URL.rsplit('/', 1)[1]} for the bench user: limit on {on.limiter_count} "
         f"(200s the client got from that server: {on.requests_sent}), limit off {off.limiter_count}"
     )
     if on.limiter_count < on.requests_sent or off.limiter_count:

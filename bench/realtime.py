@@ -32,50 +32,26 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py
-from common import (
-    PYTHON,
-    ROOT,
-    bench_env,
-    check_idle,
-    cpu_breakdown,
-    free_port,
-    get_token,
-    machine_cpu,
-    migrate,
-    num,
-    process_cpu,
-    reset_database,
-    run_checked,
-    start_server,
-    step,
-    stop_server,
-    wait_for_health,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/harness
+from harness.cpu import CpuMeter, check_idle
+from harness.db import reset_database
+from harness.env import bench_env, bench_target, migrate, run_worker
+from harness.report import step, warn_other_processes
+from harness.seed import django_setup
+from harness.server import Server
+from harness.stats import num, percentiles
+from harness.websocket import WebSocketClient
 
-DB_NAME = "modelhub_bench_rt"
-REDIS_URL = "redis://127.0.0.1:6379/3"
+DB_NAME, REDIS_URL = bench_target("modelhub_bench_rt", "redis://127.0.0.1:6379/3")
 BENCH_USERNAME = "bench-viewer"
 WS_PATH = "/modelhub/realtime"
 
 
-def _project_imports() -> None:
-    """From here on import the project's packages, not bench/*.py (bench/catalog.py would shadow the app)."""
-    bench_dir = str(Path(__file__).resolve().parent)
-    sys.path[:] = [p for p in sys.path if p != bench_dir]
-    sys.path.insert(0, str(ROOT))
-
-
 def setup_worker() -> None:
-    _project_imports()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "modelhub.settings")
-    import django
-
-    django.setup()
+    django_setup()
     from modelhub.accounts.services import user_create
 
     user = user_create(actor=None, username=BENCH_USERNAME, password=os.environ["BENCH_PASSWORD"], role="viewer")
@@ -108,76 +84,7 @@ class Phase:
         return len(self.latencies_ms)
 
     def percentiles(self) -> tuple[float, float, float]:
-        data = sorted(self.latencies_ms)
-        if not data:
-            return (float("nan"),) * 3
-
-        def pick(p: float) -> float:
-            k = (len(data) - 1) * p / 100
-            lo = int(k)
-            hi = min(lo + 1, len(data) - 1)
-            return data[lo] + (data[hi] - data[lo]) * (k - lo)
-
-        return pick(50), pick(95), pick(99)
-
-
-class _Subscriber(asyncio.Protocol):
-    """One websocket client: websockets' sans-I/O ``ClientProtocol`` on a bare asyncio Protocol.
-
-    The ``websockets.asyncio`` client costs ~37 us of CPU per message (a queue and a coroutine hop
-    per frame); with 1,000 subscribers at 20 events/s that alone took most of a core from the
-    server it measures. This one parses frames as bytes arrive and times them on arrival.
-    """
-
-    def __init__(self, owner: Subscribers, uri: str, token: str):
-        from websockets.client import ClientProtocol
-        from websockets.uri import parse_uri
-
-        self.owner = owner
-        self.ws = ClientProtocol(parse_uri(uri), max_size=2**20)
-        request = self.ws.connect()
-        request.headers["Authorization"] = f"Bearer {token}"
-        self.ws.send_request(request)
-        self.transport: asyncio.Transport | None = None
-        loop = asyncio.get_running_loop()
-        self.ready: asyncio.Future = loop.create_future()  # set on auth:ok
-        self.done: asyncio.Future = loop.create_future()  # set when the connection ends
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self._flush()
-
-    def data_received(self, data: bytes) -> None:
-        from websockets.frames import Opcode
-
-        received = time.time()
-        self.ws.receive_data(data)
-        for event in self.ws.events_received():
-            opcode = getattr(event, "opcode", None)
-            if opcode is Opcode.TEXT:
-                self.owner.on_message(self, event.data, received)
-            elif opcode is Opcode.CLOSE and not self.owner.closing:
-                self.owner.ended_early.append(f"closed by the server: {self.ws.close_code} {self.ws.close_reason}")
-        if self.ws.handshake_exc is not None and not self.ready.done():
-            self.ready.set_exception(RuntimeError(f"handshake failed: {self.ws.handshake_exc}"))
-        self._flush()
-
-    def _flush(self) -> None:
-        for chunk in self.ws.data_to_send():
-            if chunk:
-                self.transport.write(chunk)
-            else:  # the protocol asks for a half-close after a closing handshake
-                self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(RuntimeError(f"connection lost before auth:ok: {exc}"))
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def close(self) -> None:
-        self.ws.send_close()
-        self._flush()
+        return percentiles(self.latencies_ms, (50, 95, 99))
 
 
 class Subscribers:
@@ -186,13 +93,17 @@ class Subscribers:
     def __init__(self, url: str, token: str):
         self.url = url
         self.token = token
-        self.sockets: list[_Subscriber] = []
+        self.sockets: list[WebSocketClient] = []
         self.phases: dict[str, Phase] = {}
         self.other = 0  # messages that were not bench events (should stay 0)
         self.ended_early: list[str] = []  # sockets that ended before the bench closed them
         self.closing = False
 
-    def on_message(self, subscriber: _Subscriber, raw: bytes, received: float) -> None:
+    def on_close(self, subscriber: WebSocketClient, reason: str) -> None:
+        if not self.closing:
+            self.ended_early.append(reason)
+
+    def on_message(self, subscriber: WebSocketClient, raw: bytes, received: float) -> None:
         import orjson
 
         message = orjson.loads(raw)
@@ -217,10 +128,11 @@ class Subscribers:
         gate = asyncio.Semaphore(concurrency)
         parsed = urlparse(self.url)
         loop = asyncio.get_running_loop()
+        headers = {"Authorization": f"Bearer {self.token}"}
 
         async def one() -> None:
             async with gate:
-                subscriber = _Subscriber(self, self.url, self.token)
+                subscriber = WebSocketClient(self.url, headers, self.on_message, self.on_close)
                 await asyncio.wait_for(loop.create_connection(lambda: subscriber, parsed.hostname, parsed.port), 30)
                 await asyncio.wait_for(subscriber.ready, 30)
                 self.sockets.append(subscriber)
@@ -262,8 +174,7 @@ def publish_loop(phase: Phase | None, tag: str, rate: float, seconds: float) -> 
 
 async def run_phase(subs: Subscribers, phase: Phase, rate: float, seconds: float, server_pid: int) -> None:
     subs.phases[phase.name] = phase
-    busy0, _ = machine_cpu()
-    procs0 = process_cpu()
+    meter = CpuMeter()
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
     phase.published = await asyncio.to_thread(publish_loop, phase, phase.name, rate, seconds)
@@ -273,8 +184,7 @@ async def run_phase(subs: Subscribers, phase: Phase, rate: float, seconds: float
     await asyncio.sleep(0.5)  # and catch any duplicate
     phase.wall_s = time.perf_counter() - wall0
     phase.client_cpu_s = time.process_time() - cpu0
-    phase.machine_busy_s = machine_cpu()[0] - busy0
-    phase.cpu = cpu_breakdown(procs0, process_cpu(), server_pid)
+    phase.machine_busy_s, phase.cpu = meter.stop(server_pid)
 
 
 def describe(phase: Phase, width: int) -> None:
@@ -296,12 +206,7 @@ def describe(phase: Phase, width: int) -> None:
             f"+ other processes {c['other']:.1f}",
             flush=True,
         )
-        if c["other"] > 0.1 * phase.wall_s:
-            print(
-                f"{pad}WARNING: other processes used {100 * c['other'] / phase.wall_s:.0f}% of a core "
-                f"({c['other_top']}); the figures are low",
-                flush=True,
-            )
+        warn_other_processes(c, phase.wall_s, pad)
 
 
 async def bench(
@@ -351,31 +256,23 @@ def main() -> int:
     reset_database(DB_NAME)
     step("migrating")
     migrate(env)
-    run_checked([str(PYTHON), str(Path(__file__).resolve()), "--setup-worker"], env, 300, "setup")
+    run_worker(__file__, "--setup-worker", env, 300, "setup")
 
     # This process publishes: the server's settings, hence the same Redis channel layer.
     os.environ.update(env)
-    _project_imports()
-    import django
+    django_setup()
 
-    django.setup()
-
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log = Path(tempfile.gettempdir()) / f"modelhub-bench-uvicorn-{port}.log"
-    step(f"starting uvicorn --workers {args.workers} on {base_url} (log {log})")
-    server = start_server(env, port, args.workers, log)
-    try:
-        wait_for_health(base_url, server, log)
-        token = get_token(base_url, BENCH_USERNAME, env["BENCH_PASSWORD"])
+    server = Server(env, args.workers)
+    step(f"starting uvicorn --workers {args.workers} on {server.base_url} (log {server.log_path})")
+    with server:
+        server.wait_for_health()
+        token = server.token(BENCH_USERNAME)
         check_idle()
         # uvloop, as uvicorn uses: the subscribers' 20,000 socket reads a second cost a third of
         # what they do on asyncio's default loop.
         import uvloop
 
-        reference, load, subs = uvloop.run(bench(args, base_url, token, server.pid))
-    finally:
-        stop_server(server)
+        reference, load, subs = uvloop.run(bench(args, server.base_url, token, server.pid))
 
     print()
     width = max(len(reference.name), len(load.name))
