@@ -16,6 +16,7 @@ from django.db import connection
 from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from catalog.constants import ModelStatus
 from catalog.models import ModelRegistry
 from modelhub.registry import Slot
 
@@ -192,6 +193,11 @@ def model_by_id(model_id: Any) -> ModelRegistry | None:
 def model_locked(model_id: Any) -> ModelRegistry | None:
     """The model, row-locked until the transaction ends (``SELECT ... FOR UPDATE``), or None."""
     return ModelRegistry.objects.select_for_update().filter(pk=model_id).first()
+
+
+def deployable_models(*, limit: int) -> list[ModelRegistry]:
+    """Models that are not deprecated, by name and version (at most ``limit``)."""
+    return list(ModelRegistry.objects.exclude(status=ModelStatus.DEPRECATED).order_by("name", "version")[:limit])
 
 
 def models_in_bulk(ids: Iterable[Any]) -> dict[Any, ModelRegistry]:

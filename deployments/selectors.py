@@ -110,3 +110,12 @@ def deployment_homes(ids: Iterable[Any]) -> dict[uuid.UUID, tuple[uuid.UUID, str
 def fill_model_detail(model: ModelRegistry, detail: dict[str, Any], now: Any) -> None:
     """``ModelDetailResponse.deployments`` (through ``catalog.selectors.MODEL_DETAIL``)."""
     detail["deployments"] = deployments_for_model(model)
+
+
+def live_deployments_by_model(model_ids: Iterable[Any]) -> dict[Any, list[Deployment]]:
+    """Running or scaling deployments of these models, per model id (what simulated traffic is sent to)."""
+    out: dict[Any, list[Deployment]] = {}
+    live = (DeploymentStatus.RUNNING, DeploymentStatus.SCALING)
+    for deployment in Deployment.objects.filter(model_id__in=list(model_ids), status__in=live):
+        out.setdefault(deployment.model_id, []).append(deployment)
+    return out

@@ -59,7 +59,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "modelhub.api.middleware.RequestIdMiddleware",
-    "modelhub.api.ratelimit_middleware.RateLimitMiddleware",
+    "modelhub.accounts.middleware.RateLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -190,7 +190,7 @@ SIMPLE_JWT = {
 
 # --- REST framework, OpenAPI --------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["modelhub.accounts.authentication.JWTAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["modelhub.api.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["modelhub.api.renderers.OrjsonRenderer"],
     "DEFAULT_PARSER_CLASSES": ["modelhub.api.parsers.BoundedJSONParser"],
@@ -217,7 +217,7 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1/modelhub",
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "modelhub.api.schema.add_links"],
     "ENUM_NAME_OVERRIDES": {
-        "RoleEnum": "modelhub.accounts.roles.Role",
+        "RoleEnum": "modelhub.roles.Role",
         "ProviderEnum": "catalog.models.Provider",
         "ModelTypeEnum": "catalog.models.ModelType",
         "ModelStatusEnum": "catalog.models.ModelStatus",

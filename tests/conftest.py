@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from modelhub.accounts.models import User
-from modelhub.accounts.roles import Role
+from modelhub.roles import Role
 from tests.factories import ModelRegistryFactory, UserFactory
 
 API = "/api/v1/modelhub"
@@ -79,8 +79,8 @@ def assert_error(response, status: int, code: str) -> dict:
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Every test starts with no rate-limit counters and no cached limits."""
+    from modelhub.accounts.middleware import user_limits
     from modelhub.api.ratelimit import reset_limiter
-    from modelhub.api.ratelimit_middleware import user_limits
 
     reset_limiter()
     user_limits.clear()

@@ -6,7 +6,7 @@ import factory
 
 from catalog.models import ModelRegistry
 from modelhub.accounts.models import User
-from modelhub.accounts.roles import STAFF_ROLES, Role
+from modelhub.roles import STAFF_ROLES, Role
 
 PASSWORD = "correct-horse-battery-staple"
 

@@ -12,9 +12,9 @@ from django.http import HttpRequest
 from modelhub.accounts import services
 from modelhub.accounts.limits import endpoint_errors
 from modelhub.accounts.models import RateLimitOverride, User
-from modelhub.accounts.roles import Grant, grant_for
 from modelhub.api.admin import RoleMatrixAdminMixin
 from modelhub.api.exceptions import AppError
+from modelhub.roles import Grant, grant_for
 
 
 @admin.register(User)

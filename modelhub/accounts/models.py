@@ -8,7 +8,7 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
 
-from modelhub.accounts.roles import Role
+from modelhub.roles import Role
 
 
 class UserManager(DjangoUserManager):

@@ -15,8 +15,8 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from modelhub import realtime
 from modelhub.accounts.limits import MAX_LIMIT, endpoint_errors
 from modelhub.accounts.models import RateLimitOverride, User
-from modelhub.accounts.roles import STAFF_ROLES, Grant, Role, grant_for
 from modelhub.api.exceptions import AppError, ErrorCode, Forbidden, InvalidRequest
+from modelhub.roles import STAFF_ROLES, Grant, Role, grant_for
 
 
 class UserAlreadyExists(AppError):

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from modelhub.accounts.roles import has_permission
+from modelhub.roles import has_permission
 
 
 class RoleMatrixAdminMixin:

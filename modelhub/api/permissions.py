@@ -1,4 +1,4 @@
-"""DRF permission classes derived from the role matrix (``modelhub.accounts.roles``)."""
+"""DRF permission classes derived from the role matrix (``modelhub.roles``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from modelhub.accounts.roles import Grant, grant_for
+from modelhub.roles import Grant, grant_for
 
 
 def required_permission(view: Any, request: Request) -> str | None:

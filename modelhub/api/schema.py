@@ -74,7 +74,7 @@ class AutoSchema(SpectacularAutoSchema):
 class JWTScheme(SimpleJWTScheme):
     """Documents our JWTAuthentication subclass as simplejwt's Bearer scheme."""
 
-    target_class = "modelhub.accounts.authentication.JWTAuthentication"
+    target_class = "modelhub.api.authentication.JWTAuthentication"
     name = "jwtAuth"
 
 

@@ -2,7 +2,7 @@
 
 ``publish(event, data)`` delivers ``{"event": event, "data": data}`` to every connected
 client whose role may read that event (``EVENTS`` -> the role matrix in
-:mod:`modelhub.accounts.roles`), once the current transaction commits. Clients are
+:mod:`modelhub.roles`), once the current transaction commits. Clients are
 grouped per permission in the channel layer (``realtime.<permission>``): the websocket
 consumer (:mod:`modelhub.realtime.consumers`) joins its socket to them, the Socket.IO
 server (:mod:`modelhub.realtime.sio`) joins one channel per process and fans out to its
@@ -34,7 +34,7 @@ import orjson
 from django.conf import settings
 from django.db import transaction
 
-from modelhub.accounts.roles import has_permission
+from modelhub.roles import has_permission
 
 logger = logging.getLogger(__name__)
 

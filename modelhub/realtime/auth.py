@@ -1,7 +1,7 @@
 """What both socket transports share: who the client is, where it may connect from, how fast
 it may talk, and the error envelope they send.
 
-Authentication is the API's own (:class:`modelhub.accounts.authentication.JWTAuthentication`):
+Authentication is the API's own (:class:`modelhub.api.authentication.JWTAuthentication`):
 simplejwt's ``AccessToken`` checks signature, type (a refresh token is refused) and expiry;
 the user is loaded and must exist and be active. On top of that, a token whose ``jti`` is
 on simplejwt's blacklist is refused, as ``POST auth/token/verify`` does.
@@ -78,7 +78,7 @@ def authenticate(raw_token: str) -> Session:
     """Validate an access token the way the API does (runs queries: call through database_sync_to_async)."""
     from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
-    from modelhub.accounts.authentication import JWTAuthentication
+    from modelhub.api.authentication import JWTAuthentication
 
     if not isinstance(raw_token, str) or not raw_token or len(raw_token) > MAX_TOKEN_LENGTH:
         raise AuthFailure(ErrorCode.UNAUTHORIZED, "A valid access token is required.")
@@ -100,9 +100,9 @@ def authenticate(raw_token: str) -> Session:
 
 def revalidate(session: Session) -> Session:
     """Re-read the session's user (after a change to it): still active? which role now?"""
-    from modelhub.accounts.models import User
+    from django.contrib.auth import get_user_model
 
-    row = User.objects.filter(pk=session.user_id).values("is_active", "role", "username").first()
+    row = get_user_model().objects.filter(pk=session.user_id).values("is_active", "role", "username").first()
     if row is None or not row["is_active"]:
         raise AuthFailure(ErrorCode.UNAUTHORIZED, "The user is unknown or inactive.")
     return Session(user_id=session.user_id, username=row["username"], role=row["role"], expires_at=session.expires_at)

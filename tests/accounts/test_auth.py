@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from modelhub.accounts.roles import permissions_for
+from modelhub.roles import permissions_for
 from tests.conftest import API, assert_error
 from tests.factories import PASSWORD
 

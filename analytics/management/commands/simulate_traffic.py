@@ -47,19 +47,17 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        from catalog.models import ModelRegistry, ModelStatus
-        from deployments.models import Deployment
+        from catalog.selectors import deployable_models
+        from deployments.selectors import live_deployments_by_model
 
         hours, rate, count = opts["hours"], opts["rate"], opts["models"]
         if not 1 <= hours <= 720 or not 0.01 <= rate <= 500 or not 1 <= count <= 50:
             raise CommandError("--hours must be 1-720, --rate 0.01-500, --models 1-50")
-        models = list(ModelRegistry.objects.exclude(status=ModelStatus.DEPRECATED).order_by("name", "version")[:count])
+        models = deployable_models(limit=count)
         if not models:
             raise CommandError("No models in the catalog: run `manage.py seed_demo` first.")
         rng = random.Random(opts["seed"])  # noqa: S311 - simulated traffic, not secrets
-        live = {}
-        for deployment in Deployment.objects.filter(model__in=models, status__in=["running", "scaling"]):
-            live.setdefault(deployment.model_id, []).append(deployment)
+        live = live_deployments_by_model([m.pk for m in models])
 
         now = timezone.now()
         start = now - timedelta(hours=hours)

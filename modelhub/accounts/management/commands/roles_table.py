@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from modelhub.accounts.roles import markdown_table
+from modelhub.roles import markdown_table
 
 
 class Command(BaseCommand):
