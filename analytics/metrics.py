@@ -6,6 +6,9 @@
   per-bucket aggregate query and :meth:`Accumulator.from_row` are all derived from here.
 * :class:`Accumulator` - additive metrics of a set of events (raw rows or merged buckets).
 * :class:`Window` and :func:`bucket_start` - bucket-aligned time ranges.
+
+Longer than 350 lines on purpose: the Accumulator's add/merge are written out (the rollup's inner
+loop) beside the metric table they must cover, so the two are read and changed together.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ the other sees the new status (and either retries the check against it or answer
 409). Each change is logged as a :class:`DeploymentTransition` and published as
 ``deployment:status`` after commit. The API, the Django admin and the Celery tasks
 all come through here.
+
+Longer than 350 lines on purpose: every write of a deployment goes through the one state machine
+(``_transition``) defined here; splitting it would spread that rule over modules.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ writes into ``.env``) uses SQLite, a local-memory cache, the in-memory channel
 layer and an in-memory Celery broker. Production switches each integration on
 with an environment variable: ``DATABASE_URL`` (PostgreSQL) and ``REDIS_URL``
 (cache, channel layer, Celery broker). `.env.example` lists every variable.
+
+Longer than 350 lines on purpose: one settings module read through one ``env`` (CONVENTIONS),
+so every setting and its variable are found in one place.
 """
 
 from __future__ import annotations
