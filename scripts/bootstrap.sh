@@ -20,12 +20,14 @@ if [ ! -x .venv/bin/python ]; then
   "$(find_python)" -m venv .venv
 fi
 
-want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+# Development and CI install the test and bench sets (each includes requirements/base.txt, what
+# production runs). The hash covers every file those two include, so a change to any re-installs.
+want="$(cat requirements/base.txt requirements/test.txt requirements/bench.txt | sha256sum | cut -d' ' -f1)"
 have="$(cat .venv/.requirements.sha256 2>/dev/null || true)"
 if [ "$want" != "$have" ]; then
   echo "==> installing requirements"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r requirements.txt
+  .venv/bin/python -m pip install --quiet -r requirements/test.txt -r requirements/bench.txt
   echo "$want" > .venv/.requirements.sha256
 fi
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from django.core.management import get_commands
 
-from modelhub.env import READ_VARS
+from modelhub.env import READ_VARS, is_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -58,10 +58,16 @@ def test_dockerfile_cmd_is_a_real_entry_point():
     _check_entry_point(yaml.safe_load(cmd))
 
 
+def _secret_file_of_a_read_var(var: str) -> bool:
+    """``<NAME>_FILE`` (a Docker secret) stands for NAME when NAME is a secret the settings read."""
+    name = var.removesuffix("_FILE")
+    return name != var and name in READ_VARS and is_secret(name)
+
+
 @pytest.mark.parametrize("service", APP_SERVICES)
 def test_every_variable_compose_sets_is_read_by_settings(service):
     env = COMPOSE["services"][service]["environment"]
-    unknown = set(env) - READ_VARS
+    unknown = {var for var in env if var not in READ_VARS and not _secret_file_of_a_read_var(var)}
     assert not unknown, f"{service} sets variables the settings never read: {unknown}"
 
 
@@ -114,3 +120,69 @@ def test_debug_is_off_unless_asked_for():
     from django.conf import settings
 
     assert settings.DEBUG is False
+
+
+# --- requirements/ ------------------------------------------------------------------------------
+
+REQUIREMENTS = ROOT / "requirements"
+TEST_ONLY = {"pytest", "pytest-django", "schemathesis", "hypothesis", "factory-boy", "faker", "ruff", "import-linter"}
+
+
+def _requirement_lines(name: str) -> list[str]:
+    lines = (REQUIREMENTS / name).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _includes(name: str) -> set[str]:
+    """``name`` and every file it includes with ``-r``, transitively."""
+    found = {name}
+    for line in _requirement_lines(name):
+        if line.startswith("-r "):
+            found |= _includes(line.removeprefix("-r ").strip())
+    return found
+
+
+def _pinned(name: str) -> dict[str, str]:
+    pins = {}
+    for line in _requirement_lines(name):
+        if line.startswith("-r "):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+        assert match, f"requirements/{name}: not pinned as name==version: {line!r}"
+        pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    return pins
+
+
+def test_requirements_are_split_and_every_line_is_pinned():
+    assert not (ROOT / "requirements.txt").exists(), "requirements live in requirements/ (base, test, bench)"
+    assert {path.name for path in REQUIREMENTS.glob("*.txt")} == {"base.txt", "test.txt", "bench.txt"}
+    names: dict[str, str] = {}
+    for name in ("base.txt", "test.txt", "bench.txt"):
+        for package in _pinned(name):
+            assert package not in names, f"{package} is pinned in both {names[package]} and {name}"
+            names[package] = name
+    assert _includes("test.txt") == {"test.txt", "base.txt"}
+    assert "base.txt" in _includes("bench.txt")
+    assert _includes("base.txt") == {"base.txt"}
+
+
+def test_production_installs_no_test_tools():
+    assert not TEST_ONLY & set(_pinned("base.txt"))
+    assert set(_pinned("test.txt")) >= TEST_ONLY
+
+
+def test_the_dockerfile_installs_base_only():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    installs = re.findall(r"pip install (.*)", dockerfile)
+    assert installs == ["-r requirements/base.txt"], installs
+    assert re.search(r"^COPY requirements/base.txt requirements/base.txt$", dockerfile, re.M)
+
+
+def test_bootstrap_installs_test_and_bench_and_hashes_every_file_they_include():
+    bootstrap = (ROOT / "scripts" / "bootstrap.sh").read_text()
+    installed = set(re.findall(r"-r requirements/(\w+\.txt)", bootstrap))
+    assert installed == {"test.txt", "bench.txt"}
+    hashed = set(re.search(r"want=.*", bootstrap).group(0).split()) & {
+        f"requirements/{n}" for n in ("base.txt", "test.txt", "bench.txt")
+    }
+    assert hashed == {f"requirements/{name}" for name in _includes("test.txt") | _includes("bench.txt")}

@@ -13,6 +13,7 @@ from modelhub.celery import app
 from tests.analytics.helpers import event
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_queued_tasks_run_on_the_embedded_worker(model, settings):
     if settings.REDIS_URL:

@@ -18,6 +18,7 @@ PROVIDERS = list(Provider.values)
 
 
 @FAST
+@pytest.mark.slow
 @given(
     groups=st.lists(st.lists(st.sampled_from(PROVIDERS), min_size=1, max_size=3), min_size=1, max_size=4),
     spaces=st.booleans(),
@@ -41,6 +42,7 @@ aware = st.datetimes(
 
 
 @FAST
+@pytest.mark.slow
 @given(
     moment=aware,
     form=st.sampled_from(["seconds", "milliseconds", "microseconds", "minutes"]),
@@ -64,12 +66,14 @@ def test_every_iso_form_parses_to_the_same_instant(moment, form, zulu, space):
 
 
 @FAST
+@pytest.mark.slow
 @given(day=st.dates(min_value=datetime(1971, 1, 1).date(), max_value=datetime(2099, 1, 1).date()))
 def test_a_date_is_midnight_utc(day):
     assert parse_iso_datetime(day.isoformat(), "to") == datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 @FAST
+@pytest.mark.slow
 @given(text=st.text(max_size=40))
 def test_anything_else_is_invalid_parameter_never_a_crash(text):
     try:
@@ -84,6 +88,7 @@ def test_anything_else_is_invalid_parameter_never_a_crash(text):
 @settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
+@pytest.mark.slow
 @given(search=st.text(max_size=260))
 def test_any_unicode_search_is_answered_within_the_contract(personas, search):
     client = APIClient(HTTP_AUTHORIZATION=bearer(personas["viewer"]))
@@ -98,6 +103,7 @@ def test_any_unicode_search_is_answered_within_the_contract(personas, search):
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
+@pytest.mark.slow
 @given(values=st.lists(st.text(min_size=1, max_size=220), min_size=1, max_size=60))
 def test_any_free_text_list_filter_is_answered_within_the_contract(personas, values):
     client = APIClient(HTTP_AUTHORIZATION=bearer(personas["viewer"]))

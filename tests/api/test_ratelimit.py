@@ -247,6 +247,7 @@ def _start_server(port: int, env: dict) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)

@@ -1,19 +1,31 @@
-"""Every role against every endpoint, and the matrix itself against the foundation issue's table.
+"""Every role against every endpoint, the table against Django's URL resolver, and the matrix itself
+against the foundation issue's table.
 
 The expectations here are written out literally (not derived from
-``modelhub.accounts.roles``), so a wrong edit of the matrix fails a test.
+``modelhub.roles``), so a wrong edit of the matrix fails a test. A route or method the
+resolver knows and the tables do not (or the other way round) fails
+``test_every_api_route_and_method_has_an_expectation``: a new endpoint comes with its row.
 """
 
-import pytest
+import re
 
-from modelhub.accounts import roles
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+
+from modelhub import roles
+from tests.analytics.helpers import event
 from tests.conftest import API, assert_error
 from tests.factories import DeploymentFactory, ModelRegistryFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-ALL = {"admin", "manager", "developer", "analyst", "viewer", "outsider"}
-NOBODY: set[str] = set()
+ALL = {"admin", "manager", "developer", "analyst", "viewer", "outsider"}  # outsider: a developer who owns nothing
+ADMINS = {"admin"}
+MANAGERS = {"admin", "manager"}
+DEVELOPERS = {"admin", "manager", "developer", "outsider"}
+OWN = {"admin", "manager", "developer"}  # deployments.update/delete/scale: the developer persona owns {deployment}
+READERS_BUT_VIEWERS = {"admin", "manager", "developer", "analyst", "outsider"}  # analytics.read
 
 MODEL_BODY = {
     "name": "matrix-model",
@@ -29,46 +41,111 @@ MODEL_BODY = {
     "category": "",
     "baselineMetrics": {"avgLatencyMs": 1, "costPer1kTokens": 0, "successRate": 1},
 }
-
-OWN = {"admin", "manager", "developer"}  # deployments.update/delete/scale: the developer persona owns {deployment}
 DEPLOYMENT_CONFIG = {"replicas": 1, "resources": {"cpu": "100m", "memory": "128Mi"}}
 
-# (method, path template, body, roles allowed, success status)
+# Every role-checked (method, route): (method, path template, body, roles allowed, success status).
+# Everyone else gets 403 FORBIDDEN, anonymous callers 401 UNAUTHORIZED. A body named by a string is
+# built per case (it needs the case's objects or the caller's own token).
 ENDPOINTS = [
-    ("get", "/models", None, ALL, 200),
-    ("get", "/models/{model}", None, ALL, 200),
-    ("post", "/models", MODEL_BODY, {"admin"}, 201),
-    ("put", "/models/{model}", "put-body", {"admin", "manager"}, 200),
-    ("patch", "/models/{model}", {"description": "x"}, {"admin", "manager"}, 200),
-    ("delete", "/models/{model}", None, {"admin"}, 204),
+    # auth
     ("get", "/auth/me", None, ALL, 200),
     ("post", "/auth/token/verify", "verify-body", ALL, 200),
-    ("get", "/users", None, {"admin", "manager"}, 200),
+    ("post", "/auth/logout", "logout-body", ALL, 204),
+    # catalog
+    ("get", "/models", None, ALL, 200),
+    ("get", "/models/{model}", None, ALL, 200),
+    ("post", "/models", MODEL_BODY, ADMINS, 201),
+    ("put", "/models/{model}", "put-body", MANAGERS, 200),
+    ("patch", "/models/{model}", {"description": "x"}, MANAGERS, 200),
+    ("delete", "/models/{model}", None, ADMINS, 204),
+    # users
+    ("get", "/users", None, MANAGERS, 200),
     (
         "post",
         "/users",
         {"username": "someone", "password": "a-long-enough-passphrase", "role": "viewer"},
-        {"admin", "manager"},
+        MANAGERS,
         201,
     ),
-    ("get", "/users/{user}", None, {"admin", "manager"}, 200),
-    ("patch", "/users/{user}", {"role": "analyst"}, {"admin", "manager"}, 200),
-    ("delete", "/users/{user}", None, {"admin", "manager"}, 204),
+    ("get", "/users/{user}", None, MANAGERS, 200),
+    ("patch", "/users/{user}", {"role": "analyst"}, MANAGERS, 200),
+    ("delete", "/users/{user}", None, MANAGERS, 204),
+    # rate limits
     ("get", "/rate-limits", None, ALL, 200),
-    ("get", "/rate-limits/users/{user}", None, {"admin"}, 200),
-    ("put", "/rate-limits/users/{user}", {"requestsPerMinute": 10}, {"admin"}, 200),
-    ("patch", "/rate-limits/users/{user}", {"burstLimit": 10}, {"admin"}, 200),
-    ("delete", "/rate-limits/users/{user}", None, {"admin"}, 204),
+    ("get", "/rate-limits/users/{user}", None, ADMINS, 200),
+    ("put", "/rate-limits/users/{user}", {"requestsPerMinute": 10}, ADMINS, 200),
+    ("patch", "/rate-limits/users/{user}", {"burstLimit": 10}, ADMINS, 200),
+    ("delete", "/rate-limits/users/{user}", None, ADMINS, 204),
+    # deployments
     ("get", "/deployments", None, ALL, 200),
     ("get", "/deployments/{deployment}", None, ALL, 200),
-    ("post", "/deployments", "deployment-body", {"admin", "manager", "developer", "outsider"}, 201),
+    ("post", "/deployments", "deployment-body", DEVELOPERS, 201),
     ("put", "/deployments/{deployment}", {"configuration": DEPLOYMENT_CONFIG}, OWN, 200),
     ("patch", "/deployments/{deployment}", {"configuration": {"temperature": 0.5}}, OWN, 200),
     ("delete", "/deployments/{deployment}", None, OWN, 204),
     ("post", "/deployments/{deployment}/scale", {"replicas": 2}, OWN, 202),
+    # analytics
+    ("post", "/analytics/events", "events-body", DEVELOPERS, 200),
+    ("get", "/analytics/models/{model}/performance", None, READERS_BUT_VIEWERS, 200),
+    ("get", "/analytics/dashboard", None, READERS_BUT_VIEWERS, 200),
+    ("get", "/analytics/alerts", None, READERS_BUT_VIEWERS, 200),
+    ("get", "/analytics/alerts/{alert}", None, READERS_BUT_VIEWERS, 200),
+    ("post", "/analytics/alerts/{alert}/acknowledge", None, DEVELOPERS, 200),
 ]
 
+# Routes no role is checked on: (method, path, status for an anonymous caller, why).
+NOT_ROLE_CHECKED = [
+    ("get", "/health", 200, "public: load balancers and the compose health check call it without a token"),
+    ("get", "/schema/", 200, "public: the OpenAPI document"),
+    ("get", "/docs/", 200, "public: Swagger UI (its assets are served locally)"),
+    ("post", "/auth/token", 400, "public: where a token comes from (username + password; 400 without them)"),
+    ("post", "/auth/token/refresh", 400, "public: the refresh token in the body is the credential"),
+]
+
+# Methods the resolver's views answer on every route that are not an endpoint of their own.
+EXEMPT_METHODS = {
+    "options": "DRF's metadata answer, on every view; no data, the same for every role",
+    "head": "Django and DRF answer it with the GET handler, so the GET row covers it",
+}
+
 CASES = [(m, p, b, role, s if role in allowed else 403) for m, p, b, allowed, s in ENDPOINTS for role in sorted(ALL)]
+
+
+def _alert(model):
+    from analytics.models import Alert
+
+    now = timezone.now()
+    return Alert.objects.create(
+        type="error_rate",
+        severity="warning",
+        model=model,
+        message="m",
+        metric_value=0.1,
+        threshold=0.05,
+        opened_at=now,
+        last_checked_at=now,
+    )
+
+
+def _body(body, *, model, caller):
+    from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+    if body == "deployment-body":
+        return {
+            "modelId": str(model.pk),
+            "version": model.version,
+            "environment": "staging",
+            "configuration": DEPLOYMENT_CONFIG,
+        }
+    if body == "put-body":
+        return {**MODEL_BODY, "name": model.name, "version": model.version}
+    if body == "verify-body":
+        return {"token": str(AccessToken.for_user(caller))}
+    if body == "logout-body":
+        return {"refresh": str(RefreshToken.for_user(caller))}
+    if body == "events-body":
+        return {"events": [event(model)]}
+    return body
 
 
 @pytest.mark.parametrize("method, template, body, role, expected", CASES, ids=[f"{c[3]}-{c[0]}-{c[1]}" for c in CASES])
@@ -76,20 +153,11 @@ def test_role_against_endpoint(client_for, personas, method, template, body, rol
     model = ModelRegistryFactory(owner=personas["admin"])
     target = UserFactory(role="viewer")
     deployment = DeploymentFactory(owner=personas["developer"]) if "{deployment}" in template else None
-    path = API + template.format(model=model.pk, user=target.pk, deployment=getattr(deployment, "pk", None))
-    if body == "deployment-body":
-        body = {
-            "modelId": str(model.pk),
-            "version": model.version,
-            "environment": "staging",
-            "configuration": DEPLOYMENT_CONFIG,
-        }
-    elif body == "put-body":
-        body = {**MODEL_BODY, "name": model.name, "version": model.version}
-    elif body == "verify-body":
-        from rest_framework_simplejwt.tokens import AccessToken
-
-        body = {"token": str(AccessToken.for_user(personas[role]))}
+    alert = _alert(model) if "{alert}" in template else None
+    path = API + template.format(
+        model=model.pk, user=target.pk, deployment=getattr(deployment, "pk", None), alert=getattr(alert, "pk", None)
+    )
+    body = _body(body, model=model, caller=personas[role])
     response = (
         getattr(client_for(role), method)(path, body, format="json")
         if body
@@ -101,13 +169,76 @@ def test_role_against_endpoint(client_for, personas, method, template, body, rol
         assert response.status_code == expected, response.content[:300]
 
 
-@pytest.mark.parametrize("method, template", [(m, p) for m, p, *_ in ENDPOINTS] + [("post", "/auth/logout")])
+@pytest.mark.parametrize("method, template", [(m, p) for m, p, *_ in ENDPOINTS])
 def test_anonymous_gets_401_everywhere(db, method, template):
     from rest_framework.test import APIClient
 
     nil = "00000000-0000-0000-0000-000000000000"
-    path = API + template.format(model=nil, user=nil, deployment=nil)
+    path = API + template.format(model=nil, user=nil, deployment=nil, alert=nil)
     assert_error(getattr(APIClient(), method)(path, {}, format="json"), 401, "UNAUTHORIZED")
+
+
+@pytest.mark.parametrize(
+    "method, path, status, reason", NOT_ROLE_CHECKED, ids=[f"{m}-{p}" for m, p, *_ in NOT_ROLE_CHECKED]
+)
+def test_routes_without_a_role_check_answer_anonymous_callers(db, method, path, status, reason):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    response = client.get(API + path) if method == "get" else getattr(client, method)(API + path, {}, format="json")
+    assert response.status_code == status, (reason, response.status_code, response.content[:300])
+
+
+# --- the tables against Django's URL resolver --------------------------------------------------------
+
+PREFIX = API.lstrip("/") + "/"
+
+
+def _patterns(resolver: URLResolver, prefix: str = ""):
+    for pattern in resolver.url_patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _patterns(pattern, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            yield prefix + str(pattern.pattern), pattern
+
+
+def _normalise(route: str) -> str:
+    """``^users/(?P<pk>[^/.]+)$`` (a router's regex), ``users/<str:user_id>`` (a path) and
+    ``/users/{user}`` (this table) all become ``/users/{}``."""
+    route = re.sub(r"\(\?P<\w+>[^)]*\)|<(?:\w+:)?\w+>|\{\w+\}", "{}", route)
+    return "/" + route.replace("^", "").replace("$", "").lstrip("/")
+
+
+def _view_methods(pattern: URLPattern) -> set[str]:
+    """The HTTP methods a route answers: a router's method -> action map for a viewset, the
+    handlers an APIView implements; either way only those ``http_method_names`` lets through."""
+    view = pattern.callback
+    cls = getattr(view, "cls", None) or view.view_class
+    allowed = set(cls.http_method_names)
+    actions = getattr(view, "actions", None)
+    if actions is not None:
+        return set(actions) & allowed
+    return {method for method in allowed if hasattr(cls, method)}
+
+
+def resolved_api_routes() -> set[tuple[str, str]]:
+    routes = set()
+    for route, pattern in _patterns(get_resolver()):
+        if route.startswith(PREFIX):
+            normalised = _normalise(route[len(PREFIX) :])
+            routes |= {(method, normalised) for method in _view_methods(pattern) - set(EXEMPT_METHODS)}
+    return routes
+
+
+def test_every_api_route_and_method_has_an_expectation():
+    expected = [(m, _normalise(p)) for m, p, *_ in ENDPOINTS] + [(m, _normalise(p)) for m, p, *_ in NOT_ROLE_CHECKED]
+    assert len(expected) == len(set(expected)), "a (method, route) has two rows"
+    resolved = resolved_api_routes()
+    assert {route for _, route in resolved} >= {"/models", "/users/{}", "/analytics/alerts/{}/acknowledge"}
+    missing = resolved - set(expected)
+    stale = set(expected) - resolved
+    assert not missing, f"routes without a row in ENDPOINTS or NOT_ROLE_CHECKED: {sorted(missing)}"
+    assert not stale, f"rows for routes or methods that no longer resolve: {sorted(stale)}"
 
 
 ISSUE_TABLE = """

@@ -457,13 +457,38 @@ def test_send_now_from_async_code_does_not_block(personas):
     run(scenario)
 
 
-def test_timers_are_cancelled_on_disconnect(personas, settings):
+def test_timers_are_cancelled_on_disconnect(personas, settings, monkeypatch):
+    """Disconnecting cancels the socket's timers: the auth deadline of an unauthenticated socket and
+    the token expiry of an authenticated one never fire (``fail``) on a closed consumer."""
+    from modelhub.realtime import consumers
+
     settings.REALTIME_AUTH_TIMEOUT_SECONDS = 0.2
+    timers: list[asyncio.Task] = []
+    failures: list[tuple] = []
+    start_timer, fail = consumers._background, consumers.RealtimeConsumer.fail
+
+    def recording_timer(coro):
+        task = start_timer(coro)
+        timers.append(task)
+        return task
+
+    async def recording_fail(self, *args, **kwargs):
+        failures.append(args)
+        await fail(self, *args, **kwargs)
+
+    monkeypatch.setattr(consumers, "_background", recording_timer)
+    monkeypatch.setattr(consumers.RealtimeConsumer, "fail", recording_fail)
 
     async def scenario():
-        ws = await connected()
-        await ws.disconnect()
-        await asyncio.sleep(0.4)  # the auth deadline must not fire on a closed consumer
+        anonymous = await connected()
+        expiring = await connected([(b"authorization", f"Bearer {token_for(personas['viewer'], seconds=2)}".encode())])
+        assert (await expiring.receive_json_from(timeout=5))["event"] == "auth:ok"
+        assert len(timers) >= 2  # the auth deadline, the token expiry
+        await anonymous.disconnect()
+        await expiring.disconnect()
+        await asyncio.sleep(2.3)  # past the auth deadline (0.2 s) and the token's expiry (at most 2 s)
+        assert all(task.cancelled() for task in timers), [task for task in timers if not task.cancelled()]
+        assert failures == []
 
     run(scenario)
 

@@ -18,7 +18,7 @@ from tests.conftest import API, bearer
 from tests.factories import ModelRegistryFactory
 from tests.realtime.conftest import REALTIME_PATH, token_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # a live uvicorn + the embedded worker
 
 
 def test_a_deployment_created_over_http_goes_running_and_every_step_reaches_the_socket(

@@ -69,6 +69,7 @@ def _healthy(port: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)

@@ -13,7 +13,7 @@ from modelhub import realtime
 from modelhub.accounts import services
 from tests.realtime.conftest import NAMESPACE, run, token_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # a live uvicorn
 
 EVENT = {"deploymentId": "d-9", "status": "scaling", "timestamp": "2025-01-01T00:00:00Z"}
 LISTENED = ("auth:ok", "error", "deployment:status", "dashboard:update", "alert:new", "experiment:update")
