@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from drf_spectacular.utils import extend_schema_serializer
+from drf_spectacular.settings import spectacular_settings
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt import serializers as jwt_serializers
 
+from modelhub.accounts.limits import ENDPOINT_KEY, MAX_ENDPOINTS, MAX_LIMIT
 from modelhub.accounts.models import User
 from modelhub.accounts.roles import PERMISSIONS, Role
 from modelhub.api.fields import EnumField
@@ -133,6 +135,28 @@ class EndpointLimitSerializer(StrictInputSerializer):
     burstLimit = serializers.IntegerField(min_value=1)
 
 
+_ENDPOINT_LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}
+_ENDPOINTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": f'Keys look like "GET /models/{{id}}": they match `{ENDPOINT_KEY.pattern}`.',
+    "maxProperties": MAX_ENDPOINTS,
+    "additionalProperties": {
+        "type": "object",
+        "properties": {"requestsPerMinute": _ENDPOINT_LIMIT, "burstLimit": _ENDPOINT_LIMIT},
+        "required": ["requestsPerMinute", "burstLimit"],
+        "additionalProperties": False,
+    },
+}
+if spectacular_settings.OAS_VERSION >= "3.1":  # OpenAPI 3.0's Schema Object has no propertyNames
+    _ENDPOINTS_SCHEMA["propertyNames"] = {"pattern": ENDPOINT_KEY.pattern}
+
+
+@extend_schema_field(_ENDPOINTS_SCHEMA)
+class EndpointLimitsField(serializers.DictField):
+    """``endpoints``: 'METHOD /path' -> limits. The schema declares the count, the bounds and (from
+    OpenAPI 3.1) the key pattern that ``limits.endpoint_errors`` enforces; a plain DictField says "object"."""
+
+
 class RateLimitsSerializer(serializers.Serializer):
     """The spec's ``RateLimits``."""
 
@@ -140,7 +164,7 @@ class RateLimitsSerializer(serializers.Serializer):
     requestsPerHour = serializers.IntegerField()
     requestsPerDay = serializers.IntegerField()
     burstLimit = serializers.IntegerField()
-    endpoints = serializers.DictField(child=EndpointLimitSerializer(), help_text='Keys look like "GET /models/{id}".')
+    endpoints = EndpointLimitsField(child=EndpointLimitSerializer())
 
     class Meta:
         ref_name = "RateLimits"
@@ -174,7 +198,7 @@ class RateLimitOverrideSerializer(StrictInputSerializer):
     requestsPerHour = serializers.IntegerField(source="requests_per_hour", **_limit)
     requestsPerDay = serializers.IntegerField(source="requests_per_day", **_limit)
     burstLimit = serializers.IntegerField(source="burst_limit", **_limit)
-    endpoints = serializers.DictField(child=EndpointLimitSerializer(), required=False, allow_null=True)
+    endpoints = EndpointLimitsField(child=EndpointLimitSerializer(), required=False, allow_null=True)
 
     class Meta:
         ref_name = "RateLimitOverride"
