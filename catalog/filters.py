@@ -11,15 +11,23 @@ from django.db.models import F, QuerySet
 
 from catalog.models import ModelRegistry, ModelStatus, ModelType, Provider
 from catalog.selectors import filter_json_list_contains_all, search_models
-from modelhub.api.filters import FastFilterSet, ListFilter
+from catalog.serializers import ModelRegistrySerializer
+from modelhub.api.filters import FastFilterSet, ListFilter, SortFilterMixin
 
-SORT_FIELDS = {"name": "name", "createdAt": "created_at", "updatedAt": "updated_at", "popularity": "popularity"}
 
-
-class ModelFilterSet(FastFilterSet):
+class ModelFilterSet(SortFilterMixin, FastFilterSet):
     """Filters AND together; within ``provider``/``modelType``/``category``/``status`` any value
     matches, while ``capabilities`` requires every listed capability (you filter for what you need).
+
+    Order: ``sortBy`` (default ``name``; dates and popularity descending by default), then name,
+    version and id; a search without ``sortBy`` orders by relevance.
     """
+
+    sort_serializer = ModelRegistrySerializer
+    sort_by = ("name", "createdAt", "updatedAt", "popularity")  # popularity: a column, not shown
+    sort_default = "name"
+    sort_descending = frozenset({"createdAt", "updatedAt", "popularity"})
+    sort_tiebreak = ("name", "version", "id")
 
     search = django_filters.CharFilter(method="filter_search", max_length=settings.API_SEARCH_MAX_LENGTH)
     provider = ListFilter(field_name="provider", choices=Provider.values)
@@ -40,15 +48,10 @@ class ModelFilterSet(FastFilterSet):
         lookup_expr="lte",
         validators=[MinValueValidator(0), MaxValueValidator(10_000_000)],
     )
-    sortBy = django_filters.ChoiceFilter(choices=[(k, k) for k in SORT_FIELDS], method="noop")
-    sortOrder = django_filters.ChoiceFilter(choices=[("asc", "asc"), ("desc", "desc")], method="noop")
 
     class Meta:
         model = ModelRegistry
         fields: list[str] = []
-
-    def noop(self, qs: QuerySet, name: str, value: str) -> QuerySet:
-        return qs  # applied in filter_queryset, after every filter
 
     def filter_search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
         return search_models(qs, value)
@@ -56,14 +59,7 @@ class ModelFilterSet(FastFilterSet):
     def filter_capabilities(self, qs: QuerySet, name: str, value: list[str] | None) -> QuerySet:
         return filter_json_list_contains_all(qs, "capabilities", value) if value else qs
 
-    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
-        qs = super().filter_queryset(queryset)
-        data = self.form.cleaned_data
-        sort_by, sort_order = data.get("sortBy"), data.get("sortOrder") or ""
-        if not sort_by and data.get("search"):
-            # Relevance first; ties broken by name so pages are stable.
+    def order_without_sort_by(self, qs: QuerySet) -> QuerySet | None:
+        if self.form.cleaned_data.get("search"):  # relevance first; ties broken by name so pages are stable
             return qs.order_by(F("rank").desc(nulls_last=True), "name", "version", "id")
-        column = SORT_FIELDS[sort_by or "name"]
-        descending = sort_order == "desc" if sort_order else (sort_by in ("createdAt", "updatedAt", "popularity"))
-        primary = F(column).desc() if descending else F(column).asc()
-        return qs.order_by(primary, "name", "version", "id")
+        return None

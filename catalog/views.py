@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import serializers, status
-from rest_framework.request import Request
-from rest_framework.response import Response
 
 from catalog import selectors, services
 from catalog.filters import ModelFilterSet
 from catalog.serializers import (
     CatalogResponseSerializer,
     ModelDetailResponseSerializer,
+    ModelEnvelopeSerializer,
     ModelRegistrySerializer,
     ModelUpdateSerializer,
     ModelWriteSerializer,
@@ -21,15 +19,6 @@ from catalog.serializers import (
 from modelhub.api.exceptions import ErrorCode
 from modelhub.api.filters import cleaned_applied
 from modelhub.api.viewsets import BaseViewSet
-
-
-class ModelEnvelopeSerializer(serializers.Serializer):
-    """``{"model": ModelRegistry}``: what create and update answer."""
-
-    model = ModelRegistrySerializer()
-
-    class Meta:
-        ref_name = "ModelResponse"
 
 
 @extend_schema_view(
@@ -89,9 +78,18 @@ class ModelViewSet(BaseViewSet):
     queryset = selectors.model_queryset()
     filterset_class = ModelFilterSet
     serializer_class = ModelRegistrySerializer
-    lookup_url_kwarg = "pk"
+    input_serializer_classes = {
+        "create": ModelWriteSerializer,
+        "update": ModelUpdateSerializer,
+        "partial_update": ModelUpdateSerializer,
+    }
+    create_service = services.model_register
+    update_service = services.model_update
+    destroy_service = services.model_delete
+    instance_kwarg = "model"
     not_found_code = ErrorCode.MODEL_NOT_FOUND
     resource_name = "Model"
+    envelope_key = "model"
     results_key = "models"
     permission_map = {
         "list": "models.read",
@@ -102,55 +100,20 @@ class ModelViewSet(BaseViewSet):
         "destroy": "models.delete",
     }
 
-    def get_serializer_class(self):
-        if self.action == "create":
-            return ModelWriteSerializer
-        if self.action in ("update", "partial_update"):
-            return ModelUpdateSerializer
-        return ModelRegistrySerializer
-
     def count_in_window(self) -> bool:
         """Relevance-ordered searches visit every match anyway: count them in the same query."""
         return bool(self.request.query_params.get("search", "").strip())
 
-    def list(self, request: Request) -> Response:
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        data = ModelRegistrySerializer(page, many=True).data
+    def list_extra(self, page: list[Any]) -> dict[str, Any]:
+        """``filters``: the effective CatalogQuery (given values plus defaults) and the facets."""
         applied = cleaned_applied(getattr(self, "filterset", None))
         if "search" not in applied or "sortBy" in applied:  # (a search without sortBy orders by relevance)
-            applied.setdefault("sortBy", "name")
-            descending_by_default = applied["sortBy"] in ("createdAt", "updatedAt", "popularity")
-            applied.setdefault("sortOrder", "desc" if descending_by_default else "asc")
+            applied["sortBy"], applied["sortOrder"] = ModelFilterSet.effective_sort(
+                applied.get("sortBy"), applied.get("sortOrder")
+            )
         applied.update(page=self.paginator.page, limit=self.paginator.limit)
-        return self.paginator.get_paginated_response(
-            data, filters={"applied": applied, "available": selectors.catalog_facets()}
-        )
+        return {"filters": {"applied": applied, "available": selectors.catalog_facets()}}
 
-    def retrieve(self, request: Request, pk: str | None = None) -> Response:
-        model = self.get_object()
-        return Response({"model": ModelRegistrySerializer(model).data, **selectors.model_detail(model)})
-
-    def create(self, request: Request) -> Response:
-        serializer = ModelWriteSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        model = services.model_register(actor=request.user, **serializer.validated_data)
-        return Response({"model": ModelRegistrySerializer(self._reload(model)).data}, status=status.HTTP_201_CREATED)
-
-    def update(self, request: Request, pk: str | None = None, partial: bool = False) -> Response:
-        model = self.get_object()
-        serializer = ModelUpdateSerializer(data=request.data, partial=partial)
-        serializer.is_valid(raise_exception=True)
-        model = services.model_update(model=model, actor=request.user, **serializer.validated_data)
-        return Response({"model": ModelRegistrySerializer(self._reload(model)).data})
-
-    def partial_update(self, request: Request, pk: str | None = None) -> Response:
-        return self.update(request, pk, partial=True)
-
-    def destroy(self, request: Request, pk: str | None = None) -> Response:
-        services.model_delete(model=self.get_object(), actor=request.user)
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-    @staticmethod
-    def _reload(model: Any) -> Any:
-        return selectors.model_queryset().get(pk=model.pk)
+    def retrieve_extra(self, instance: Any) -> dict[str, Any]:
+        """The detail sections: ``deployments``, ``performance``, ``usage``."""
+        return selectors.model_detail(instance)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
@@ -101,8 +99,21 @@ class DeploymentViewSet(BaseViewSet):
     queryset = selectors.deployment_queryset()
     filterset_class = DeploymentFilterSet
     serializer_class = DeploymentSerializer
+    list_item_serializer_class = DeploymentListItemSerializer
+    input_serializer_classes = {
+        "create": CreateDeploymentRequestSerializer,
+        "update": UpdateDeploymentRequestSerializer,
+        "partial_update": PatchDeploymentRequestSerializer,
+        "scale": ScaleRequestSerializer,
+    }
+    create_service = services.deployment_create
+    update_service = services.deployment_update
+    destroy_service = services.deployment_stop
+    instance_kwarg = "deployment"
+    partial_input = False  # PatchDeploymentRequest declares every field optional itself
     not_found_code = ErrorCode.DEPLOYMENT_NOT_FOUND
     resource_name = "Deployment"
+    envelope_key = "deployment"
     results_key = "deployments"
     owner_field = "owner"
     permission_map = {
@@ -115,69 +126,20 @@ class DeploymentViewSet(BaseViewSet):
         "scale": "deployments.scale",
     }
 
-    def get_serializer_class(self):
-        return {
-            "create": CreateDeploymentRequestSerializer,
-            "update": UpdateDeploymentRequestSerializer,
-            "partial_update": PatchDeploymentRequestSerializer,
-            "scale": ScaleRequestSerializer,
-            "list": DeploymentListItemSerializer,
-        }.get(self.action, DeploymentSerializer)
-
-    def list(self, request: Request) -> Response:
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        return self.paginator.get_paginated_response(DeploymentListItemSerializer(page, many=True).data)
-
-    def retrieve(self, request: Request, pk: str | None = None) -> Response:
-        return self._answer(self.get_object())
-
-    def create(self, request: Request) -> Response:
-        body = CreateDeploymentRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        deployment = services.deployment_create(
-            actor=request.user,
-            model_id=data["modelId"],
-            version=data["version"],
-            environment=data["environment"],
-            configuration=data["configuration"],
-        )
-        return self._answer(deployment, status.HTTP_201_CREATED)
-
-    def update(self, request: Request, pk: str | None = None, partial: bool = False) -> Response:
-        deployment = self.get_object()
-        body = (PatchDeploymentRequestSerializer if partial else UpdateDeploymentRequestSerializer)(data=request.data)
-        body.is_valid(raise_exception=True)
+    def update_kwargs(self, data: dict, *, partial: bool) -> dict:
         # PATCH: validated_data holds exactly the keys sent (explicit nulls included), which the service merges.
-        configuration = body.validated_data.get("configuration", {})
-        deployment = services.deployment_update(
-            deployment=deployment, actor=request.user, configuration=configuration, partial=partial
-        )
-        return self._answer(deployment)
+        return {"configuration": data.get("configuration", {}), "partial": partial}
 
-    def partial_update(self, request: Request, pk: str | None = None) -> Response:
-        return self.update(request, pk, partial=True)
-
-    def destroy(self, request: Request, pk: str | None = None) -> Response:
-        services.deployment_stop(deployment=self.get_object(), actor=request.user, reason="Stopped through the API.")
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    def destroy_kwargs(self) -> dict:
+        return {"reason": "Stopped through the API."}
 
     @action(detail=True, methods=["post"])
     def scale(self, request: Request, pk: str | None = None) -> Response:
         deployment = self.get_object()
-        body = ScaleRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        body = self.validated_input()
         before = deployment.status
         deployment = services.deployment_scale(
-            deployment=deployment,
-            actor=request.user,
-            replicas=body.validated_data["replicas"],
-            reason=body.validated_data.get("reason", ""),
+            deployment=deployment, actor=request.user, replicas=body["replicas"], reason=body.get("reason", "")
         )
         changed = deployment.status != before
-        return self._answer(deployment, status.HTTP_202_ACCEPTED if changed else status.HTTP_200_OK)
-
-    def _answer(self, deployment: Any, code: int = status.HTTP_200_OK) -> Response:
-        fresh = selectors.deployment_queryset().get(pk=deployment.pk)
-        return Response({"deployment": DeploymentSerializer(fresh).data}, status=code)
+        return self.respond(self.reread(deployment), status.HTTP_202_ACCEPTED if changed else status.HTTP_200_OK)

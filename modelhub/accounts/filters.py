@@ -2,8 +2,8 @@ import django_filters
 from django.db.models import Q, QuerySet
 
 from modelhub.accounts.models import User
-from modelhub.accounts.roles import Role
 from modelhub.api.filters import FastFilterSet, ListFilter, StrictBooleanFilter
+from modelhub.roles import Role
 
 
 class UserFilterSet(FastFilterSet):

@@ -13,10 +13,11 @@ from rest_framework_simplejwt import serializers as jwt_serializers
 
 from modelhub.accounts.limits import ENDPOINT_KEY, MAX_ENDPOINTS, MAX_LIMIT
 from modelhub.accounts.models import User
-from modelhub.accounts.roles import PERMISSIONS, Role
+from modelhub.api.compiled import CompiledSerializer
 from modelhub.api.fields import EnumField
 from modelhub.api.schema import PaginationSerializer
 from modelhub.api.serializers import StrictInputSerializer
+from modelhub.roles import PERMISSIONS, Role
 
 
 class TokenObtainSerializer(jwt_serializers.TokenObtainPairSerializer):
@@ -53,7 +54,8 @@ class LogoutSerializer(StrictInputSerializer):
     )
 
 
-class UserSerializer(serializers.Serializer):
+class UserSerializer(CompiledSerializer):
+    # A user as the API shows it: {"user": ...}, {"users": [...]}, auth/me.
     id = serializers.UUIDField(read_only=True)
     username = serializers.CharField(read_only=True)
     email = serializers.CharField(read_only=True, help_text="An e-mail address, or empty.")
@@ -90,6 +92,15 @@ class UserUpdateSerializer(StrictInputSerializer):
 
     class Meta:
         ref_name = "UpdateUserRequest"
+
+
+class UserResponseSerializer(serializers.Serializer):
+    """``{"user": User}``: what retrieve, create and update answer."""
+
+    user = UserSerializer()
+
+    class Meta:
+        ref_name = "UserResponse"
 
 
 @extend_schema_serializer(many=False)

@@ -12,20 +12,21 @@ from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, InvalidToken, TokenError
 
 from modelhub.accounts import selectors, services
-from modelhub.accounts.authentication import JWTAuthentication
 from modelhub.accounts.filters import UserFilterSet
-from modelhub.accounts.roles import own_only_for, permissions_for
 from modelhub.accounts.serializers import (
     LogoutSerializer,
     MeSerializer,
     TokenPairResponseSerializer,
     UserCreateSerializer,
     UserListResponseSerializer,
+    UserResponseSerializer,
     UserSerializer,
     UserUpdateSerializer,
 )
+from modelhub.api.authentication import JWTAuthentication
 from modelhub.api.exceptions import ErrorCode, TokenExpired
 from modelhub.api.viewsets import BaseViewSet
+from modelhub.roles import own_only_for, permissions_for
 
 
 class _TokenErrors:
@@ -102,15 +103,15 @@ class MeView(APIView):
 
 @extend_schema_view(
     list=extend_schema(tags=["users"], summary="List users", responses=UserListResponseSerializer),
-    retrieve=extend_schema(tags=["users"], summary="A user", responses={200: UserSerializer}),
+    retrieve=extend_schema(tags=["users"], summary="A user", responses={200: UserResponseSerializer}),
     create=extend_schema(
-        tags=["users"], summary="Create a user", request=UserCreateSerializer, responses={201: UserSerializer}
+        tags=["users"], summary="Create a user", request=UserCreateSerializer, responses={201: UserResponseSerializer}
     ),
     partial_update=extend_schema(
         tags=["users"],
         summary="Change a user's profile, role or active flag",
         request=UserUpdateSerializer,
-        responses={200: UserSerializer},
+        responses={200: UserResponseSerializer},
     ),
     destroy=extend_schema(
         tags=["users"],
@@ -123,9 +124,15 @@ class UserViewSet(BaseViewSet):
 
     queryset = selectors.user_queryset()
     serializer_class = UserSerializer
+    input_serializer_classes = {"create": UserCreateSerializer, "partial_update": UserUpdateSerializer}
+    create_service = services.user_create
+    update_service = services.user_update  # PATCH only: PUT is not in http_method_names
+    destroy_service = services.user_deactivate
+    instance_kwarg = "user"
     filterset_class = UserFilterSet
     not_found_code = ErrorCode.USER_NOT_FOUND
     resource_name = "User"
+    envelope_key = "user"
     results_key = "users"
     http_method_names = ["get", "post", "patch", "delete", "options"]
     permission_map = {
@@ -135,27 +142,3 @@ class UserViewSet(BaseViewSet):
         "partial_update": "users.manage",
         "destroy": "users.manage",
     }
-
-    def list(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.paginator.get_paginated_response(UserSerializer(page, many=True).data)
-
-    def retrieve(self, request: Request, pk: str | None = None) -> Response:
-        return Response(UserSerializer(self.get_object()).data)
-
-    def create(self, request: Request) -> Response:
-        serializer = UserCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        user = services.user_create(actor=request.user, **serializer.validated_data)
-        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
-
-    def partial_update(self, request: Request, pk: str | None = None) -> Response:
-        user = self.get_object()
-        serializer = UserUpdateSerializer(data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        user = services.user_update(actor=request.user, user=user, **serializer.validated_data)
-        return Response(UserSerializer(user).data)
-
-    def destroy(self, request: Request, pk: str | None = None) -> Response:
-        services.user_deactivate(actor=request.user, user=self.get_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -40,3 +40,14 @@ class StringListField(serializers.ListField):
     def to_internal_value(self, data: Any) -> list[str]:
         values = super().to_internal_value(data)
         return list(dict.fromkeys(values))
+
+
+class NumberField(serializers.FloatField):
+    """An output number shown as stored: ``10`` stays ``10`` (a FloatField would write ``10.0``).
+
+    For numbers kept in JSON (a deployment's ``timeout``, ``temperature``): OpenAPI still
+    says ``number``; the compiled fast path passes them through.
+    """
+
+    def to_representation(self, value: Any) -> Any:
+        return value

@@ -6,18 +6,20 @@
 * :class:`StrictFilterBackend` - rejects unknown query parameters and turns an
   invalid filter form into ``400 INVALID_PARAMETER`` with the offending
   parameters (and, for enums, the allowed values) in ``details``.
+* :class:`SortFilterMixin` - ``sortBy``/``sortOrder``, the columns read from an output
+  serializer's field ``source`` s.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import django_filters
 from django import forms
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema_field
 
@@ -157,6 +159,91 @@ class FastFilterSet(django_filters.FilterSet):
 
     def get_form_class(self) -> type:
         return self._form_class()
+
+
+class _SortFilter(django_filters.ChoiceFilter):
+    """Validated like any filter; :meth:`SortFilterMixin.filter_queryset` applies it after every filter."""
+
+    def filter(self, qs: QuerySet, value: Any) -> QuerySet:
+        return qs
+
+
+class SortFilterMixin:
+    """``sortBy``/``sortOrder`` for a :class:`FastFilterSet`, in one place for every list::
+
+        class DeploymentFilterSet(SortFilterMixin, FastFilterSet):
+            sort_serializer = DeploymentListItemSerializer  # whose fields' ``source`` give the columns
+            sort_by = ("createdAt", "updatedAt", "name")    # the accepted sortBy values, in order
+            sort_aliases = {"name": "modelName"}            # a sortBy value -> the output field it sorts by
+            sort_default = "createdAt"                       # without sortBy
+            sort_descending = frozenset({"createdAt", "updatedAt"})  # these default to desc, the rest asc
+            sort_tiebreak = ("-created_at", "-id")          # after the sort column, so pages are stable
+
+    A sortBy value sorts by the column its output field reads (``source``, dots as ``__``);
+    a value that is no output field names a model field itself (the catalog's ``popularity``).
+    The two filters are added to the filterset when the class is created. Override
+    :meth:`order_without_sort_by` for an order other than ``sort_default`` when no sortBy is
+    given (the catalog orders a search by relevance).
+    """
+
+    sort_serializer: type
+    sort_by: tuple[str, ...] = ()
+    sort_aliases: ClassVar[dict[str, str]] = {}
+    sort_default: str = ""
+    sort_descending: frozenset[str] = frozenset()
+    sort_tiebreak: tuple[str, ...] = ("id",)
+    sort_columns: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if not cls.sort_by:
+            return
+        cls.sort_columns = sort_columns(cls.sort_serializer, cls.sort_by, cls.sort_aliases)
+        declared = cls.__dict__.get("declared_filters")  # FilterSetMetaclass set it before this runs
+        if declared is not None:
+            declared.setdefault("sortBy", _SortFilter(field_name="sortBy", choices=[(k, k) for k in cls.sort_by]))
+            declared.setdefault(
+                "sortOrder", _SortFilter(field_name="sortOrder", choices=[("asc", "asc"), ("desc", "desc")])
+            )
+
+    @classmethod
+    def effective_sort(cls, sort_by: str | None, sort_order: str | None) -> tuple[str, str]:
+        """The (sortBy, sortOrder) a list is in, given what the request said (None: not given)."""
+        sort_by = sort_by or cls.sort_default
+        return sort_by, sort_order or ("desc" if sort_by in cls.sort_descending else "asc")
+
+    def order_without_sort_by(self, qs: QuerySet) -> QuerySet | None:
+        """The order when no sortBy is given; None: ``sort_default``'s."""
+        return None
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        qs = super().filter_queryset(queryset)  # type: ignore[misc]
+        data = self.form.cleaned_data  # type: ignore[attr-defined]
+        given = data.get("sortBy") or None
+        if not given:
+            ordered = self.order_without_sort_by(qs)
+            if ordered is not None:
+                return ordered
+        sort_by, sort_order = self.effective_sort(given, data.get("sortOrder") or None)
+        column = F(self.sort_columns[sort_by])
+        return qs.order_by(column.desc() if sort_order == "desc" else column.asc(), *self.sort_tiebreak)
+
+
+def sort_columns(serializer_class: type, names: Iterable[str], aliases: dict[str, str] | None = None) -> dict[str, str]:
+    """camelCase sortBy value -> ORM column, from the serializer's declared fields' ``source``."""
+    declared = serializer_class._declared_fields
+    columns: dict[str, str] = {}
+    for name in names:
+        field_name = (aliases or {}).get(name, name)
+        field = declared.get(field_name)
+        if field is None:
+            columns[name] = name  # not shown: a model field of that name
+            continue
+        source = field.source or field_name
+        if source == "*" or getattr(field, "compiled_getter", None) is not None:
+            raise TypeError(f"sortBy={name}: {serializer_class.__name__}.{field_name} has no column to sort by.")
+        columns[name] = source.replace(".", "__")
+    return columns
 
 
 class StrictFilterBackend(DjangoFilterBackend):

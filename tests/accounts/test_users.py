@@ -17,7 +17,9 @@ def test_admin_creates_any_role(client_for):
     response = client_for("admin").post(f"{API}/users", {**NEW, "role": "admin"}, format="json")
     assert response.status_code == 201, response.json()
     body = response.json()
-    assert body["role"] == "admin" and body["isActive"] is True and "password" not in body
+    assert set(body) == {"user"}  # wrapped like every other resource
+    user = body["user"]
+    assert user["role"] == "admin" and user["isActive"] is True and "password" not in user
     user = User.objects.get(username="newbie")
     assert user.is_staff and user.check_password(NEW["password"])
 
@@ -40,7 +42,7 @@ def test_manager_cannot_touch_admins(client_for, personas):
         client.patch(f"{API}/users/{personas['viewer'].pk}", {"role": "admin"}, format="json"), 403, "FORBIDDEN"
     )
     response = client.patch(f"{API}/users/{personas['viewer'].pk}", {"role": "analyst"}, format="json")
-    assert response.status_code == 200 and response.json()["role"] == "analyst"
+    assert response.status_code == 200 and response.json()["user"]["role"] == "analyst"
 
 
 def test_role_change_takes_effect_on_the_next_request(client_for, personas):
@@ -88,6 +90,11 @@ def test_create_validation(client_for):
     assert_error(client.post(f"{API}/users", {"password": "x"}, format="json"), 400, "MISSING_REQUIRED_FIELD")
     assert client.post(f"{API}/users", NEW, format="json").status_code == 201
     assert_error(client.post(f"{API}/users", {**NEW, "username": "NEWBIE"}, format="json"), 409, "USER_ALREADY_EXISTS")
+
+
+def test_retrieve_answers_the_user_wrapped(client_for, personas):
+    body = client_for("admin").get(f"{API}/users/{personas['viewer'].pk}").json()
+    assert set(body) == {"user"} and body["user"]["username"] == "viewer" and body["user"]["role"] == "viewer"
 
 
 def test_unknown_user_is_user_not_found(client_for):

@@ -1,4 +1,4 @@
-"""Request and response shapes of the deployments API, camelCase exactly as the spec writes them.
+"""Request bodies of the deployments API, camelCase exactly as the spec writes them.
 
 Request bodies check each field (type, range, syntax); rules spanning fields or needing
 the model (``minReplicas <= replicas <= maxReplicas``, ``maxTokens`` within the
@@ -10,19 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from catalog.models import MAX_CONTEXT_WINDOW
+from catalog.constants import MAX_CONTEXT_WINDOW
 from deployments import config as cfg
-from deployments.models import Deployment, DeploymentStatus, Environment
-from deployments.selectors import deployment_endpoint
-from modelhub.api.dates import iso
+from deployments.models import Environment
 from modelhub.api.fields import EnumField, StringListField
-from modelhub.api.schema import PaginationSerializer
 from modelhub.api.serializers import StrictCharField, StrictInputSerializer, StrictRegexField
 
-# --- Input fields -----------------------------------------------------------------------------
+# --- Fields ------------------------------------------------------------------------------------
 
 
 class CpuField(StrictRegexField):
@@ -181,7 +178,8 @@ class DeploymentConfigurationSerializer(StrictInputSerializer):
 
 
 class CreateDeploymentRequestSerializer(StrictInputSerializer):
-    modelId = serializers.UUIDField()
+    # validated_data is deployments.services.deployment_create's keywords (modelId -> model_id).
+    modelId = serializers.UUIDField(source="model_id")
     version = StrictRegexField(r"^\S+$", max_length=64, trim_whitespace=False, help_text="Must be the model's version.")
     environment = EnumField(choices=Environment.choices)
     configuration = DeploymentConfigurationSerializer()
@@ -232,224 +230,3 @@ class ScaleRequestSerializer(StrictInputSerializer):
 
     class Meta:
         ref_name = "ScaleRequest"
-
-
-# --- Output ------------------------------------------------------------------------------------
-
-
-class _Resources(serializers.Serializer):
-    cpu = serializers.CharField()
-    memory = serializers.CharField()
-    gpu = serializers.CharField(required=False)
-
-    class Meta:
-        ref_name = "DeploymentResources"
-
-
-class _Scaling(serializers.Serializer):
-    minReplicas = serializers.IntegerField()
-    maxReplicas = serializers.IntegerField()
-    targetCPUUtilization = serializers.IntegerField()
-    targetMemoryUtilization = serializers.IntegerField()
-
-    class Meta:
-        ref_name = "DeploymentScaling"
-
-
-class _Runtime(serializers.Serializer):
-    replicas = serializers.IntegerField()
-    resources = _Resources()
-    scaling = _Scaling()
-
-    class Meta:
-        ref_name = "DeploymentRuntime"
-
-
-class _Parameters(serializers.Serializer):
-    temperature = serializers.FloatField(required=False)
-    maxTokens = serializers.IntegerField(required=False)
-    topP = serializers.FloatField(required=False)
-    topK = serializers.IntegerField(required=False)
-    frequencyPenalty = serializers.FloatField(required=False)
-    presencePenalty = serializers.FloatField(required=False)
-    stopSequences = serializers.ListField(child=serializers.CharField(), required=False)
-
-    class Meta:
-        ref_name = "DeploymentParameters"
-
-
-class _Networking(serializers.Serializer):
-    port = serializers.IntegerField()
-    host = serializers.CharField(required=False)
-    path = serializers.CharField(required=False)
-    timeout = serializers.FloatField(help_text="Seconds.")
-    retries = serializers.IntegerField()
-
-    class Meta:
-        ref_name = "DeploymentNetworking"
-
-
-class _Monitoring(serializers.Serializer):
-    enableMetrics = serializers.BooleanField()
-    metricsInterval = serializers.IntegerField(help_text="Seconds.")
-    enableTracing = serializers.BooleanField()
-    logLevel = serializers.ChoiceField(choices=[(v, v) for v in cfg.LOG_LEVELS])
-
-    class Meta:
-        ref_name = "DeploymentMonitoring"
-
-
-class _RateLimiting(serializers.Serializer):
-    requestsPerMinute = serializers.IntegerField()
-    burstLimit = serializers.IntegerField()
-
-    class Meta:
-        ref_name = "DeploymentRateLimiting"
-
-
-class _Security(serializers.Serializer):
-    authentication = serializers.BooleanField()
-    authorization = serializers.ListField(child=serializers.CharField())
-    rateLimiting = _RateLimiting()
-
-    class Meta:
-        ref_name = "DeploymentSecurity"
-
-
-class DeploymentConfigSerializer(serializers.Serializer):
-    """The spec's ``DeploymentConfig``, whole, plus the ``schemaVersion`` it is stored with."""
-
-    id = serializers.UUIDField()
-    modelId = serializers.UUIDField()
-    version = serializers.CharField()
-    environment = serializers.ChoiceField(choices=Environment.choices)
-    runtime = _Runtime()
-    parameters = _Parameters()
-    networking = _Networking()
-    monitoring = _Monitoring()
-    security = _Security()
-    schemaVersion = serializers.IntegerField()
-
-    class Meta:
-        ref_name = "DeploymentConfig"
-
-
-def config_representation(d: Deployment) -> dict[str, Any]:
-    stored = d.config
-    runtime = stored.get("runtime", {})
-    return {
-        "id": str(d.pk),
-        "modelId": str(d.model_id),
-        "version": d.version,
-        "environment": d.environment,
-        "runtime": {
-            "replicas": d.replicas,
-            "resources": runtime.get("resources", {}),
-            "scaling": runtime.get("scaling", {}),
-        },
-        "parameters": stored.get("parameters", {}),
-        "networking": stored.get("networking", {}),
-        "monitoring": stored.get("monitoring", {}),
-        "security": stored.get("security", {}),
-        "schemaVersion": stored.get("schemaVersion", cfg.CURRENT_SCHEMA_VERSION),
-    }
-
-
-def _model_name(d: Deployment) -> str:
-    return d.model_name if hasattr(d, "model_name") else d.model.name
-
-
-def _owner_username(d: Deployment) -> str | None:
-    if hasattr(d, "owner_username"):
-        return d.owner_username
-    return d.owner.username if d.owner_id else None
-
-
-class DeploymentSerializer(serializers.Serializer):
-    """The spec's ``DeploymentResponse.deployment`` plus what a client needs to follow it."""
-
-    id = serializers.UUIDField()
-    modelId = serializers.UUIDField()
-    modelName = serializers.CharField()
-    version = serializers.CharField()
-    environment = serializers.ChoiceField(choices=Environment.choices)
-    status = serializers.ChoiceField(choices=DeploymentStatus.choices)
-    statusReason = serializers.CharField(help_text="Why the last transition happened (e.g. why it failed).")
-    replicas = serializers.IntegerField()
-    targetReplicas = serializers.IntegerField(allow_null=True, help_text="While scaling: the replicas it moves to.")
-    endpoint = serializers.URLField(help_text="{PUBLIC_BASE_URL}/api/v1/modelhub/deployments/{id}")
-    configuration = DeploymentConfigSerializer()
-    owner = serializers.CharField(allow_null=True, help_text="Username of the user who created it.")
-    createdAt = serializers.DateTimeField()
-    updatedAt = serializers.DateTimeField()
-    lastHealthCheck = serializers.DateTimeField(allow_null=True)
-
-    class Meta:
-        ref_name = "Deployment"
-
-    def to_representation(self, d: Deployment) -> dict[str, Any]:
-        return {
-            "id": str(d.pk),
-            "modelId": str(d.model_id),
-            "modelName": _model_name(d),
-            "version": d.version,
-            "environment": d.environment,
-            "status": d.status,
-            "statusReason": d.status_reason,
-            "replicas": d.replicas,
-            "targetReplicas": d.target_replicas,
-            "endpoint": deployment_endpoint(d),
-            "configuration": config_representation(d),
-            "owner": _owner_username(d),
-            "createdAt": iso(d.created_at),
-            "updatedAt": iso(d.updated_at),
-            "lastHealthCheck": iso(d.last_health_check),
-        }
-
-
-class DeploymentResponseSerializer(serializers.Serializer):
-    deployment = DeploymentSerializer()
-
-    class Meta:
-        ref_name = "DeploymentResponse"
-
-
-class DeploymentListItemSerializer(serializers.Serializer):
-    """One item of ``DeploymentListResponse.deployments``, exactly the spec's fields."""
-
-    id = serializers.UUIDField()
-    modelId = serializers.UUIDField()
-    modelName = serializers.CharField()
-    version = serializers.CharField()
-    environment = serializers.ChoiceField(choices=Environment.choices)
-    status = serializers.ChoiceField(choices=DeploymentStatus.choices)
-    replicas = serializers.IntegerField()
-    createdAt = serializers.DateTimeField()
-    updatedAt = serializers.DateTimeField()
-    lastHealthCheck = serializers.DateTimeField(allow_null=True)
-
-    class Meta:
-        ref_name = "DeploymentListItem"
-
-    def to_representation(self, d: Deployment) -> dict[str, Any]:
-        return {
-            "id": str(d.pk),
-            "modelId": str(d.model_id),
-            "modelName": _model_name(d),
-            "version": d.version,
-            "environment": d.environment,
-            "status": d.status,
-            "replicas": d.replicas,
-            "createdAt": iso(d.created_at),
-            "updatedAt": iso(d.updated_at),
-            "lastHealthCheck": iso(d.last_health_check),
-        }
-
-
-@extend_schema_serializer(many=False)
-class DeploymentListResponseSerializer(serializers.Serializer):
-    deployments = DeploymentListItemSerializer(many=True)
-    pagination = PaginationSerializer()
-
-    class Meta:
-        ref_name = "DeploymentListResponse"
