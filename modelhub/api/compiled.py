@@ -18,15 +18,21 @@ How to declare an output serializer::
         id = serializers.UUIDField()                                   # o.id -> str
         modelName = serializers.CharField(source="model_name")         # an annotation of the selector's queryset
         endpoint = computed(serializers.URLField, deployment_endpoint) # a callable of the instance
-        configuration = computed(DeploymentConfigSerializer, config_source)  # nested, compiled recursively
+        configuration = computed(DeploymentConfigSerializer, configuration_source)  # nested, compiled too
         createdAt = serializers.DateTimeField(source="created_at")     # modelhub.api.dates.iso
 
         class Meta:
             ref_name = "Deployment"
 
 then ``DeploymentSerializer(obj).data`` / ``DeploymentSerializer(page, many=True).data`` as
-usual (or ``DeploymentSerializer.render(obj)`` without a serializer instance), and add
-the class to the fixture table of ``tests/api/test_serializers.py``.
+usual (or ``DeploymentSerializer.render(obj)`` / ``.render_many(objs)`` without a serializer
+instance, e.g. for a realtime payload), and add a builder of sample objects to ``BUILDERS`` in
+``tests/api/test_serializers.py`` (the test fails for a compiled serializer without one). A
+value that is constant or derived (``deploymentId`` of a per-model alert) is
+``computed(serializers.UUIDField, lambda alert: None, allow_null=True)``. Nested serializers
+that are only nested need not be CompiledSerializer s: they are compiled as part of their
+parent (those with ``source="*"`` inline into the parent's dict literal).
+``compile_serializer(cls).source`` shows the generated code.
 
 What each declared field compiles to (the value ``v`` is read with ``source``):
 
@@ -48,6 +54,9 @@ What each declared field compiles to (the value ``v`` is read with ``source``):
 * ``None`` stays ``None`` (as in DRF) for fields declared ``allow_null=True`` and for
   mapping instances; object instances must hold every other source (a missing
   attribute is a bug, not an omitted field).
+* ``write_only`` fields are left out, as DRF does. The generated function has no
+  serializer ``context`` (fields needing the request, e.g. hyperlinks, fall back to their
+  own ``to_representation`` bound to a context-less prototype: avoid them here).
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ from rest_framework.fields import ISO_8601, SkipField, empty
 from rest_framework.settings import api_settings
 
 from modelhub.api.dates import iso
+from modelhub.api.fields import NumberField
 
 Render = Callable[[Any], dict[str, Any]]
 
@@ -121,18 +131,11 @@ _PASS_THROUGH = (
 )
 
 
-def _is_number_field(field: serializers.Field) -> bool:
-    from modelhub.api.fields import NumberField
-
-    return isinstance(field, NumberField)
-
-
 def _passes_through(field: serializers.Field) -> bool:
-    if _is_number_field(field):
+    if isinstance(field, NumberField):
         return True
-    if isinstance(field, serializers.DictField):
-        return _passes_through(field.child) or type(field.child).__name__ == "_UnvalidatedField"
-    if isinstance(field, serializers.ListField):
+    if isinstance(field, (serializers.DictField, serializers.ListField)):
+        # A child of DRF's private _UnvalidatedField (DictField()/ListField() without one) passes values as they are.
         return _passes_through(field.child) or type(field.child).__name__ == "_UnvalidatedField"
     if isinstance(field, (serializers.FloatField, serializers.DecimalField, serializers.DateTimeField)):
         return False

@@ -127,13 +127,32 @@ def _users() -> list[Any]:
     return list(user_queryset())
 
 
+def _alerts() -> list[Any]:
+    from analytics.models import Alert
+    from analytics.selectors import alert_queryset
+
+    model = ModelRegistryFactory()
+    Alert.objects.create(
+        type="latency_p95", severity="warning", model=model, message="p95 latency 2100 ms", metric_value=2100.5,
+        threshold=2000, opened_at=WHEN, last_checked_at=WHEN,
+    )  # fmt: skip
+    Alert.objects.create(
+        type="error_rate", severity="critical", status="acknowledged", model=model, message="errors 12%",
+        metric_value=0.12, threshold=0.05, opened_at=WHEN, last_checked_at=WHEN, acknowledged_at=WHEN,
+    )  # fmt: skip
+    return list(alert_queryset())
+
+
 # Keyed by "module.QualName" so a renamed or moved serializer is noticed here.
 BUILDERS: dict[str, Callable[[], list[Any]]] = {
     "catalog.serializers.ModelRegistrySerializer": _models,
     "deployments.serializers.outputs.DeploymentSerializer": _deployments,
     "deployments.serializers.outputs.DeploymentListItemSerializer": _deployments,
     "modelhub.accounts.serializers.UserSerializer": _users,
+    "analytics.serializers.AlertSerializer": _alerts,
 }
+# Builders ready for serializers that are not compiled yet (they still write to_representation by hand).
+PENDING = {"analytics.serializers.AlertSerializer"}
 
 
 def _name(cls: type) -> str:
@@ -147,7 +166,8 @@ def _json(value: Any) -> bytes:
 
 
 def test_the_output_serializers_are_found():
-    assert {_name(cls) for cls in COMPILED} >= set(BUILDERS), "a builder for a serializer that is gone or moved"
+    found = {_name(cls) for cls in COMPILED}
+    assert found >= set(BUILDERS) - PENDING, "a builder for a serializer that is gone or moved"
 
 
 @pytest.mark.django_db
