@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from analytics.models import Alert, AlertSeverity, AlertStatus, AlertType, Environment, Granularity
-from modelhub.api.dates import iso
+from modelhub.api.compiled import CompiledSerializer, computed
 from modelhub.api.fields import EnumField
 from modelhub.api.params import IsoDateTimeParam, QuerySerializer
 from modelhub.api.schema import PaginationSerializer
@@ -97,6 +97,10 @@ class IngestResponseSerializer(serializers.Serializer):
     )
     rejected = serializers.IntegerField()
     errors = RejectedEventSerializer(many=True)
+
+
+def _no_deployment(alert: Alert) -> None:
+    return None
 
 
 class PerformanceQuerySerializer(QuerySerializer):
@@ -272,39 +276,21 @@ class DashboardResponseSerializer(serializers.Serializer):
     window = _DashboardWindow(help_text="The 24 hours the summary and top models cover.")
 
 
-class AlertSerializer(serializers.Serializer):
+class AlertSerializer(CompiledSerializer):
     id = serializers.UUIDField()
     type = serializers.ChoiceField(choices=AlertType.choices)
     severity = serializers.ChoiceField(choices=AlertSeverity.choices)
     status = serializers.ChoiceField(choices=AlertStatus.choices)
     message = serializers.CharField()
-    modelId = serializers.UUIDField()
-    deploymentId = serializers.UUIDField(allow_null=True)
-    value = serializers.FloatField(help_text="The metric when the alert was last checked.")
+    modelId = serializers.UUIDField(source="model_id")
+    deploymentId = computed(
+        serializers.UUIDField, _no_deployment, allow_null=True, help_text="Always null: alerts are per model."
+    )
+    value = serializers.FloatField(source="metric_value", help_text="The metric when the alert was last checked.")
     threshold = serializers.FloatField()
-    timestamp = serializers.DateTimeField(help_text="When it opened.")
-    acknowledgedAt = serializers.DateTimeField(allow_null=True)
-    resolvedAt = serializers.DateTimeField(allow_null=True)
-
-    def to_representation(self, alert: Alert) -> dict[str, Any]:
-        return alert_payload(alert)
-
-
-def alert_payload(alert: Alert) -> dict[str, Any]:
-    return {
-        "id": str(alert.pk),
-        "type": alert.type,
-        "severity": alert.severity,
-        "status": alert.status,
-        "message": alert.message,
-        "modelId": str(alert.model_id),
-        "deploymentId": None,  # alerts are per model
-        "value": alert.metric_value,
-        "threshold": alert.threshold,
-        "timestamp": iso(alert.opened_at),
-        "acknowledgedAt": iso(alert.acknowledged_at),
-        "resolvedAt": iso(alert.resolved_at),
-    }
+    timestamp = serializers.DateTimeField(source="opened_at", help_text="When it opened.")
+    acknowledgedAt = serializers.DateTimeField(source="acknowledged_at", allow_null=True)
+    resolvedAt = serializers.DateTimeField(source="resolved_at", allow_null=True)
 
 
 class AlertResponseSerializer(serializers.Serializer):

@@ -141,26 +141,18 @@ class DashboardView(APIView):
 class AlertViewSet(BaseViewSet):
     """Alerts opened by the periodic check; newest first."""
 
+    queryset = selectors.alert_queryset()
     serializer_class = AlertSerializer
     filterset_class = AlertFilterSet
     not_found_code = ErrorCode.INVALID_REQUEST
     resource_name = "Alert"
+    envelope_key = "alert"
     results_key = "alerts"
     permission_map = {"list": "analytics.read", "retrieve": "analytics.read", "acknowledge": "alerts.acknowledge"}
-
-    def get_queryset(self):
-        return selectors.alert_queryset()
-
-    def list(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.paginator.get_paginated_response(AlertSerializer(page, many=True).data)
-
-    def retrieve(self, request: Request, pk: str) -> Response:
-        return Response({"alert": AlertSerializer(self.get_object()).data})
 
     @action(detail=True, methods=["post"])
     def acknowledge(self, request: Request, pk: str) -> Response:
         if request.data:
             raise InvalidParameter("acknowledge takes no body.")
         alert = services.alert_acknowledge(alert=self.get_object(), actor=request.user)
-        return Response({"alert": AlertSerializer(alert).data})
+        return self.respond(self.reread(alert))

@@ -12,7 +12,7 @@ from analytics.models import Alert, MetricBucket
 
 
 def alert_queryset() -> Any:
-    return Alert.objects.select_related("model").order_by("-opened_at", "-id")
+    return Alert.objects.order_by("-opened_at", "-id")
 
 
 def alert_event(alert: Alert) -> dict[str, Any]:
