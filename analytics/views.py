@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -87,7 +88,10 @@ class PerformanceView(APIView):
 
     @extend_schema(
         summary="Performance of a model over a time range",
-        parameters=[PerformanceQuerySerializer],
+        parameters=[
+            OpenApiParameter("model_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The model's id."),
+            PerformanceQuerySerializer,
+        ],
         responses={200: PerformanceResponseSerializer},
         tags=["analytics"],
     )

@@ -1,9 +1,7 @@
-"""Test settings: the real settings plus a test-only app and a fast password hasher."""
+"""Test settings: the real settings plus a fast password hasher."""
 
 from modelhub.settings import *  # noqa: F403
-from modelhub.settings import INSTALLED_APPS
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STATIC_ROOT.mkdir(exist_ok=True)  # noqa: F405 - whitenoise warns when it is missing
 # Rate limiting is exercised by tests/api/test_ratelimit.py, which switches it on; elsewhere it

@@ -96,7 +96,7 @@ def endpoint_errors(value: Any) -> list[str]:
         return [f"At most {MAX_ENDPOINTS} endpoints."]
     errors = []
     for key, limits in value.items():
-        if not isinstance(key, str) or not ENDPOINT_KEY.match(key):
+        if not isinstance(key, str) or not ENDPOINT_KEY.fullmatch(key):  # fullmatch: "$" alone lets "\n" through
             errors.append(f"{key!r}: keys look like 'GET /models' or 'POST /auth/token'.")
             continue
         if not isinstance(limits, dict) or set(limits) != {"requestsPerMinute", "burstLimit"}:

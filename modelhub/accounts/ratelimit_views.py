@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -17,6 +18,8 @@ from modelhub.accounts.models import RateLimitOverride, User
 from modelhub.accounts.serializers import MyRateLimitsSerializer, RateLimitOverrideSerializer, UserRateLimitsSerializer
 from modelhub.api.exceptions import ErrorCode
 from modelhub.api.permissions import RolePermission
+
+_USER_ID = OpenApiParameter("user_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The user's id.")
 
 
 class MyRateLimitsView(APIView):
@@ -78,6 +81,7 @@ class UserRateLimitsView(APIView):
     @extend_schema(
         tags=["rate-limits"],
         summary="A user's override and effective limits (admin)",
+        parameters=[_USER_ID],
         responses=UserRateLimitsSerializer,
     )
     def get(self, request: Request, user_id: str) -> Response:
@@ -86,6 +90,7 @@ class UserRateLimitsView(APIView):
     @extend_schema(
         tags=["rate-limits"],
         summary="Replace a user's override (admin)",
+        parameters=[_USER_ID],
         request=RateLimitOverrideSerializer,
         responses=UserRateLimitsSerializer,
     )
@@ -95,6 +100,7 @@ class UserRateLimitsView(APIView):
     @extend_schema(
         tags=["rate-limits"],
         summary="Change part of a user's override (admin)",
+        parameters=[_USER_ID],
         request=RateLimitOverrideSerializer,
         responses=UserRateLimitsSerializer,
     )
@@ -104,6 +110,7 @@ class UserRateLimitsView(APIView):
     @extend_schema(
         tags=["rate-limits"],
         summary="Back to the role's defaults (admin)",
+        parameters=[_USER_ID],
         responses={204: OpenApiResponse(description="Override removed.")},
     )
     def delete(self, request: Request, user_id: str) -> Response:

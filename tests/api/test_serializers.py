@@ -199,9 +199,7 @@ def test_generic_representation_really_is_drfs_path():
 
 
 # Serializers (by class name) still writing to_representation by hand, and why.
-HAND_WRITTEN: dict[str, str] = {
-    "AlertSerializer": "analytics: moves to CompiledSerializer with the analytics split (issue 9)",
-}
+HAND_WRITTEN: dict[str, str] = {}
 
 
 def _project_serializers() -> list[type[serializers.BaseSerializer]]:

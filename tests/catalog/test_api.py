@@ -195,15 +195,16 @@ def test_put_requires_the_whole_body(client_for, model):
 
 
 def test_delete_and_delete_refused_while_in_use(client_for, model):
-    from tests.testapp.models import ModelDependent
+    from deployments.models import Deployment
+    from tests.factories import DeploymentFactory
 
-    ModelDependent.objects.create(model=model)
+    DeploymentFactory(model=model)  # a dependent the catalog does not know of: Deployment.model is PROTECT
     error = assert_error(client_for("admin").delete(f"{API}/models/{model.pk}"), 409, "INVALID_REQUEST")
     assert error["details"]["dependents"]
     assert ModelRegistry.objects.filter(pk=model.pk).exists()
     assert not GovernanceEvent.objects.filter(field="deleted").exists()  # rolled back with the refusal
 
-    ModelDependent.objects.all().delete()
+    Deployment.objects.filter(model=model).delete()  # (its transitions cascade)
     assert client_for("admin").delete(f"{API}/models/{model.pk}").status_code == 204
     assert not ModelRegistry.objects.filter(pk=model.pk).exists()
     event = GovernanceEvent.objects.get(field="deleted")
