@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import django_filters
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import F, QuerySet
 
 from catalog.models import ModelRegistry, ModelStatus, ModelType, Provider
 from catalog.selectors import filter_json_list_contains_all, search_models
 from catalog.serializers import ModelRegistrySerializer
-from modelhub.api.filters import FastFilterSet, ListFilter, SortFilterMixin
+from modelhub.api.filters import BoundedNumberFilter, FastFilterSet, ListFilter, SearchFilter, SortFilterMixin
 
 
 class ModelFilterSet(SortFilterMixin, FastFilterSet):
@@ -29,24 +27,18 @@ class ModelFilterSet(SortFilterMixin, FastFilterSet):
     sort_descending = frozenset({"createdAt", "updatedAt", "popularity"})
     sort_tiebreak = ("name", "version", "id")
 
-    search = django_filters.CharFilter(method="filter_search", max_length=settings.API_SEARCH_MAX_LENGTH)
+    search = SearchFilter(method="filter_search", max_length=settings.API_SEARCH_MAX_LENGTH)
     provider = ListFilter(field_name="provider", choices=Provider.values)
     modelType = ListFilter(field_name="model_type", choices=ModelType.values)
     capabilities = ListFilter(field_name="capabilities", method="filter_capabilities")
     category = ListFilter(field_name="category")
     status = ListFilter(field_name="status", choices=ModelStatus.values)
-    minRating = django_filters.NumberFilter(
-        field_name="avg_rating", lookup_expr="gte", validators=[MinValueValidator(0), MaxValueValidator(5)]
+    minRating = BoundedNumberFilter(field_name="avg_rating", lookup_expr="gte", minimum=0, maximum=5)
+    maxCost = BoundedNumberFilter(
+        field_name="baseline_cost_per_1k_tokens", lookup_expr="lte", minimum=Decimal(0), maximum=Decimal(1_000_000)
     )
-    maxCost = django_filters.NumberFilter(
-        field_name="baseline_cost_per_1k_tokens",
-        lookup_expr="lte",
-        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(1_000_000))],
-    )
-    maxLatency = django_filters.NumberFilter(
-        field_name="baseline_avg_latency_ms",
-        lookup_expr="lte",
-        validators=[MinValueValidator(0), MaxValueValidator(10_000_000)],
+    maxLatency = BoundedNumberFilter(
+        field_name="baseline_avg_latency_ms", lookup_expr="lte", minimum=0, maximum=10_000_000
     )
 
     class Meta:

@@ -1,15 +1,14 @@
-import django_filters
 from django.db.models import Q, QuerySet
 
 from modelhub.accounts.models import User
-from modelhub.api.filters import FastFilterSet, ListFilter, StrictBooleanFilter
+from modelhub.api.filters import FastFilterSet, ListFilter, SearchFilter, StrictBooleanFilter
 from modelhub.roles import Role
 
 
 class UserFilterSet(FastFilterSet):
     role = ListFilter(field_name="role", choices=Role.values)
     isActive = StrictBooleanFilter(field_name="is_active")
-    search = django_filters.CharFilter(method="filter_search", max_length=150)
+    search = SearchFilter(method="filter_search", max_length=150)
 
     class Meta:
         model = User

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import django_filters
 from django import forms
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import F, QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema_field
@@ -26,6 +27,8 @@ from drf_spectacular.utils import extend_schema_field
 from modelhub.api.exceptions import InvalidParameter
 
 MAX_VALUE_LENGTH = 200
+# OpenAPI's way of saying "no NUL characters" (ECMA-262 and Python read \u0000 alike).
+NO_NUL = "^[^\\u0000]*$"
 # Parameters for which an empty value means "not given" (an empty search searches nothing).
 EMPTY_ALLOWED = frozenset({"search"})
 
@@ -81,12 +84,31 @@ class ListFilter(django_filters.Filter):
         items: dict[str, Any] = {"type": "string", "maxLength": MAX_VALUE_LENGTH}
         if choices is not None:
             items["enum"] = choices
+        else:  # an empty value or a NUL character is refused (StrictFilterBackend), not ignored
+            items.update(minLength=1, pattern=NO_NUL)
         extend_schema_field({"type": "array", "items": items, "maxItems": settings.API_LIST_FILTER_MAX_VALUES})(self)
 
     def filter(self, qs: QuerySet, value: list[str] | None) -> QuerySet:
         if not value:
             return qs
         return qs.filter(**{f"{self.field_name}__in": value})
+
+
+class BoundedNumberFilter(django_filters.NumberFilter):
+    """A number between ``minimum`` and ``maximum`` (inclusive), enforced and declared in OpenAPI."""
+
+    def __init__(self, *args: Any, minimum: Any, maximum: Any, **kwargs: Any):
+        kwargs["validators"] = [MinValueValidator(minimum), MaxValueValidator(maximum), *kwargs.get("validators", [])]
+        super().__init__(*args, **kwargs)
+        extend_schema_field({"type": "number", "minimum": float(minimum), "maximum": float(maximum)})(self)
+
+
+class SearchFilter(django_filters.CharFilter):
+    """Free text of at most ``max_length`` characters (declared in OpenAPI); empty means no search."""
+
+    def __init__(self, *args: Any, max_length: int, **kwargs: Any):
+        super().__init__(*args, max_length=max_length, **kwargs)
+        extend_schema_field({"type": "string", "maxLength": max_length, "pattern": NO_NUL})(self)
 
 
 class _StrictBooleanField(forms.Field):

@@ -56,14 +56,11 @@ POSITIVE_DATA_OPERATIONS = {
     "GET /api/v1/modelhub/deployments",
     "GET /api/v1/modelhub/analytics/alerts",
     "GET /api/v1/modelhub/analytics/dashboard",
+    "GET /api/v1/modelhub/models",
+    "GET /api/v1/modelhub/users",
 }
 # Every other operation, and why a schema-valid request to it may be refused by design.
 POSITIVE_DATA_EXCLUDED = {
-    "GET /api/v1/modelhub/models": "enforced but not yet in the schema: empty list values (`category=`, found by "
-    "this check: ListFilter items need minLength 1), the minRating (0-5), maxCost and maxLatency bounds and "
-    "search's 200-character limit (modelhub/api/filters.py, catalog/filters.py: declare them, then move this up)",
-    "GET /api/v1/modelhub/users": "search's 150-character limit is enforced but not yet in the schema "
-    "(modelhub/accounts/filters.py: declare it, then move this line up)",
     "GET /api/v1/modelhub/health": "503 when a dependency is down, whatever the request",
     "GET /api/v1/modelhub/models/{id}": "404 for a well-formed id no model has",
     "GET /api/v1/modelhub/deployments/{id}": "404 for a well-formed id no deployment has",
