@@ -27,6 +27,7 @@ from analytics.serializers import (
 )
 from catalog import selectors as catalog_selectors
 from modelhub.api.exceptions import ErrorCode, InvalidParameter, InvalidRequest, NotFound, validation_details
+from modelhub.api.params import QuerySerializer
 from modelhub.api.permissions import RolePermission
 from modelhub.api.viewsets import BaseViewSet
 
@@ -122,11 +123,7 @@ class DashboardView(APIView):
         summary="Dashboard overview (last 24 hours)", responses={200: DashboardResponseSerializer}, tags=["analytics"]
     )
     def get(self, request: Request) -> Response:
-        if request.query_params:
-            raise InvalidParameter(
-                "The dashboard takes no parameters.",
-                details={"fields": {k[:100]: ["Unknown parameter."] for k in list(request.query_params)[:20]}},
-            )
+        QuerySerializer.parse(request.query_params)  # it takes none: any parameter is INVALID_PARAMETER
         return Response(selectors.dashboard())
 
 

@@ -1,3 +1,6 @@
+"""Longer than 350 lines on purpose: the catalog's whole API (writes, every filter, sorting,
+search, detail), case by case, over one set of fixtures."""
+
 from decimal import Decimal
 
 import pytest

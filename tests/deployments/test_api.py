@@ -1,4 +1,8 @@
-"""The deployments endpoints: shapes, validation, limits, ownership, lifecycle through the API."""
+"""The deployments endpoints: shapes, validation, limits, ownership, lifecycle through the API.
+
+Longer than 350 lines on purpose: one endpoint family, case by case (each validation rule,
+the state machine's refusals, ownership); splitting by rule would scatter the fixtures they share.
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,11 @@
 
 Transactional tests: the consumer reads the database through ``database_sync_to_async``, which
 closes connections around each call as in production (and a pooled PostgreSQL connection cannot
-be closed inside the test's wrapping transaction); publish() fires on real commits."""
+be closed inside the test's wrapping transaction); publish() fires on real commits.
+
+Longer than 350 lines on purpose: one consumer, tested through every way in (auth, origin,
+events per role, expiry, re-authentication, fan-out); the shared communicator fixtures sit in conftest.py.
+"""
 
 from __future__ import annotations
 
