@@ -155,6 +155,8 @@ def _aggregate(metric: Metric) -> Any:
 
 # Scalar metrics summed (min/max-ed) over several buckets by the database, keyed by accumulator attribute.
 SCALAR_AGGREGATES: dict[str, Any] = {m.attr: _aggregate(m) for m in SCALAR_METRICS}
+_SCALAR_ATTRS = tuple(m.attr for m in SCALAR_METRICS)
+_SCALAR_IS_SUM = tuple(m.combine == "sum" for m in SCALAR_METRICS)
 
 
 # --- time ----------------------------------------------------------------------------------------
@@ -352,13 +354,12 @@ class Accumulator:
         return acc
 
     @classmethod
-    def from_scalars(cls, values: dict[str, Any]) -> Accumulator:
-        """From :data:`SCALAR_AGGREGATES` results (keyed by attribute); ``None`` sums are zero."""
+    def from_scalars(cls, values: tuple | list) -> Accumulator:
+        """From one value per :data:`SCALAR_METRICS` entry, in that order; a ``None`` sum is zero."""
         acc = cls()
-        for metric in SCALAR_METRICS:
-            value = values[metric.attr]
-            if value is not None or metric.combine != "sum":
-                setattr(acc, metric.attr, value)
+        for attr, is_sum, value in zip(_SCALAR_ATTRS, _SCALAR_IS_SUM, values, strict=True):
+            if value is not None or not is_sum:
+                setattr(acc, attr, value)
         return acc
 
     def merge_stored_errors(self, stored: dict[str, dict[str, Any]]) -> None:

@@ -105,8 +105,9 @@ def load_series(model_id: uuid.UUID, window: Window, *, deployment_key: str | No
         .order_by("bucket_start")
         .values_list("bucket_start", *_SCALARS, "rows")
     )
-    for start, *values, rows in iter_values_rows(per_start):
-        acc = Accumulator.from_scalars(dict(zip(_SCALARS, values, strict=True)))
+    for row in iter_values_rows(per_start):
+        start, rows = row[0], row[-1]
+        acc = Accumulator.from_scalars(row[1:-1])
         if rows > 1:
             acc.p95 = None  # several rows share the start: its p95 needs their merged sketches
         rows_at[start] = rows
@@ -136,10 +137,20 @@ def load_series(model_id: uuid.UUID, window: Window, *, deployment_key: str | No
     return series
 
 
+# What the insights compare against the previous window (aggregating every metric costs ~9 ms more).
+_PREVIOUS = ("requests", "failures", "cost", "rating_sum", "rating_count")
+
+
 def _totals(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, environment: str | None) -> Accumulator:
-    """Scalar totals of a window in one aggregate query (what insights compare against)."""
+    """The previous window's totals that the insights read, in one aggregate query."""
     qs = _buckets(model_id, window.granularity, window.start, window.end, _scope(deployment_key, environment))
-    return Accumulator.from_scalars(qs.aggregate(**SCALAR_AGGREGATES))
+    sums = qs.aggregate(**{name: SCALAR_AGGREGATES[name] for name in _PREVIOUS})
+    acc = Accumulator()
+    for name in _PREVIOUS:
+        if sums[name] is not None:
+            setattr(acc, name, sums[name])
+    acc.successes = acc.requests - acc.failures
+    return acc
 
 
 def _metrics(model: Any, series: _Series, *, deployment_id: str | None, now: datetime) -> dict[str, Any]:
