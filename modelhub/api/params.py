@@ -61,6 +61,9 @@ class IsoDateTimeParam(serializers.Field):
         return value.isoformat()
 
 
+MAX_QUERY_PARAMETERS = 50
+
+
 class QuerySerializer(serializers.Serializer):
     """Query parameters declared as serializer fields (which also document them in OpenAPI).
 
@@ -74,7 +77,9 @@ class QuerySerializer(serializers.Serializer):
         serializer = cls()
         names = set(serializer.fields)
         problems: dict[str, list[str]] = {}
-        for name in list(query)[:50]:
+        if len(query) > MAX_QUERY_PARAMETERS:  # checked whole below, so no parameter is silently dropped
+            raise InvalidParameter(f"At most {MAX_QUERY_PARAMETERS} query parameters are allowed.")
+        for name in query:
             if name not in names:
                 problems[str(name)[:100]] = ["Unknown parameter."]
             elif len(query.getlist(name)) > 1:

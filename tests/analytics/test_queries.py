@@ -451,3 +451,11 @@ def test_unique_users_are_cached_and_refreshed_by_prune(client_for, model):
     prune()  # the hourly job recounts every model in one query
     assert unique_users(model.pk) == 3
     assert client_for("viewer").get(f"{API}/models/{model.pk}").json()["usage"]["uniqueUsers"] == 3
+
+
+def test_every_query_parameter_is_checked_however_many(client_for, model):
+    many = {f"p{i}": "1" for i in range(49)}
+    error = assert_error(client_for("analyst").get(perf_url(model, **many, colour="red")), 400, "INVALID_PARAMETER")
+    assert "colour" in error["details"]["fields"]
+    too_many = {f"p{i}": "1" for i in range(51)}
+    assert_error(client_for("analyst").get(perf_url(model, **too_many)), 400, "INVALID_PARAMETER")
