@@ -68,6 +68,11 @@ class UsageEvent(models.Model):
     experiment_id = models.CharField(max_length=64, blank=True)
     variant = models.CharField(max_length=64, blank=True)
     prompt_hash = models.CharField(max_length=128, blank=True)
+    # Gateway calls: the client's request id that links the attempts of one call (retries and
+    # fallbacks are one event each), the attempt number, and whether the response cache answered.
+    client_request_id = models.CharField(max_length=128, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    cached = models.BooleanField(default=False)
     received_at = models.DateTimeField()
 
     class Meta:

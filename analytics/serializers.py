@@ -54,6 +54,14 @@ class UsageEventSerializer(StrictInputSerializer):
     experimentId = serializers.CharField(max_length=64, required=False, allow_blank=True)
     variant = serializers.CharField(max_length=64, required=False, allow_blank=True)
     promptHash = serializers.CharField(max_length=128, required=False, allow_blank=True)
+    clientRequestId = serializers.CharField(
+        max_length=128,
+        required=False,
+        allow_blank=True,
+        help_text="Links the attempts (retries, fallbacks) of one client call; the gateway sets it.",
+    )
+    attempt = serializers.IntegerField(min_value=1, max_value=100, required=False, help_text="1 for the first try.")
+    cached = serializers.BooleanField(required=False, help_text="Answered from the gateway's response cache.")
 
 
 class EventBatchField(serializers.ListField):

@@ -160,3 +160,41 @@ def prune(*, now: datetime | None = None) -> dict[str, int]:
     refresh_unique_users()
     logger.info("analytics prune: %s", deleted)
     return deleted
+
+
+def ingest_usage(items: list[object], *, now: datetime | None = None) -> Any:
+    """Validate and store usage events (idempotent on ``requestId``): the gateway's usage drain calls this.
+
+    Returns :class:`analytics.ingest.IngestResult` (accepted, duplicates, rejected by index).
+    """
+    from analytics.ingest import ingest_events
+
+    return ingest_events(items, now=now)
+
+
+def record_feedback(
+    *, request_id: str, deployment_id: Any, user_rating: int | None, accepted: bool | None
+) -> bool:
+    """Attach a user's rating/acceptance to a stored event of ``deployment_id``; False when there is none.
+
+    Its (model, hour) is marked dirty so the next rollup counts it (quality metrics come from users).
+    """
+    changes: dict[str, Any] = {}
+    if user_rating is not None:
+        changes["user_rating"] = user_rating
+    if accepted is not None:
+        changes["accepted"] = accepted
+    with transaction.atomic():
+        event = (
+            UsageEvent.objects.select_for_update()
+            .filter(request_id=request_id, deployment_id=deployment_id)
+            .only("id", "model_id", "timestamp")
+            .first()
+        )
+        if event is None:
+            return False
+        if changes:
+            UsageEvent.objects.filter(pk=event.pk).update(**changes)
+            hour = event.timestamp.replace(minute=0, second=0, microsecond=0)
+            DirtyHour.objects.get_or_create(model_id=event.model_id, hour=hour)
+    return True

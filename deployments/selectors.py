@@ -30,7 +30,7 @@ def deployment_queryset() -> QuerySet[Deployment]:
     return Deployment.objects.annotate(model_name=F("model__name"), owner_username=F("owner__username"))
 
 
-def deployment_endpoint(deployment: Deployment) -> str:
+def deployment_endpoint(deployment: Any) -> str:
     """Where the deployment is reached on this hub (``settings.PUBLIC_BASE_URL``)."""
     return f"{settings.PUBLIC_BASE_URL}/api/v1/modelhub/deployments/{deployment.pk}"
 
@@ -119,3 +119,28 @@ def live_deployments_by_model(model_ids: Iterable[Any]) -> dict[Any, list[Deploy
     for deployment in Deployment.objects.filter(model_id__in=list(model_ids), status__in=live):
         out.setdefault(deployment.model_id, []).append(deployment)
     return out
+
+
+def invocation_targets(ids: Iterable[Any]) -> dict[uuid.UUID, dict[str, Any]]:
+    """What the gateway needs to call each of these deployments (unknown or malformed ids are left out):
+    ``{id: {"modelId", "version", "environment", "status", "ownerId", "config"}}`` - ``config`` is the
+    current-version nested configuration (:attr:`Deployment.config`)."""
+    valid: set[uuid.UUID] = set()
+    for raw in ids:
+        try:
+            valid.add(raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw)))
+        except (ValueError, AttributeError, TypeError):
+            continue
+    if not valid:
+        return {}
+    return {
+        d.pk: {
+            "modelId": d.model_id,
+            "version": d.version,
+            "environment": d.environment,
+            "status": d.status,
+            "ownerId": d.owner_id,
+            "config": d.config,
+        }
+        for d in Deployment.objects.filter(id__in=valid)
+    }

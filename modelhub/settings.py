@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "catalog",
     "deployments",
     "analytics",
+    "gateway",
 ]
 
 MIDDLEWARE = [
@@ -275,9 +276,35 @@ REALTIME_MAX_PENDING_MESSAGES = 1000  # events queued for a client that does not
 # --- Deployments ------------------------------------------------------------------------
 # The hub's own public address: a deployment's `endpoint` is
 # {PUBLIC_BASE_URL}/api/v1/modelhub/deployments/{id}.
-PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Unset, it is where this process serves: http://{HOST}:{PORT} (scripts/run exports both), so
+# `PORT=8011 ./scripts/run` reports endpoints on :8011.
+PUBLIC_BASE_URL = env.str(
+    "PUBLIC_BASE_URL", default=f"http://{env.str('HOST', default='127.0.0.1')}:{env.str('PORT', default='8000')}"
+).rstrip("/")
 if not PUBLIC_BASE_URL.startswith(("http://", "https://")) or any(c.isspace() for c in PUBLIC_BASE_URL):
     raise ImproperlyConfigured(f"PUBLIC_BASE_URL={PUBLIC_BASE_URL!r} is invalid: expected an http:// or https:// URL")
+# --- Gateway (invocation of deployments, gateway/) ----------------------------------------
+# Upstream hosts the gateway (and the readiness probe) may reach. Each entry is a host name, an
+# IP address or a CIDR range; "*" admits any *public* address. Private, loopback, link-local and
+# reserved addresses are refused unless an entry names them (or GATEWAY_ALLOW_PRIVATE_UPSTREAMS).
+GATEWAY_UPSTREAM_ALLOWLIST = env.list("GATEWAY_UPSTREAM_ALLOWLIST", default=["*"])
+GATEWAY_ALLOW_PRIVATE_UPSTREAMS = env.bool("GATEWAY_ALLOW_PRIVATE_UPSTREAMS", default=False)
+GATEWAY_MAX_BODY_BYTES = env.positive_int("GATEWAY_MAX_BODY_BYTES", default=4 * 1024 * 1024)
+GATEWAY_MAX_RESPONSE_BYTES = env.positive_int("GATEWAY_MAX_RESPONSE_BYTES", default=16 * 1024 * 1024)
+GATEWAY_MAX_MESSAGES = env.positive_int("GATEWAY_MAX_MESSAGES", default=2048)
+GATEWAY_MAX_EMBEDDING_INPUTS = env.positive_int("GATEWAY_MAX_EMBEDDING_INPUTS", default=2048)
+GATEWAY_MAX_FALLBACKS = 5
+GATEWAY_ROUTE_CACHE_SECONDS = env.float("GATEWAY_ROUTE_CACHE_SECONDS", default=2.0)
+GATEWAY_MAX_CONNECTIONS = env.positive_int("GATEWAY_MAX_CONNECTIONS", default=1000)
+# Fernet key for provider API keys stored in the database; unset, one is derived from SECRET_KEY.
+GATEWAY_CREDENTIALS_KEY = env.str("GATEWAY_CREDENTIALS_KEY", default="")
+# The simulated provider's latency is the model's baseline latency times this (0 in tests).
+GATEWAY_SIMULATED_LATENCY_SCALE = env.float("GATEWAY_SIMULATED_LATENCY_SCALE", default=1.0)
+# Usage events of gateway calls go to this buffer before the response completes, and a drain
+# task ingests them in batches (Redis list with a claim list per drain; in process when no Redis).
+GATEWAY_USAGE_BATCH = env.positive_int("GATEWAY_USAGE_BATCH", default=2000)
+GATEWAY_USAGE_CLAIM_TIMEOUT_SECONDS = env.positive_int("GATEWAY_USAGE_CLAIM_TIMEOUT_SECONDS", default=120)
+
 # Live (creating, running, scaling) deployments allowed per model and environment, and per owner;
 # one more answers 409 DEPLOYMENT_LIMIT_EXCEEDED.
 DEPLOYMENTS_MAX_LIVE_PER_MODEL_ENVIRONMENT = env.positive_int("DEPLOYMENTS_MAX_LIVE_PER_MODEL_ENVIRONMENT", default=10)
@@ -330,6 +357,8 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": ANALYTICS_DASHBOARD_INTERVAL_SECONDS},
     },
     "analytics-prune": {"task": "analytics.prune", "schedule": 3600.0, "options": {"expires": 3000}},
+    # Gateway usage: buffered events into the events table (idempotent on requestId).
+    "gateway-drain-usage": {"task": "gateway.drain_usage", "schedule": 2.0, "options": {"expires": 10}},
 }
 # The embedded default (scripts/run) runs a Celery worker and beat as threads of the web
 # process on the in-memory broker, so rollups and realtime events need no Redis.

@@ -183,4 +183,7 @@ def validate(item: object, now: datetime, oldest: datetime, newest: datetime) ->
         "experiment_id": item.get("experimentId") or "",
         "variant": item.get("variant") or "",
         "prompt_hash": item.get("promptHash") or "",
+        "client_request_id": item.get("clientRequestId") or "",
+        "attempt": item.get("attempt") or 1,
+        "cached": item.get("cached") is True,
     }, problems

@@ -1,4 +1,4 @@
-"""simplejwt's authentication, telling an expired token apart from a bad one."""
+"""simplejwt's authentication, telling an expired token apart from a bad one; hub API keys (through a slot)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from rest_framework_simplejwt.exceptions import ExpiredTokenError, InvalidToken,
 from rest_framework_simplejwt.tokens import AccessToken
 
 from modelhub.api.exceptions import TokenExpired
+from modelhub.registry import Slot
 
 
 class JWTAuthentication(authentication.JWTAuthentication):
@@ -35,3 +36,30 @@ class JWTAuthentication(authentication.JWTAuthentication):
             raise TokenExpired() from exc
         except TokenError as exc:
             raise InvalidToken(str(exc.args[0]) if exc.args else "Token is invalid.") from exc
+
+
+API_KEYS = Slot(
+    "api-keys",
+    "Providers ``(secret: str) -> (user, key) | None`` that resolve a hub API key (the gateway registers one); "
+    "a provider raises AuthenticationFailed for a key it knows but refuses (revoked, expired).",
+)
+API_KEY_PREFIX = "mh_"
+
+
+class ApiKeyAuthentication(authentication.JWTAuthentication):
+    """``Authorization: Bearer mh_...`` hub API keys, for the routes that accept them (events ingestion).
+
+    A Bearer value that is not an API key is left to :class:`JWTAuthentication`; an API key that no
+    provider knows is refused outright.
+    """
+
+    def authenticate(self, request):
+        header = self.get_header(request)
+        raw = self.get_raw_token(header) if header is not None else None
+        if raw is None or not raw.startswith(API_KEY_PREFIX.encode()):
+            return None
+        secret = raw.decode(errors="replace")
+        for found in API_KEYS.collect(secret):
+            if found is not None:
+                return found
+        raise InvalidToken("Unknown API key.")
