@@ -26,6 +26,7 @@ from analytics.serializers import (
     PerformanceResponseSerializer,
 )
 from catalog import selectors as catalog_selectors
+from modelhub.api.authentication import ApiKeyAuthentication, JWTAuthentication
 from modelhub.api.exceptions import ErrorCode, InvalidParameter, InvalidRequest, NotFound, validation_details
 from modelhub.api.params import QuerySerializer
 from modelhub.api.permissions import RolePermission
@@ -48,8 +49,15 @@ _EXAMPLE_EVENT = {
 
 
 class EventIngestView(APIView):
-    """``POST /analytics/events``: a batch of usage events."""
+    """``POST /analytics/events``: a batch of usage events.
 
+    Also takes hub API keys (``Bearer mh_...``), acting with the key owner's role; a key's deployment
+    restriction is not applied here (it limits what the key may invoke through the gateway). The key
+    authenticator comes first: it passes on every Bearer value that is not an API key, whereas the JWT
+    one would refuse an API key as a malformed token.
+    """
+
+    authentication_classes = [ApiKeyAuthentication, JWTAuthentication]
     permission_classes = [RolePermission]
     permission_map = {"post": "analytics.ingest"}
 

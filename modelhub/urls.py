@@ -14,6 +14,7 @@ v1 = [
     path("", include("catalog.urls")),
     path("", include("deployments.urls")),
     path("", include("analytics.urls")),
+    path("", include("gateway.urls")),
 ]
 
 urlpatterns = [

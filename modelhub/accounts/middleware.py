@@ -2,7 +2,9 @@
 
 Running as middleware (not a DRF throttle) means refused, unauthenticated and
 unknown-URL requests are limited and carry ``X-RateLimit-*`` too. Identity is the
-user of a valid Bearer access token, otherwise the client address
+user of a valid Bearer access token, or the owner of a valid hub API key (``Bearer mh_...``,
+resolved through the ``API_KEYS`` slot and remembered ``RATE_LIMITS_CACHE_SECONDS`` per
+process, so a program counts against its owner's limits), otherwise the client address
 (``REMOTE_ADDR``; behind a proxy, uvicorn's ``--proxy-headers`` with
 ``--forwarded-allow-ips`` sets it from ``X-Forwarded-For``).
 
@@ -15,6 +17,7 @@ cache ``down``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -22,9 +25,11 @@ import time
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.tokens import AccessToken
 
 from modelhub.accounts.limits import RateLimits, anonymous_limits
+from modelhub.api.authentication import API_KEY_PREFIX, API_KEYS
 from modelhub.api.exceptions import ErrorCode, error_response
 from modelhub.api.ratelimit import get_limiter
 
@@ -62,6 +67,47 @@ class _UserLimitsCache:
 
 
 user_limits = _UserLimitsCache()
+
+
+class _ApiKeyOwnerCache:
+    """SHA-256 of an API key -> its owner's id (None: unknown or refused), kept ``RATE_LIMITS_CACHE_SECONDS``.
+
+    Only the rate-limit identity comes from here: whether the key may be used is decided on every
+    request by the authentication of the routes that take keys. A revoked key counts as anonymous
+    traffic here at most that long after the revocation.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._entries: dict[str, tuple[float, str | None]] = {}
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+
+    def owner_id(self, secret: str) -> str | None:
+        digest = hashlib.sha256(secret.encode(errors="replace")).hexdigest()
+        now = time.monotonic()
+        entry = self._entries.get(digest)
+        if entry and entry[0] > now:
+            return entry[1]
+        owner_id: str | None = None
+        try:
+            for found in API_KEYS.collect(secret):
+                if found is not None:
+                    owner_id = str(found[0].pk)
+                    break
+        except AuthenticationFailed:
+            owner_id = None  # revoked, expired, deactivated owner: anonymous traffic
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[digest] = (now + settings.RATE_LIMITS_CACHE_SECONDS, owner_id)
+        return owner_id
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+api_key_owners = _ApiKeyOwnerCache()
 _last_outage_log = 0.0
 
 
@@ -79,7 +125,12 @@ def endpoint_key(request: HttpRequest) -> str | None:
 
 def identify(request: HttpRequest) -> tuple[str, RateLimits]:
     header = request.META.get("HTTP_AUTHORIZATION", "")
-    if header.startswith("Bearer "):
+    if header.startswith("Bearer " + API_KEY_PREFIX):
+        user_id = api_key_owners.owner_id(header[7:].strip())
+        limits = user_limits.get(user_id) if user_id else None
+        if limits is not None:
+            return f"u:{user_id}", limits
+    elif header.startswith("Bearer "):
         try:
             token = AccessToken(header[7:].strip())
             user_id = str(token["user_id"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
@@ -111,3 +112,17 @@ def add_links(result: dict, generator: object, request: object, public: bool) ->
             continue
         op["responses"][status].setdefault("links", {})[name] = {"operationId": target, "parameters": parameters}
     return result
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """Hub API keys (``Authorization: Bearer mh_...``), on the few routes that take them."""
+
+    target_class = "modelhub.api.authentication.ApiKeyAuthentication"
+    name = "apiKeyAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "mh_<prefix>_<secret> (a hub API key, POST /api-keys)",
+        }

@@ -73,6 +73,17 @@ REASONS: dict[str, dict[str, str]] = {
         "acknowledged_by": "who acknowledged, shown on the alert; `status=acknowledged` is the filter",
         "resolved_at": "a lifecycle timestamp; `status=resolved` is the filter",
     },
+    "ApiKeyFilterSet": {
+        "id": "the detail route reads one key by id",
+        "name": "a label for people; an ordering (`sortBy=name`), not a filter",
+        "prefix": "identifies one key to a person (the admin searches it); the detail route reads one key by id",
+        "secret_hash": "the key's SHA-256: never a query parameter",
+        "deployment_ids": "JSON list: what the key may invoke, shown on the key",
+        "expires_at": "`status=expired` / `status=active` is the filter",
+        "revoked_at": "`status=revoked` is the filter",
+        "last_used_at": "a usage timestamp written by the usage drain, shown on the key",
+        "created_at": "an ordering (`sortBy=createdAt`), not a filter",
+    },
     "UserFilterSet": {
         "id": "the detail route reads one user by id",
         "username": "matched by `search` (substring)",

@@ -58,6 +58,7 @@ POSITIVE_DATA_OPERATIONS = {
     "GET /api/v1/modelhub/analytics/dashboard",
     "GET /api/v1/modelhub/models",
     "GET /api/v1/modelhub/users",
+    "GET /api/v1/modelhub/api-keys",
 }
 # Every other operation, and why a schema-valid request to it may be refused by design.
 POSITIVE_DATA_EXCLUDED = {
@@ -94,6 +95,10 @@ POSITIVE_DATA_EXCLUDED = {
     "POST /api/v1/modelhub/analytics/events": "per-event 404s (unknown model or deployment) and timestamps "
     "outside retention or clock skew",
     "POST /api/v1/modelhub/analytics/alerts/{id}/acknowledge": "404 for an unknown id; 409 once resolved",
+    "POST /api/v1/modelhub/api-keys": "404 for an unknown deploymentIds entry; 409 at 100 unrevoked keys; "
+    "expiresAt must be in the future and at most a year ahead; name may not be blank after trimming",
+    "GET /api/v1/modelhub/api-keys/{id}": "404 for a well-formed id no key of the caller's has",
+    "DELETE /api/v1/modelhub/api-keys/{id}": "404 for a well-formed id no key of the caller's has",
 }
 ACCEPTED_STATUSES = ["2xx", "401", "403"]
 

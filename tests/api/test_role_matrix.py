@@ -91,6 +91,12 @@ ENDPOINTS = [
     ("get", "/analytics/alerts", None, READERS_BUT_VIEWERS, 200),
     ("get", "/analytics/alerts/{alert}", None, READERS_BUT_VIEWERS, 200),
     ("post", "/analytics/alerts/{alert}/acknowledge", None, DEVELOPERS, 200),
+    # hub API keys: every role holds keys of its own ({apikey} is the caller's; admins see everyone's,
+    # others get 404 for someone else's - tests/gateway/test_api_keys.py)
+    ("get", "/api-keys", None, ALL, 200),
+    ("post", "/api-keys", {"name": "matrix-key"}, ALL, 201),
+    ("get", "/api-keys/{apikey}", None, ALL, 200),
+    ("delete", "/api-keys/{apikey}", None, ALL, 204),
 ]
 
 # Routes no role is checked on: (method, path, status for an anonymous caller, why).
@@ -127,6 +133,12 @@ def _alert(model):
     )
 
 
+def _api_key(owner):
+    from gateway.services import api_key_create
+
+    return api_key_create(owner=owner, name="matrix")[0]
+
+
 def _body(body, *, model, caller):
     from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
@@ -154,8 +166,13 @@ def test_role_against_endpoint(client_for, personas, method, template, body, rol
     target = UserFactory(role="viewer")
     deployment = DeploymentFactory(owner=personas["developer"]) if "{deployment}" in template else None
     alert = _alert(model) if "{alert}" in template else None
+    key = _api_key(personas[role]) if "{apikey}" in template else None
     path = API + template.format(
-        model=model.pk, user=target.pk, deployment=getattr(deployment, "pk", None), alert=getattr(alert, "pk", None)
+        model=model.pk,
+        user=target.pk,
+        deployment=getattr(deployment, "pk", None),
+        alert=getattr(alert, "pk", None),
+        apikey=getattr(key, "pk", None),
     )
     body = _body(body, model=model, caller=personas[role])
     response = (
@@ -174,7 +191,7 @@ def test_anonymous_gets_401_everywhere(db, method, template):
     from rest_framework.test import APIClient
 
     nil = "00000000-0000-0000-0000-000000000000"
-    path = API + template.format(model=nil, user=nil, deployment=nil, alert=nil)
+    path = API + template.format(model=nil, user=nil, deployment=nil, alert=nil, apikey=nil)
     assert_error(getattr(APIClient(), method)(path, {}, format="json"), 401, "UNAUTHORIZED")
 
 

@@ -143,6 +143,24 @@ def _alerts() -> list[Any]:
     return list(alert_queryset())
 
 
+def _api_keys() -> list[Any]:
+    from gateway.models import ApiKey
+    from gateway.services import api_key_create
+    from gateway.views import api_key_queryset
+
+    owner = UserFactory(username="key-owner", role="developer")
+    api_key_create(owner=owner, name="plain")
+    scoped, _ = api_key_create(
+        owner=owner, name="scoped", deployment_ids=[uuid.uuid4(), uuid.uuid4()], expires_at=WHEN + timedelta(days=3650)
+    )
+    ApiKey.objects.filter(pk=scoped.pk).update(last_used_at=WHEN)
+    revoked, _ = api_key_create(owner=owner, name="revoked")
+    ApiKey.objects.filter(pk=revoked.pk).update(revoked_at=WHEN, expires_at=WHEN)
+    expired, _ = api_key_create(owner=owner, name="expired")
+    ApiKey.objects.filter(pk=expired.pk).update(expires_at=WHEN - timedelta(days=1))
+    return list(api_key_queryset().order_by("name"))
+
+
 # Keyed by "module.QualName" so a renamed or moved serializer is noticed here.
 BUILDERS: dict[str, Callable[[], list[Any]]] = {
     "catalog.serializers.ModelRegistrySerializer": _models,
@@ -150,6 +168,7 @@ BUILDERS: dict[str, Callable[[], list[Any]]] = {
     "deployments.serializers.outputs.DeploymentListItemSerializer": _deployments,
     "modelhub.accounts.serializers.UserSerializer": _users,
     "analytics.serializers.AlertSerializer": _alerts,
+    "gateway.serializers.ApiKeySerializer": _api_keys,
 }
 # Builders ready for serializers that are not compiled yet (they still write to_representation by hand).
 PENDING: set[str] = set()
