@@ -57,13 +57,26 @@ LOG_LEVELS = ("debug", "info", "warn", "error")
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "runtime": ("replicas", "resources", "scaling"),
     "parameters": ("temperature", "maxTokens", "topP", "topK", "frequencyPenalty", "presencePenalty", "stopSequences"),
-    "networking": ("port", "host", "path", "timeout", "retries"),
+    "networking": (
+        "port",
+        "host",
+        "path",
+        "timeout",
+        "retries",
+        # the gateway's (optional; absent means the default): how a self-hosted server is called,
+        # which deployments take over on 429/5xx/timeouts, and the exact-match response cache
+        "scheme",
+        "apiBase",
+        "upstreamModel",
+        "fallbacks",
+        "responseCache",
+    ),
     "monitoring": ("enableMetrics", "metricsInterval", "enableTracing", "logLevel"),
     "security": ("authentication", "authorization", "rateLimiting"),
 }
 KEY_SECTION: dict[str, str] = {key: section for section, keys in SECTION_KEYS.items() for key in keys}
 # Keys whose value is an object merged key by key by PATCH (the rest are replaced whole).
-OBJECT_KEYS = ("resources", "scaling", "rateLimiting")
+OBJECT_KEYS = ("resources", "scaling", "rateLimiting", "responseCache")
 
 
 def default_scaling(replicas: int) -> dict[str, int]:

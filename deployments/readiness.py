@@ -1,8 +1,11 @@
 """The readiness check a deployment passes before it is ``running``.
 
 When the deployment's ``networking.host`` is set, the model server is expected at
-``http://{host}:{port}{path}`` and is probed there with an HTTP GET, as a
-Kubernetes ``httpGet`` readiness probe does: any status from 200 to 399 means ready.
+``{scheme}://{host}:{port}{path}`` (``scheme`` defaults to http) and is probed there with an HTTP
+GET, as a Kubernetes ``httpGet`` readiness probe does: any status from 200 to 399 means ready.
+The host must pass the upstream allow-list (:mod:`modelhub.upstreams`, the same check as the
+gateway's calls), and the probe connects to the address that was checked: a deployer cannot make
+the hub probe private or loopback addresses that the operator did not allow.
 Each attempt waits at most ``networking.timeout`` seconds; ``networking.retries``
 failed attempts are retried, with a short backoff. Without a host there is nothing
 to probe (a hosted provider's model), and the deployment is ready at once.
@@ -16,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from modelhub import upstreams
 
 BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0)  # between attempts; the last value repeats
 
@@ -38,7 +43,7 @@ def probe_url(networking: dict[str, Any]) -> str | None:
             host = f"[{host}]"
     except ValueError:
         pass  # a host name
-    return f"http://{host}:{networking['port']}{networking.get('path') or '/'}"
+    return f"{networking.get('scheme') or 'http'}://{host}:{networking['port']}{networking.get('path') or '/'}"
 
 
 def max_duration(networking: dict[str, Any]) -> float:
@@ -55,13 +60,24 @@ def check(networking: dict[str, Any]) -> Readiness:
         return Readiness(ready=True, reason="No host configured: nothing to probe, ready at once.")
     timeout = float(networking.get("timeout", 30))
     attempts = int(networking.get("retries", 0)) + 1
+    try:
+        target = upstreams.check_sync(
+            networking.get("scheme") or "http",
+            networking["host"],
+            int(networking["port"]),
+            networking.get("path") or "/",
+        )
+    except upstreams.UpstreamRefused as exc:
+        return Readiness(False, f"Readiness probe {url} refused: {exc}"[:500], url, 0)
+    headers = {"User-Agent": "modelhub-readiness/1", "Host": target.host_header}
+    extensions = {"sni_hostname": target.sni} if target.sni else {}
     last_problem = ""
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for attempt in range(attempts):
             if attempt:
                 time.sleep(BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)])
             try:
-                response = client.get(url, headers={"User-Agent": "modelhub-readiness/1"})
+                response = client.get(target.url, headers=headers, extensions=extensions)
             except httpx.TimeoutException:
                 last_problem = f"timed out after {timeout:g} s"
                 continue

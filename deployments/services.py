@@ -68,7 +68,7 @@ def _user(actor: Any) -> Any:
 # --- Configuration rules that span fields (the serializers check each field) ----------------
 
 
-def check_configuration(flat: dict[str, Any], model: ModelRegistry) -> None:
+def check_configuration(flat: dict[str, Any], model: ModelRegistry, deployment_id: Any = None) -> None:
     """Cross-field rules of a configuration in request shape; 400 with the offending fields."""
     fields: dict[str, list[str]] = {}
     replicas = flat.get("replicas")
@@ -81,6 +81,14 @@ def check_configuration(flat: dict[str, Any], model: ModelRegistry) -> None:
     max_tokens = flat.get("maxTokens")
     if isinstance(max_tokens, int) and max_tokens > model.max_tokens:
         fields["configuration.maxTokens"] = [f"Must not exceed the model's maxTokens ({model.max_tokens})."]
+    fallbacks = flat.get("fallbacks") or []
+    if fallbacks:
+        known = set(Deployment.objects.filter(id__in=fallbacks).values_list("id", flat=True))
+        missing = [str(f) for f in fallbacks if f not in known and str(f) not in {str(k) for k in known}]
+        if missing:
+            fields["configuration.fallbacks"] = [f"No deployment with id {', '.join(missing)}."]
+        elif deployment_id is not None and str(deployment_id) in {str(f) for f in fallbacks}:
+            fields["configuration.fallbacks"] = ["A deployment cannot be its own fallback."]
     if fields:
         raise InvalidRequest(f"The configuration is invalid: {', '.join(sorted(fields))}.", details={"fields": fields})
 
@@ -284,7 +292,7 @@ def deployment_update(
                 }
             },
         )
-    check_configuration(new, locked.model)
+    check_configuration(new, locked.model, locked.pk)
     locked.configuration = config_schema.nest(new)
     locked.save(update_fields=["configuration", "updated_at"])
     return locked

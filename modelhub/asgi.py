@@ -12,6 +12,8 @@ Routing by path (one small dispatcher, no framework in between):
 * ``/socket.io/...`` (HTTP long-polling and websocket) -> python-socketio (``modelhub.realtime.sio``);
 * websocket ``/modelhub/realtime`` or ``/api/v1/modelhub/realtime`` -> the Channels consumer
   (``modelhub.realtime.consumers``), Origin checked first; any other websocket path is refused;
+* HTTP under a deployment's ``.../v1/`` (the gateway: ``settings.GATEWAY_ASGI_APPLICATION``, native
+  async, so a call that waits seconds for its upstream holds no thread);
 * every other HTTP request -> Django on a2wsgi;
 * ``lifespan`` -> answered (nothing to start), so uvicorn's default ``--lifespan auto`` is quiet.
 """
@@ -39,6 +41,15 @@ if settings.EMBEDDED_WORKER:  # the embedded default: Celery worker + beat as th
 
     embedded.start()
 
+# The gateway app is named by a setting (like ROOT_URLCONF), so the project package imports no app.
+if settings.GATEWAY_ASGI_APPLICATION:
+    from django.utils.module_loading import import_string
+
+    gateway_application = import_string(settings.GATEWAY_ASGI_APPLICATION)
+    gateway_handles = import_string(settings.GATEWAY_ASGI_APPLICATION.rsplit(".", 1)[0] + ".handles")
+else:  # pragma: no cover - a deployment without the gateway
+    gateway_application = gateway_handles = None
+
 WEBSOCKET_PATHS = frozenset({"/modelhub/realtime", "/api/v1/modelhub/realtime"})
 
 
@@ -62,6 +73,8 @@ async def application(scope, receive, send) -> None:
     if path.startswith(SOCKETIO_PATH):
         return await socketio_application(scope, receive, send)
     if kind == "http":
+        if gateway_handles is not None and gateway_handles(path):
+            return await gateway_application(scope, receive, send)
         return await http_application(scope, receive, send)
     if kind == "websocket" and path.rstrip("/") in WEBSOCKET_PATHS:
         return await websocket_application(scope, receive, send)

@@ -50,6 +50,8 @@ _TABLE: dict[str, tuple[Grant, Grant, Grant, Grant, Grant]] = {
     "deployments.update": (_Y, _Y, _O, _N, _N),
     "deployments.delete": (_Y, _Y, _O, _N, _N),
     "deployments.scale": (_Y, _Y, _O, _N, _N),
+    # Calling a running deployment through the gateway (unless its security.authorization says otherwise).
+    "deployments.invoke": (_Y, _Y, _Y, _N, _N),
     "experiments.read": (_Y, _Y, _Y, _Y, _Y),
     "experiments.create": (_Y, _Y, _Y, _N, _N),
     "experiments.update": (_Y, _Y, _O, _N, _N),

@@ -287,6 +287,7 @@ if not PUBLIC_BASE_URL.startswith(("http://", "https://")) or any(c.isspace() fo
 # Upstream hosts the gateway (and the readiness probe) may reach. Each entry is a host name, an
 # IP address or a CIDR range; "*" admits any *public* address. Private, loopback, link-local and
 # reserved addresses are refused unless an entry names them (or GATEWAY_ALLOW_PRIVATE_UPSTREAMS).
+GATEWAY_ASGI_APPLICATION = "gateway.app.application"
 GATEWAY_UPSTREAM_ALLOWLIST = env.list("GATEWAY_UPSTREAM_ALLOWLIST", default=["*"])
 GATEWAY_ALLOW_PRIVATE_UPSTREAMS = env.bool("GATEWAY_ALLOW_PRIVATE_UPSTREAMS", default=False)
 GATEWAY_MAX_BODY_BYTES = env.positive_int("GATEWAY_MAX_BODY_BYTES", default=4 * 1024 * 1024)

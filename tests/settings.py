@@ -11,3 +11,7 @@ RATE_LIMITS_ENABLED = False
 # need a real worker/broker start one explicitly.
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+# The gateway's and the readiness probe's stubs listen on loopback: allow it (and only it) besides
+# public addresses, so tests of the allow-list still see private ranges refused.
+GATEWAY_UPSTREAM_ALLOWLIST = ["*", "127.0.0.0/8", "::1", "localhost"]
+GATEWAY_SIMULATED_LATENCY_SCALE = 0.0

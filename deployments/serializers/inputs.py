@@ -110,6 +110,14 @@ class RateLimitingSerializer(StrictInputSerializer):
         ref_name = "DeploymentRateLimiting"
 
 
+class ResponseCacheSerializer(StrictInputSerializer):
+    enabled = serializers.BooleanField(required=False)
+    ttlSeconds = serializers.IntegerField(min_value=1, max_value=86_400, required=False, help_text="Default 300.")
+
+    class Meta:
+        ref_name = "DeploymentResponseCache"
+
+
 # An optional field that ``null`` unsets (parameters, host, path).
 OPTIONAL = {"required": False, "allow_null": True}
 
@@ -151,6 +159,34 @@ class DeploymentConfigurationSerializer(StrictInputSerializer):
     path = StrictRegexField(r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$", max_length=1024, trim_whitespace=False, **OPTIONAL)
     timeout = TimeoutField(required=False, help_text="Seconds per request/probe attempt (0 < timeout <= 300).")
     retries = serializers.IntegerField(min_value=0, max_value=cfg.MAX_RETRIES, required=False)
+    scheme = EnumField(
+        choices=[("http", "http"), ("https", "https")],
+        **OPTIONAL,
+        help_text="How the gateway and the probe reach the host (default http).",
+    )
+    apiBase = StrictRegexField(
+        r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$",
+        max_length=1024,
+        trim_whitespace=False,
+        help_text="Path of the host's OpenAI-compatible API (default /v1): calls go to {scheme}://host:port{apiBase}.",
+        **OPTIONAL,
+    )
+    upstreamModel = StrictRegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$",
+        max_length=200,
+        trim_whitespace=False,
+        help_text="The model name sent upstream (default: the registered model's name).",
+        **OPTIONAL,
+    )
+    fallbacks = serializers.ListField(
+        child=serializers.UUIDField(format="hex_verbose"),
+        max_length=5,
+        help_text="Deployments tried in order when this one answers 429, 5xx or times out.",
+        **OPTIONAL,
+    )
+    responseCache = ResponseCacheSerializer(
+        **OPTIONAL, help_text="Exact-match cache of deterministic (temperature 0) non-streaming answers."
+    )
     # monitoring
     enableMetrics = serializers.BooleanField(required=False)
     metricsInterval = serializers.IntegerField(
@@ -165,6 +201,14 @@ class DeploymentConfigurationSerializer(StrictInputSerializer):
 
     class Meta:
         ref_name = "DeploymentConfiguration"
+
+    def validate_fallbacks(self, value: list | None) -> list[str] | None:
+        if value is None:
+            return None
+        ids = [str(v) for v in value]
+        if len(set(ids)) != len(ids):
+            raise serializers.ValidationError("Each fallback deployment may appear once.")
+        return ids
 
     def validate_host(self, value: str | None) -> str | None:
         if value is not None and ":" in value:

@@ -71,12 +71,26 @@ class _Parameters(serializers.Serializer):
         compiled_from = "json"
 
 
+class _ResponseCache(serializers.Serializer):
+    enabled = serializers.BooleanField(required=False)
+    ttlSeconds = serializers.IntegerField(required=False)
+
+    class Meta:
+        ref_name = "DeploymentResponseCacheConfig"
+        compiled_from = "json"
+
+
 class _Networking(serializers.Serializer):
     port = serializers.IntegerField()
     host = serializers.CharField(required=False)
     path = serializers.CharField(required=False)
     timeout = NumberField(help_text="Seconds.")
     retries = serializers.IntegerField()
+    scheme = serializers.CharField(required=False)
+    apiBase = serializers.CharField(required=False)
+    upstreamModel = serializers.CharField(required=False)
+    fallbacks = serializers.ListField(child=serializers.UUIDField(), required=False)
+    responseCache = _ResponseCache(required=False)
 
     class Meta:
         ref_name = "DeploymentNetworking"

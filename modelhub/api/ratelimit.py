@@ -215,3 +215,45 @@ def reset_limiter() -> None:
         except Exception:
             logger.warning("could not reset rate-limit counters")
     _limiter = None
+
+
+class AsyncRedisLimiter:
+    """:class:`RedisLimiter` for async callers (the gateway): the same script, keys and answers."""
+
+    def __init__(self, url: str):
+        import redis.asyncio as aredis
+
+        self.url = url
+        self._aredis = aredis
+        self._clients: dict[int, object] = {}
+
+    def _client(self):
+        import asyncio
+
+        loop = id(asyncio.get_running_loop())
+        found = self._clients.get(loop)
+        if found is None:
+            client = self._aredis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5)
+            found = (client, client.register_script(_LUA))
+            self._clients[loop] = found
+        return found
+
+    async def hit(self, windows: list[Window], *, now_ms: int | None = None) -> Decision:
+        _, script = self._client()
+        args: list[int | str] = ["1", "" if now_ms is None else now_ms]
+        for w in windows:
+            args.extend([w.limit, w.period_ms])
+        return _decision(windows, await script(keys=[w.key for w in windows], args=args))
+
+
+_async_limiter: AsyncRedisLimiter | None = None
+
+
+async def async_hit(windows: list[Window]) -> Decision:
+    """Count a request in ``windows`` from async code: Redis when configured, else the process's memory limiter."""
+    global _async_limiter
+    if not settings.REDIS_URL:
+        return get_limiter().hit(windows)
+    if _async_limiter is None or _async_limiter.url != settings.REDIS_URL:
+        _async_limiter = AsyncRedisLimiter(settings.REDIS_URL)
+    return await _async_limiter.hit(windows)
