@@ -31,8 +31,12 @@ class ApiKeyFilterSet(SortFilterMixin, FastFilterSet):
     sort_descending = frozenset({"createdAt"})
     sort_tiebreak = ("-created_at", "-id")
 
-    ownerId = django_filters.UUIDFilter(field_name="owner_id")
-    status = ListFilter(method="filter_status", choices=ApiKeyStatus.values)
+    ownerId = django_filters.UUIDFilter(
+        field_name="owner_id", label="Only this user's keys (for admins: everyone else sees only their own)."
+    )
+    status = ListFilter(
+        method="filter_status", choices=ApiKeyStatus.values, label="active, expired or revoked (any of those listed)."
+    )
 
     class Meta:
         model = ApiKey

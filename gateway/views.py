@@ -10,6 +10,7 @@ and, like stopping a deployment, answers 204 again for a key already revoked.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db.models import F, QuerySet
@@ -36,6 +37,8 @@ from modelhub.api.exceptions import ErrorCode
 from modelhub.api.schema import ErrorResponseSerializer
 from modelhub.api.viewsets import BaseViewSet
 
+logger = logging.getLogger(__name__)
+
 
 def api_key_queryset() -> QuerySet[ApiKey]:
     """Keys as the API shows them (``owner_username`` annotated)."""
@@ -44,7 +47,11 @@ def api_key_queryset() -> QuerySet[ApiKey]:
 
 def revoke(*, key: ApiKey, actor: Any) -> ApiKey:
     """The destroy service: :func:`gateway.services.api_key_revoke` (idempotent)."""
-    return services.api_key_revoke(key)
+    was_active = key.revoked_at is None
+    key = services.api_key_revoke(key)
+    if was_active:
+        logger.info("API key %s (%s) of %s revoked by %s", key.pk, key.prefix, key.owner_id, actor.pk)
+    return key
 
 
 _CREATE_EXAMPLE = OpenApiExample(
@@ -119,4 +126,5 @@ class ApiKeyViewSet(BaseViewSet):
         key, secret = services.api_key_create(
             owner=request.user, name=data["name"], deployment_ids=ids, expires_at=data.get("expires_at")
         )
+        logger.info("API key %s (%s) created by %s", key.pk, key.prefix, request.user.pk)
         return self.respond(self.reread(key), status.HTTP_201_CREATED, secret=secret)

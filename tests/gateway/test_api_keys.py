@@ -467,7 +467,9 @@ def test_the_key_admin_lists_keys_without_their_hash(admin_client, personas):
     html = page.content.decode()
     assert "listed" in html and f"mh_{key.prefix}" in html and "active" in html
     assert key.secret_hash not in html and secret not in html
-    detail = admin_client.get(f"{ADMIN}/apikey/{key.pk}/change/").content.decode()
+    change = admin_client.get(f"{ADMIN}/apikey/{key.pk}/change/")
+    assert change.status_code == 200
+    detail = change.content.decode()
     assert key.secret_hash not in detail and secret not in detail and "secret_hash" not in detail
     assert admin_client.get(f"{ADMIN}/apikey/?status=revoked").status_code == 200
 
