@@ -401,6 +401,7 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},  # our middleware logs every request once
         "django.server": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},  # one line per upstream call is the usage event's job
     },
 }
 
