@@ -172,9 +172,7 @@ def ingest_usage(items: list[object], *, now: datetime | None = None) -> Any:
     return ingest_events(items, now=now)
 
 
-def record_feedback(
-    *, request_id: str, deployment_id: Any, user_rating: int | None, accepted: bool | None
-) -> bool:
+def record_feedback(*, request_id: str, deployment_id: Any, user_rating: int | None, accepted: bool | None) -> bool:
     """Attach a user's rating/acceptance to a stored event of ``deployment_id``; False when there is none.
 
     Its (model, hour) is marked dirty so the next rollup counts it (quality metrics come from users).

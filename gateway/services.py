@@ -36,6 +36,7 @@ from modelhub.api.exceptions import AppError, ErrorCode
 MAX_KEYS_PER_USER = 100
 MAX_KEY_DEPLOYMENTS = 100
 KEY_CACHE_SECONDS = 5.0
+LAST_USED_RESOLUTION_SECONDS = 60
 
 
 class ApiKeyNotFound(AppError):
@@ -115,6 +116,10 @@ def authenticate_api_key(secret: str) -> tuple[Any, ApiKey] | None:
     problem = key_problem(key)
     if problem:
         raise AuthenticationFailed(problem)
+    now = timezone.now()
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS:
+        # at most one write per key per minute on this path (the gateway's calls are counted by the drain)
+        ApiKey.objects.filter(pk=key.pk).exclude(last_used_at__gte=now).update(last_used_at=now)
     return key.owner, key
 
 

@@ -278,8 +278,9 @@ REALTIME_MAX_PENDING_MESSAGES = 1000  # events queued for a client that does not
 # {PUBLIC_BASE_URL}/api/v1/modelhub/deployments/{id}.
 # Unset, it is where this process serves: http://{HOST}:{PORT} (scripts/run exports both), so
 # `PORT=8011 ./scripts/run` reports endpoints on :8011.
-PUBLIC_BASE_URL = env.str(
-    "PUBLIC_BASE_URL", default=f"http://{env.str('HOST', default='127.0.0.1')}:{env.str('PORT', default='8000')}"
+PUBLIC_BASE_URL = (
+    env.str("PUBLIC_BASE_URL", default="")
+    or f"http://{env.str('HOST', default='') or '127.0.0.1'}:{env.str('PORT', default='') or '8000'}"
 ).rstrip("/")
 if not PUBLIC_BASE_URL.startswith(("http://", "https://")) or any(c.isspace() for c in PUBLIC_BASE_URL):
     raise ImproperlyConfigured(f"PUBLIC_BASE_URL={PUBLIC_BASE_URL!r} is invalid: expected an http:// or https:// URL")

@@ -131,3 +131,25 @@ def test_settings_refuse_a_secret_given_twice(tmp_path):
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured: Set SECRET_KEY or SECRET_KEY_FILE, not both" in result.stderr.strip().splitlines()[-1]
+
+
+def test_public_base_url_follows_the_port_the_run_command_serves_on():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; print(settings.PUBLIC_BASE_URL)",
+        ],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG"}},
+            "DJANGO_SETTINGS_MODULE": "modelhub.settings",
+            "PORT": "8011",
+            "PUBLIC_BASE_URL": "",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "http://127.0.0.1:8011"

@@ -269,6 +269,7 @@ deployments.create     yes yes yes -   -
 deployments.update     yes yes own -   -
 deployments.delete     yes yes own -   -
 deployments.scale      yes yes own -   -
+deployments.invoke     yes yes yes -   -
 experiments.read       yes yes yes yes yes
 experiments.create     yes yes yes -   -
 experiments.update     yes yes own -   -

@@ -315,3 +315,17 @@ def test_nothing_is_published_when_the_request_fails(
         response = client_for("developer").post(f"{API}/deployments", create_body(version="nope"), format="json")
     assert response.status_code == 400 and callbacks == []
     assert listener.drain() == []
+
+
+def test_probe_refuses_private_hosts_the_allow_list_does_not_name(
+    client_for, create_body, settings, django_capture_on_commit_callbacks
+):
+    """The readiness probe checks the upstream allow-list first: a deployer cannot make the hub probe
+    internal addresses (10.x here; tests allow only loopback besides public addresses)."""
+    body = _networked(create_body, 80)
+    body["configuration"]["host"] = "10.20.30.40"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for("developer").post(f"{API}/deployments", body, format="json")
+    deployment = Deployment.objects.get(pk=response.json()["deployment"]["id"])
+    assert deployment.status == "failed" and "refused" in deployment.status_reason
+    assert "GATEWAY_UPSTREAM_ALLOWLIST" in deployment.status_reason

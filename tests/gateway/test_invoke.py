@@ -278,3 +278,49 @@ def test_deployment_rate_limit_is_429_with_headers(gw):
     refused = gw.post(deployment, key=key)
     _error(refused, 429, "rate_limit_exceeded")
     assert int(refused.headers["retry-after"]) >= 1 and refused.headers["x-ratelimit-limit"] == "2"
+
+
+def test_calls_show_up_in_the_model_detail_and_the_dashboard_after_a_rollup(gw, client_for):
+    from analytics.rollup import rollup
+
+    deployment = gw.deployment()
+    key = gw.key()
+    for _ in range(3):
+        assert gw.post(deployment, key=key, headers={"X-Modelhub-User": "end-user-1"}).status_code == 200
+    _error(
+        gw.post(deployment, {"messages": [{"role": "user", "content": "x"}], "temperature": 9}, key=key),
+        400,
+        "invalid_value",
+    )
+    gw.drain()
+    rollup()
+    admin = client_for("admin")
+    detail = admin.get(f"/api/v1/modelhub/models/{deployment.model_id}").json()
+    assert detail["usage"]["totalRequests"] == 3 and detail["usage"]["uniqueUsers"] == 1
+    assert [d["lastUsed"] is not None for d in detail["deployments"]] == [True]
+    summary = admin.get("/api/v1/modelhub/analytics/dashboard").json()["summary"]
+    assert summary["totalRequests"] == 3 and float(summary["totalCost"]) > 0
+
+
+def test_a_key_used_on_event_ingestion_gets_its_last_used_time(gw, personas):
+    from gateway.models import ApiKey
+
+    deployment = gw.deployment()
+    key = gw.key("developer")
+    event = {
+        "requestId": "via-key-1",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "modelId": str(deployment.model_id),
+        "latencyMs": 10,
+        "promptTokens": 1,
+        "completionTokens": 1,
+        "success": True,
+    }
+    from django.utils import timezone
+
+    event["timestamp"] = timezone.now().isoformat()
+    response = gw.http.post(
+        "/api/v1/modelhub/analytics/events", json={"events": [event]}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 200, response.text
+    assert ApiKey.objects.get(owner=personas["developer"]).last_used_at is not None
