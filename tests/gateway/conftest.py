@@ -117,7 +117,7 @@ class Gateway:
             configuration=nest(flat),
         )
 
-    def key(self, who: str = "developer", **kwargs) -> str:
+    def key(self, who: str = "developer", **kwargs) -> str:  # a persona name
         _, secret = api_key_create(owner=self.personas[who], name=kwargs.pop("name", "test"), **kwargs)
         return secret
 

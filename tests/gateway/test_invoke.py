@@ -324,3 +324,19 @@ def test_a_key_used_on_event_ingestion_gets_its_last_used_time(gw, personas):
     )
     assert response.status_code == 200, response.text
     assert ApiKey.objects.get(owner=personas["developer"]).last_used_at is not None
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [("admin", 200), ("manager", 200), ("developer", 200), ("analyst", 403), ("viewer", 403), ("outsider", 200)],
+)
+def test_every_role_against_the_gateway_routes(gw, role, expected):
+    """deployments.invoke from the role matrix, with a key of each role (the outsider is a developer who owns
+    nothing: calling is not acting on the deployment, so ownership does not matter)."""
+    deployment = gw.deployment()
+    key = gw.key(role)
+    assert gw.post(deployment, key=key).status_code == expected
+    listed = gw.http.get(gw.url(deployment, "models"), headers={"Authorization": f"Bearer {key}"})
+    assert listed.status_code == expected
+    embedder = gw.deployment(model=gw.model(model_type="embedding"))
+    assert gw.post(embedder, {"input": "x"}, key=key, op="embeddings").status_code == expected
