@@ -623,7 +623,7 @@ def parse_args() -> argparse.Namespace:
     if not args.phases or set(args.phases) - set(PHASES):
         parser.error(f"--phases takes a comma-separated subset of {','.join(PHASES)}")
     if args.quick:
-        args.seconds, args.warmup, args.sequential = 3, 1, 300
+        args.seconds, args.warmup, args.sequential = 2, 0.5, 300
         args.streams = min(args.streams, 200)
     if not (
         0 < args.seconds <= 3600
@@ -704,7 +704,12 @@ def main() -> int:
             return found
 
         def hub_server(workers: int) -> HubServer:
-            hub = HubServer({**env}, workers, log_name="modelhub-bench-gw-hub", stopped=f"hub ({workers}) stopped")
+            hub = HubServer(
+                {**env},
+                workers,
+                log_name="modelhub-bench-gw-hub",
+                stopped=f"hub ({workers} worker{'s' * (workers > 1)}) stopped",
+            )
             hub.env["PUBLIC_BASE_URL"] = hub.base_url
             step(f"starting the hub: uvicorn --workers {workers} on {hub.base_url} (log {hub.log_path})")
             return hub
@@ -725,6 +730,10 @@ def main() -> int:
                     meter = CpuSplit(groups(hub))
                     results.sequential = run_async(sequential(seq_targets, args.sequential, warm))
                     results.sequential_cpu = meter.stop()
+                    for label, s in results.sequential.items():
+                        p50, p99 = percentiles(s.latencies_ms, (50, 99))
+                        print(f"  {label:<9} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  errors {s.error_count}", flush=True)
+                    print(f"{' ' * 11}{results.sequential_cpu}", flush=True)
                 for stub in ("instant", "slow"):
                     if stub not in args.phases:
                         continue
