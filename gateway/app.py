@@ -60,6 +60,19 @@ METHODS = {"chat/completions": b"POST", "embeddings": b"POST", "models": b"GET",
 BACKOFF_SECONDS = (0.05, 0.2, 0.5, 1.0)
 
 
+_last_warning: dict[str, float] = {}
+
+
+def _warn(what: str, exc: BaseException) -> None:
+    """Log a degraded dependency at most every 30 s per kind (a burst of failures is one line, not thousands)."""
+    now = time.monotonic()
+    if now - _last_warning.get(what, 0.0) > 30:
+        _last_warning[what] = now
+        logger.warning(
+            "%s (%s: %s); further occurrences in the next 30 s are not logged", what, type(exc).__name__, exc
+        )
+
+
 def handles(path: str) -> bool:
     """Whether ``path`` is a gateway route (asked by :mod:`modelhub.asgi`)."""
     return PREFIX.match(path) is not None
@@ -195,8 +208,8 @@ async def _rate_limit(route: Route) -> dict[str, str]:
     windows = [Window("burst", burst, SECOND_MS, f"{base}:s"), Window("minute", per_minute, MINUTE_MS, f"{base}:m")]
     try:
         decision = await async_hit(windows)
-    except Exception:
-        logger.warning("deployment rate limiter unavailable; serving without its limit", exc_info=True)
+    except Exception as exc:
+        _warn("deployment rate limiter unavailable; serving without its limit", exc)
         return {}
     headers = decision.headers()
     if not decision.allowed:
@@ -278,8 +291,8 @@ class Call:
         items, self.items = self.items, []
         try:
             await usage_buffer.get_buffer().push(items)
-        except Exception:
-            logger.warning("usage buffer unavailable; storing %d event(s) directly", len(items), exc_info=True)
+        except Exception as exc:
+            _warn("usage buffer unavailable; storing events directly", exc)
             await sync_to_async(usage_buffer._ingest, thread_sensitive=False)(items)
 
 

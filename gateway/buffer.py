@@ -51,26 +51,15 @@ return items
 class RedisBuffer:
     def __init__(self, url: str) -> None:
         import redis
-        import redis.asyncio as aredis
 
         self.url = url
         self.sync = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
         self._claim = self.sync.register_script(_CLAIM)
-        self._async: dict[int, Any] = {}
-        self._aredis = aredis
-
-    def _async_client(self):
-        import asyncio
-
-        loop = id(asyncio.get_running_loop())
-        client = self._async.get(loop)
-        if client is None:
-            client = self._aredis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=2)
-            self._async[loop] = client
-        return client
 
     async def push(self, items: list[dict[str, Any]]) -> None:
-        await self._async_client().rpush(LIST_KEY, *[orjson.dumps(i) for i in items])
+        from modelhub import redis_async
+
+        await redis_async.client().rpush(LIST_KEY, *[orjson.dumps(i) for i in items])
 
     def push_sync(self, items: list[dict[str, Any]]) -> None:
         self.sync.rpush(LIST_KEY, *[orjson.dumps(i) for i in items])

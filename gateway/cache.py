@@ -26,7 +26,6 @@ MAX_ENTRY_BYTES = 1024 * 1024
 
 _local: dict[str, tuple[float, bytes]] = {}
 _lock = threading.Lock()
-_clients: dict[int, Any] = {}
 
 
 def cacheable(kind: str, body: dict[str, Any], stream: bool) -> bool:
@@ -41,16 +40,9 @@ def key(deployment_id: Any, kind: str, body: dict[str, Any]) -> str:
 
 
 def _redis():
-    import asyncio
+    from modelhub import redis_async
 
-    import redis.asyncio as aredis
-
-    loop = id(asyncio.get_running_loop())
-    client = _clients.get(loop)
-    if client is None:
-        client = aredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5)
-        _clients[loop] = client
-    return client
+    return redis_async.client()
 
 
 async def get(cache_key: str) -> bytes | None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from gateway.adapters import Outcome, Stream, Upstream
-from gateway.adapters.openai_compat import open_request, read_json
+from gateway.adapters.openai_compat import iter_lines, open_request, read_json
 from gateway.openai import GatewayError
 from modelhub import upstreams
 
@@ -132,7 +132,7 @@ async def chat_stream(
         ident = "chatcmpl-anthropic"
         finish = "stop"
         try:
-            async for line in response.aiter_lines():
+            async for line in iter_lines(response):
                 if not line.startswith("data:"):
                     continue
                 try:
@@ -167,11 +167,16 @@ async def chat_stream(
                 payload = {"id": ident, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
                 yield b"data: " + orjson.dumps({**payload, "choices": [], "usage": usage}) + b"\n\n"
             yield b"data: [DONE]\n\n"
-        except httpx.TimeoutException:
+        except TimeoutError:
             stream.failure = GatewayError("upstream_timeout", f"The upstream stalled for more than {timeout:g} s.")
-        except (httpx.HTTPError, OSError) as exc:
+        except GatewayError as exc:
+            stream.failure = exc
+        except (aiohttp.ClientError, OSError) as exc:
             stream.failure = GatewayError("upstream_error", f"The upstream stream broke: {type(exc).__name__}.")
 
+    async def close() -> None:
+        response.close()
+
     stream._iterator = relay()
-    stream._close = response.aclose
+    stream._close = close
     return stream

@@ -8,9 +8,10 @@ on only when the client asked for it itself.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 from django.conf import settings
 
@@ -58,10 +59,10 @@ def failure(status: int, raw: bytes, retry_after: str | None = None) -> Outcome:
     return Outcome(error=error, retryable=status in RETRYABLE_STATUSES, upstream_status=status)
 
 
-def transport_failure(exc: Exception, timeout: float) -> Outcome:
+def transport_failure(exc: BaseException, timeout: float) -> Outcome:
     if isinstance(exc, upstreams.UpstreamRefused):
         return Outcome(error=GatewayError("upstream_refused", str(exc)))
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, asyncio.TimeoutError):  # aiohttp's connect and read timeouts are TimeoutErrors
         return Outcome(
             error=GatewayError("upstream_timeout", f"The upstream did not answer within {timeout:g} s."), retryable=True
         )
@@ -70,56 +71,58 @@ def transport_failure(exc: Exception, timeout: float) -> Outcome:
     )
 
 
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, upstreams.UpstreamRefused, OSError)
+
+
 async def open_request(
     upstream: Upstream, path: str, payload: dict[str, Any], timeout: float, *, stream: bool, headers: Any = None
-) -> tuple[httpx.Response | None, Outcome | None]:
+) -> tuple[aiohttp.ClientResponse | None, Outcome | None]:
     """POST ``payload`` to ``{base}{path}``; (response, None) on 2xx, else (None, failure outcome)."""
     try:
         scheme, host, port, base_path = upstreams.split_url(upstream.base_url)
         target = await upstreams.check(scheme, host, port, base_path + path)
-        client = upstreams.client()
-        request = client.build_request(
-            "POST",
+        response = await upstreams.session().post(
             target.url,
-            content=orjson.dumps(payload),
+            data=orjson.dumps(payload),
             headers=(headers or _headers)(upstream, target),
-            extensions=upstreams.request_extensions(target, timeout),
+            timeout=upstreams.timeouts(timeout, stream=stream),
+            allow_redirects=False,
+            server_hostname=target.sni,
         )
-        response = await client.send(request, stream=True)
-    except (httpx.HTTPError, upstreams.UpstreamRefused, OSError) as exc:
+    except TRANSPORT_ERRORS as exc:
         return None, transport_failure(exc, timeout)
-    if response.status_code >= 300:
+    if response.status >= 300:
         try:
-            raw = await _read(response, 64 * 1024)
-        except (httpx.HTTPError, OSError):
+            raw = await response.content.read(64 * 1024)
+        except TRANSPORT_ERRORS:
             raw = b""
         finally:
-            await response.aclose()
-        return None, failure(response.status_code, raw, response.headers.get("retry-after"))
-    if not stream:
-        return response, None
+            response.release()
+        return None, failure(response.status, raw, response.headers.get("retry-after"))
     return response, None
 
 
-async def _read(response: httpx.Response, limit: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in response.aiter_raw():
-        size += len(chunk)
-        if size > limit:
-            raise GatewayError("upstream_error", f"The upstream's answer is larger than {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _read(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise GatewayError("upstream_error", f"The upstream's answer is larger than {limit} bytes.")
+    raw = await response.content.read(limit + 1)
+    if len(raw) > limit:
+        raise GatewayError("upstream_error", f"The upstream's answer is larger than {limit} bytes.")
+    return raw
 
 
-async def read_json(response: httpx.Response, timeout: float) -> tuple[bytes | None, dict | None, Outcome | None]:
+async def read_json(
+    response: aiohttp.ClientResponse, timeout: float
+) -> tuple[bytes | None, dict | None, Outcome | None]:
     try:
         raw = await _read(response, settings.GATEWAY_MAX_RESPONSE_BYTES)
     except GatewayError as exc:
         return None, None, Outcome(error=exc)
-    except (httpx.HTTPError, OSError) as exc:
+    except TRANSPORT_ERRORS as exc:
         return None, None, transport_failure(exc, timeout)
     finally:
-        await response.aclose()
+        response.release()
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -131,6 +134,25 @@ async def read_json(response: httpx.Response, timeout: float) -> tuple[bytes | N
     if type(body) is not dict:
         return None, None, Outcome(error=GatewayError("upstream_error", "The upstream's answer is not an object."))
     return raw, body, None
+
+
+MAX_LINE_BYTES = 4 * 1024 * 1024
+
+
+async def iter_lines(response: aiohttp.ClientResponse):
+    """The answer's lines (``\n``-separated, ``\r`` stripped) as text, whatever the chunking."""
+    pending = b""
+    async for chunk in response.content.iter_any():
+        pending += chunk
+        if b"\n" not in pending:
+            if len(pending) > MAX_LINE_BYTES:
+                raise GatewayError("upstream_error", "The upstream sent a line longer than 4 MiB.")
+            continue
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+    if pending:
+        yield pending.rstrip(b"\r").decode("utf-8", "replace")
 
 
 def _usage(body: dict) -> tuple[int, int]:
@@ -176,7 +198,7 @@ async def chat_stream(
 
     async def relay():
         try:
-            async for line in response.aiter_lines():
+            async for line in iter_lines(response):
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
@@ -205,11 +227,16 @@ async def chat_stream(
                 else:
                     yield b"data: " + data.encode() + b"\n\n"
             yield _DONE
-        except httpx.TimeoutException:
+        except TimeoutError:
             stream.failure = GatewayError("upstream_timeout", f"The upstream stalled for more than {timeout:g} s.")
-        except (httpx.HTTPError, OSError) as exc:
+        except GatewayError as exc:
+            stream.failure = exc
+        except (aiohttp.ClientError, OSError) as exc:
             stream.failure = GatewayError("upstream_error", f"The upstream stream broke: {type(exc).__name__}.")
 
+    async def close() -> None:
+        response.close()  # mid-stream: drop the connection rather than read the rest
+
     stream._iterator = relay()
-    stream._close = response.aclose
+    stream._close = close
     return stream

@@ -218,42 +218,37 @@ def reset_limiter() -> None:
 
 
 class AsyncRedisLimiter:
-    """:class:`RedisLimiter` for async callers (the gateway): the same script, keys and answers."""
+    """:class:`RedisLimiter` for async callers (the gateway): the same script, keys and answers,
+    on the process's shared async Redis pool (:mod:`modelhub.redis_async`)."""
 
-    def __init__(self, url: str):
-        import redis.asyncio as aredis
-
-        self.url = url
-        self._aredis = aredis
-        self._clients: dict[int, object] = {}
-
-    def _client(self):
-        import asyncio
-
-        loop = id(asyncio.get_running_loop())
-        found = self._clients.get(loop)
-        if found is None:
-            client = self._aredis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5)
-            found = (client, client.register_script(_LUA))
-            self._clients[loop] = found
-        return found
+    def __init__(self) -> None:
+        self._sha: str | None = None
 
     async def hit(self, windows: list[Window], *, now_ms: int | None = None) -> Decision:
-        _, script = self._client()
+        from redis.exceptions import NoScriptError
+
+        from modelhub import redis_async
+
+        client = redis_async.client()
         args: list[int | str] = ["1", "" if now_ms is None else now_ms]
         for w in windows:
             args.extend([w.limit, w.period_ms])
-        return _decision(windows, await script(keys=[w.key for w in windows], args=args))
+        keys = [w.key for w in windows]
+        if self._sha is None:
+            self._sha = await client.script_load(_LUA)
+        try:
+            raw = await client.evalsha(self._sha, len(keys), *keys, *args)
+        except NoScriptError:  # Redis restarted (scripts are not persisted)
+            self._sha = await client.script_load(_LUA)
+            raw = await client.evalsha(self._sha, len(keys), *keys, *args)
+        return _decision(windows, raw)
 
 
-_async_limiter: AsyncRedisLimiter | None = None
+_async_limiter = AsyncRedisLimiter()
 
 
 async def async_hit(windows: list[Window]) -> Decision:
     """Count a request in ``windows`` from async code: Redis when configured, else the process's memory limiter."""
-    global _async_limiter
     if not settings.REDIS_URL:
         return get_limiter().hit(windows)
-    if _async_limiter is None or _async_limiter.url != settings.REDIS_URL:
-        _async_limiter = AsyncRedisLimiter(settings.REDIS_URL)
     return await _async_limiter.hit(windows)
