@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 import uuid
@@ -239,7 +240,7 @@ class Call:
 
     def __init__(self, route: Route, principal: Principal | None, headers: dict[bytes, bytes], user: str) -> None:
         client_id = headers.get(b"x-request-id", b"").decode("latin-1")
-        self.client_request_id = client_id if REQUEST_ID.match(client_id) else uuid.uuid4().hex
+        self.client_request_id = client_id if REQUEST_ID.match(client_id) else os.urandom(16).hex()
         self.route = route
         self.principal = principal
         header_user = headers.get(b"x-modelhub-user", b"").decode("utf-8", "replace")[:255]
@@ -258,7 +259,7 @@ class Call:
         error: GatewayError | None = None,
         cached: bool = False,
     ) -> str:
-        request_id = f"gw-{uuid.uuid4().hex}"
+        request_id = f"gw-{os.urandom(16).hex()}"
         event: dict[str, Any] = {
             "requestId": request_id,
             "timestamp": _now_iso(),
@@ -399,7 +400,7 @@ async def _stream(call: Call, body: dict[str, Any], include_usage: bool, prompt_
     except GatewayError:
         await call.flush()
         raise
-    request_id_hint = f"gw-{uuid.uuid4().hex}"  # set as the event's id below, so the header is known up front
+    request_id_hint = f"gw-{os.urandom(16).hex()}"  # set as the event's id below, so the header is known up front
     raw = [
         (b"content-type", b"text/event-stream"),
         (b"cache-control", b"no-cache"),

@@ -55,11 +55,45 @@ class RedisBuffer:
         self.url = url
         self.sync = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
         self._claim = self.sync.register_script(_CLAIM)
+        self._group: dict[int, tuple[list[bytes], list[Any]]] = {}
 
     async def push(self, items: list[dict[str, Any]]) -> None:
+        """``RPUSH`` the events; returns once Redis has them. Calls that arrive while a push is in flight
+        are sent together in the next one (group commit): a lone call is one round trip, and under
+        load a process sends one ``RPUSH`` per batch instead of one per call."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        state = self._group.get(id(loop))
+        if state is None:
+            self._group[id(loop)] = state = ([], [])
+        state[0].extend(orjson.dumps(i) for i in items)
+        state[1].append(future)
+        if len(state[1]) == 1:
+            loop.create_task(self._group_commit(id(loop)))
+        await future
+
+    async def _group_commit(self, loop_id: int) -> None:
         from modelhub import redis_async
 
-        await redis_async.client().rpush(LIST_KEY, *[orjson.dumps(i) for i in items])
+        state = self._group[loop_id]
+        while state[1]:
+            payloads, waiters = state[0][:], state[1][:]
+            try:
+                await redis_async.client().rpush(LIST_KEY, *payloads)
+            except Exception as exc:
+                outcome: BaseException | None = exc
+            else:
+                outcome = None
+            del state[0][: len(payloads)]
+            del state[1][: len(waiters)]
+            for waiter in waiters:
+                if not waiter.done():
+                    if outcome is None:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(outcome)
 
     def push_sync(self, items: list[dict[str, Any]]) -> None:
         self.sync.rpush(LIST_KEY, *[orjson.dumps(i) for i in items])

@@ -18,6 +18,7 @@ pooling (``GATEWAY_MAX_CONNECTIONS``), no redirects, no proxy variables from the
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import time
@@ -120,8 +121,30 @@ def _target(scheme: str, host: str, port: int, path: str, address: str) -> Targe
     )
 
 
+_targets: dict[tuple[str, str, int, str], tuple[float, Target]] = {}
+
+
 async def check(scheme: str, host: str, port: int, path: str = "") -> Target:
-    """The checked target for ``scheme://host:port{path}`` (raises :class:`UpstreamRefused`)."""
+    """The checked target for ``scheme://host:port{path}`` (raises :class:`UpstreamRefused`); a passed
+    check is remembered :data:`DNS_CACHE_SECONDS`, like the resolution it rests on."""
+    memo = (scheme, host, port, path)
+    entry = _targets.get(memo)
+    if entry is not None and entry[0] > time.monotonic():
+        return entry[1]
+    target = await _check(scheme, host, port, path)
+    if len(_targets) > 10_000:
+        _targets.clear()
+    _targets[memo] = (time.monotonic() + DNS_CACHE_SECONDS, target)
+    return target
+
+
+def forget_checks() -> None:
+    """Drop remembered resolutions and checks (tests change the allow-list)."""
+    _targets.clear()
+    _dns.clear()
+
+
+async def _check(scheme: str, host: str, port: int, path: str = "") -> Target:
     literal = _literal(host)
     if literal is not None:
         addresses = [literal]
@@ -152,6 +175,7 @@ def check_sync(scheme: str, host: str, port: int, path: str = "") -> Target:
     return _target(scheme, host, port, path, _checked(host, addresses))
 
 
+@functools.lru_cache(maxsize=1024)
 def split_url(url: str) -> tuple[str, str, int, str]:
     """``https://api.openai.com/v1`` -> ("https", "api.openai.com", 443, "/v1")."""
     parsed = httpx.URL(url)

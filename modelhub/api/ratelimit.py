@@ -217,31 +217,111 @@ def reset_limiter() -> None:
     _limiter = None
 
 
+# The batched form for async callers: ARGV[1] = n requests arriving together; the first `grant` of them
+# are admitted (grant = the smallest room left in any window, 0..n) and counted in one INCRBY per
+# window. Returns {grant, used_before_1, reset_1, used_before_2, reset_2, ...}. For n = 1 it is _LUA.
+_LUA_BATCH = """
+local n = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local keys, used, reset, periods = {}, {}, {}, {}
+local grant = n
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[i * 2])
+  local period = tonumber(ARGV[1 + i * 2])
+  local bucket = math.floor(now / period)
+  keys[i] = KEYS[i] .. ':' .. bucket
+  periods[i] = period
+  used[i] = tonumber(redis.call('GET', keys[i]) or '0')
+  reset[i] = (bucket + 1) * period - now
+  if limit - used[i] < grant then grant = limit - used[i] end
+end
+if grant < 0 then grant = 0 end
+if grant > 0 then
+  for i = 1, #KEYS do
+    if redis.call('INCRBY', keys[i], grant) == grant then redis.call('PEXPIRE', keys[i], periods[i] + 1000) end
+  end
+end
+local out = {grant}
+for i = 1, #KEYS do
+  out[#out + 1] = used[i]
+  out[#out + 1] = reset[i]
+end
+return out
+"""
+
+
 class AsyncRedisLimiter:
-    """:class:`RedisLimiter` for async callers (the gateway): the same script, keys and answers,
-    on the process's shared async Redis pool (:mod:`modelhub.redis_async`)."""
+    """The limiter for async callers (the gateway), exact across processes like :class:`RedisLimiter`.
+
+    Requests with the same windows that arrive while a check for them is in flight are *coalesced*:
+    when the flight returns, they go to Redis together as one batched script call that admits the
+    first ``grant`` of them atomically. A lone request is one round trip as before; under load a
+    deployment's limit costs one round trip per batch instead of one per request. On the process's
+    shared async Redis pool (:mod:`modelhub.redis_async`).
+    """
 
     def __init__(self) -> None:
         self._sha: str | None = None
+        self._pending: dict[tuple[int, tuple[str, ...]], list] = {}
 
-    async def hit(self, windows: list[Window], *, now_ms: int | None = None) -> Decision:
+    async def _script(self, keys: list[str], args: list) -> list[int]:
         from redis.exceptions import NoScriptError
 
         from modelhub import redis_async
 
         client = redis_async.client()
-        args: list[int | str] = ["1", "" if now_ms is None else now_ms]
-        for w in windows:
-            args.extend([w.limit, w.period_ms])
-        keys = [w.key for w in windows]
         if self._sha is None:
-            self._sha = await client.script_load(_LUA)
+            self._sha = await client.script_load(_LUA_BATCH)
         try:
-            raw = await client.evalsha(self._sha, len(keys), *keys, *args)
+            return await client.evalsha(self._sha, len(keys), *keys, *args)
         except NoScriptError:  # Redis restarted (scripts are not persisted)
-            self._sha = await client.script_load(_LUA)
-            raw = await client.evalsha(self._sha, len(keys), *keys, *args)
-        return _decision(windows, raw)
+            self._sha = await client.script_load(_LUA_BATCH)
+            return await client.evalsha(self._sha, len(keys), *keys, *args)
+
+    async def hit(self, windows: list[Window]) -> Decision:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        key = (id(loop), tuple(w.key for w in windows))
+        future = loop.create_future()
+        queue = self._pending.get(key)
+        if queue is None:
+            self._pending[key] = queue = [future]
+            loop.create_task(self._flush(key, windows))
+        else:
+            queue.append(future)
+        return await future
+
+    async def _flush(self, key: tuple, windows: list[Window]) -> None:
+        try:
+            while self._pending.get(key):
+                batch = self._pending[key]
+                self._pending[key] = []
+                args: list[int] = [len(batch)]
+                for w in windows:
+                    args.extend([w.limit, w.period_ms])
+                try:
+                    raw = await self._script([w.key for w in windows], args)
+                except Exception as exc:
+                    for future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                grant = int(raw[0])
+                before = [int(raw[1 + 2 * i]) for i in range(len(windows))]
+                resets = [int(raw[2 + 2 * i]) for i in range(len(windows))]
+                for index, future in enumerate(batch):
+                    admitted = index < grant
+                    counted = index + 1 if admitted else grant
+                    states = tuple(
+                        WindowState(window=w, used=before[i] + counted, reset_ms=resets[i])
+                        for i, w in enumerate(windows)
+                    )
+                    if not future.done():
+                        future.set_result(Decision(allowed=admitted, states=states))
+        finally:
+            self._pending.pop(key, None)
 
 
 _async_limiter = AsyncRedisLimiter()

@@ -23,6 +23,7 @@ from gateway import cache as response_cache
 from gateway.models import ProviderCredential
 from gateway.routes import route_cache
 from gateway.services import api_key_create, key_cache
+from modelhub import upstreams
 from tests.factories import DeploymentFactory, ModelRegistryFactory
 
 PREFIX = "/api/v1/modelhub/deployments"
@@ -75,6 +76,7 @@ def _fresh_gateway_state():
     def clear():
         route_cache.clear()
         key_cache.clear()
+        upstreams.forget_checks()
         adapters.forget_credentials()
         response_cache.clear_local()
         usage_buffer.get_buffer().clear()
