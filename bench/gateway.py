@@ -610,6 +610,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=1000, help="concurrent streaming calls (1000)")
     parser.add_argument("--stream-seconds", type=float, default=2.0, help="how long each stream lasts (2)")
     parser.add_argument("--stream-workers", type=int, default=2, help="hub processes for the streams (2)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="hub processes for the sequential and throughput phases (1)"
+    )
     parser.add_argument("--quick", action="store_true", help="a ~30 s smoke run (after setup)")
     parser.add_argument("--skip-portkey", action="store_true", help="no Portkey path (its figures are null)")
     parser.add_argument(
@@ -633,6 +636,7 @@ def parse_args() -> argparse.Namespace:
         and 0 < args.streams <= 10_000
         and 0 < args.stream_seconds <= 60
         and 0 < args.stream_workers <= 16
+        and 0 < args.workers <= 16
         and 0 <= args.slow_ms <= 10_000
     ):
         parser.error("an option is out of range")
@@ -715,7 +719,7 @@ def main() -> int:
             return hub
 
         if {"sequential", "instant", "slow"} & set(args.phases):
-            with hub_server(1) as hub:
+            with hub_server(args.workers) as hub:
                 step(f"hub health answered {hub.wait_for_health()}")
                 for stub in ("instant", "slow"):
                     for target in targets(stub, hub.base_url).values():

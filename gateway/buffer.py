@@ -57,10 +57,11 @@ class RedisBuffer:
         self._claim = self.sync.register_script(_CLAIM)
         self._group: dict[int, tuple[list[bytes], list[Any]]] = {}
 
-    async def push(self, items: list[dict[str, Any]]) -> None:
+    async def push(self, items: list[dict[str, Any]], *, linger: float = 0.0) -> None:
         """``RPUSH`` the events; returns once Redis has them. Calls that arrive while a push is in flight
-        are sent together in the next one (group commit): a lone call is one round trip, and under
-        load a process sends one ``RPUSH`` per batch instead of one per call."""
+        (or during ``linger``, which the gateway sets only when many calls are in flight) are sent together
+        in the next one (group commit): a lone call is one round trip, and under load a process sends one
+        ``RPUSH`` per batch instead of one per call."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -71,12 +72,16 @@ class RedisBuffer:
         state[0].extend(orjson.dumps(i) for i in items)
         state[1].append(future)
         if len(state[1]) == 1:
-            loop.create_task(self._group_commit(id(loop)))
+            loop.create_task(self._group_commit(id(loop), linger))
         await future
 
-    async def _group_commit(self, loop_id: int) -> None:
+    async def _group_commit(self, loop_id: int, linger: float = 0.0) -> None:
+        import asyncio
+
         from modelhub import redis_async
 
+        if linger:
+            await asyncio.sleep(linger)
         state = self._group[loop_id]
         while state[1]:
             payloads, waiters = state[0][:], state[1][:]
@@ -132,7 +137,7 @@ class MemoryBuffer:
         self._claims: dict[str, tuple[float, list[bytes]]] = {}
         self._lock = threading.Lock()
 
-    async def push(self, items: list[dict[str, Any]]) -> None:
+    async def push(self, items: list[dict[str, Any]], *, linger: float = 0.0) -> None:
         self.push_sync(items)
 
     def push_sync(self, items: list[dict[str, Any]]) -> None:

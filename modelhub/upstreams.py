@@ -44,6 +44,13 @@ class Target:
     host_header: str
     sni: str | None
 
+    @functools.cached_property
+    def parsed_url(self) -> Any:
+        """``url`` parsed once (yarl, already encoded), for the HTTP client."""
+        import yarl
+
+        return yarl.URL(self.url, encoded=True)
+
 
 def _rules() -> tuple[frozenset[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network], bool]:
     names, networks, any_public = set(), [], False
@@ -213,6 +220,7 @@ def session() -> Any:
     return found
 
 
+@functools.lru_cache(maxsize=256)
 def timeouts(timeout: float, *, stream: bool) -> Any:
     """``networking.timeout`` per attempt: the whole answer, or (streams) each gap between chunks."""
     import aiohttp

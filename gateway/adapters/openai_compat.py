@@ -82,7 +82,7 @@ async def open_request(
         scheme, host, port, base_path = upstreams.split_url(upstream.base_url)
         target = await upstreams.check(scheme, host, port, base_path + path)
         response = await upstreams.session().post(
-            target.url,
+            target.parsed_url,
             data=orjson.dumps(payload),
             headers=(headers or _headers)(upstream, target),
             timeout=upstreams.timeouts(timeout, stream=stream),
