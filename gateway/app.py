@@ -59,15 +59,8 @@ PREFIX = re.compile(r"^/api/v1/modelhub/deployments/[^/]+/v1(/|$)")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 METHODS = {"chat/completions": b"POST", "embeddings": b"POST", "models": b"GET", "feedback": b"POST"}
 BACKOFF_SECONDS = (0.05, 0.2, 0.5, 1.0)
-# Calls in flight in this process; above BUSY the Redis round trips of concurrent calls wait LINGER
-# seconds for company and go as one (a lone call never waits).
+# Calls in flight in this process.
 _in_flight = 0
-BUSY = 8
-LINGER_SECONDS = 0.001
-
-
-def _linger() -> float:
-    return LINGER_SECONDS if _in_flight > BUSY else 0.0
 
 
 _last_warning: dict[str, float] = {}
@@ -217,7 +210,7 @@ async def _rate_limit(route: Route) -> dict[str, str]:
     base = f"rl:{{d:{route.deployment_id}}}"
     windows = [Window("burst", burst, SECOND_MS, f"{base}:s"), Window("minute", per_minute, MINUTE_MS, f"{base}:m")]
     try:
-        decision = await async_hit(windows, linger=_linger())
+        decision = await async_hit(windows)
     except Exception as exc:
         _warn("deployment rate limiter unavailable; serving without its limit", exc)
         return {}
@@ -300,7 +293,7 @@ class Call:
             return
         items, self.items = self.items, []
         try:
-            await usage_buffer.get_buffer().push(items, linger=_linger())
+            await usage_buffer.get_buffer().push(items)
         except Exception as exc:
             _warn("usage buffer unavailable; storing events directly", exc)
             await sync_to_async(usage_buffer._ingest, thread_sensitive=False)(items)

@@ -57,11 +57,10 @@ class RedisBuffer:
         self._claim = self.sync.register_script(_CLAIM)
         self._group: dict[int, tuple[list[bytes], list[Any]]] = {}
 
-    async def push(self, items: list[dict[str, Any]], *, linger: float = 0.0) -> None:
+    async def push(self, items: list[dict[str, Any]]) -> None:
         """``RPUSH`` the events; returns once Redis has them. Calls that arrive while a push is in flight
-        (or during ``linger``, which the gateway sets only when many calls are in flight) are sent together
-        in the next one (group commit): a lone call is one round trip, and under load a process sends one
-        ``RPUSH`` per batch instead of one per call."""
+        are sent together in the next one (group commit): a lone call is one round trip, and under load a
+        process sends one ``RPUSH`` per batch instead of one per call."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -72,21 +71,17 @@ class RedisBuffer:
         state[0].extend(orjson.dumps(i) for i in items)
         state[1].append(future)
         if len(state[1]) == 1:
-            loop.create_task(self._group_commit(id(loop), linger))
+            loop.create_task(self._group_commit(id(loop)))
         await future
 
-    async def _group_commit(self, loop_id: int, linger: float = 0.0) -> None:
-        import asyncio
-
+    async def _group_commit(self, loop_id: int) -> None:
         from modelhub import redis_async
 
-        if linger:
-            await asyncio.sleep(linger)
         state = self._group[loop_id]
         while state[1]:
             payloads, waiters = state[0][:], state[1][:]
             try:
-                await redis_async.client().rpush(LIST_KEY, *payloads)
+                await redis_async.execute("RPUSH", LIST_KEY, *payloads)
             except Exception as exc:
                 outcome: BaseException | None = exc
             else:
@@ -137,7 +132,7 @@ class MemoryBuffer:
         self._claims: dict[str, tuple[float, list[bytes]]] = {}
         self._lock = threading.Lock()
 
-    async def push(self, items: list[dict[str, Any]], *, linger: float = 0.0) -> None:
+    async def push(self, items: list[dict[str, Any]]) -> None:
         self.push_sync(items)
 
     def push_sync(self, items: list[dict[str, Any]]) -> None:

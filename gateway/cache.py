@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from modelhub import redis_async
+
 logger = logging.getLogger("modelhub.gateway")
 PREFIX = "gateway:cache:"
 MAX_LOCAL_ENTRIES = 10_000
@@ -39,16 +41,10 @@ def key(deployment_id: Any, kind: str, body: dict[str, Any]) -> str:
     return PREFIX + hashlib.sha256(f"{deployment_id}:{kind}:".encode() + canonical).hexdigest()
 
 
-def _redis():
-    from modelhub import redis_async
-
-    return redis_async.client()
-
-
 async def get(cache_key: str) -> bytes | None:
     if settings.REDIS_URL:
         try:
-            return await _redis().get(cache_key)
+            return await redis_async.execute("GET", cache_key)
         except Exception:  # a cache outage is a miss, never an error
             return None
     entry = _local.get(cache_key)
@@ -62,7 +58,7 @@ async def put(cache_key: str, value: bytes, ttl: int) -> None:
         return
     if settings.REDIS_URL:
         try:
-            await _redis().set(cache_key, value, ex=ttl)
+            await redis_async.execute("SET", cache_key, value, "EX", ttl)
         except Exception:  # a cache outage only costs the next call a miss
             logger.warning("response cache unavailable", exc_info=True)
         return

@@ -296,8 +296,6 @@ GATEWAY_MAX_RESPONSE_BYTES = env.positive_int("GATEWAY_MAX_RESPONSE_BYTES", defa
 GATEWAY_MAX_MESSAGES = env.positive_int("GATEWAY_MAX_MESSAGES", default=2048)
 GATEWAY_MAX_EMBEDDING_INPUTS = env.positive_int("GATEWAY_MAX_EMBEDDING_INPUTS", default=2048)
 GATEWAY_MAX_FALLBACKS = 5
-# Connections of the shared async Redis pool per process (gateway rate limit, usage buffer, cache).
-REDIS_ASYNC_MAX_CONNECTIONS = env.positive_int("REDIS_ASYNC_MAX_CONNECTIONS", default=256)
 GATEWAY_ROUTE_CACHE_SECONDS = env.float("GATEWAY_ROUTE_CACHE_SECONDS", default=2.0)
 GATEWAY_MAX_CONNECTIONS = env.positive_int("GATEWAY_MAX_CONNECTIONS", default=1000)
 # Fernet key for provider API keys stored in the database; unset, one is derived from SECRET_KEY.

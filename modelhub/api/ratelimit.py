@@ -266,22 +266,21 @@ class AsyncRedisLimiter:
         self._pending: dict[tuple[int, tuple[str, ...]], list] = {}
 
     async def _script(self, keys: list[str], args: list) -> list[int]:
+        import hashlib
+
         from redis.exceptions import NoScriptError
 
         from modelhub import redis_async
 
-        client = redis_async.client()
         if self._sha is None:
-            self._sha = await client.script_load(_LUA_BATCH)
+            self._sha = hashlib.sha1(_LUA_BATCH.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
         try:
-            return await client.evalsha(self._sha, len(keys), *keys, *args)
-        except NoScriptError:  # Redis restarted (scripts are not persisted)
-            self._sha = await client.script_load(_LUA_BATCH)
-            return await client.evalsha(self._sha, len(keys), *keys, *args)
+            return await redis_async.execute("EVALSHA", self._sha, len(keys), *keys, *args)
+        except NoScriptError:  # first use, or Redis restarted (scripts are not persisted)
+            await redis_async.execute("SCRIPT", "LOAD", _LUA_BATCH)
+            return await redis_async.execute("EVALSHA", self._sha, len(keys), *keys, *args)
 
-    async def hit(self, windows: list[Window], *, linger: float = 0.0) -> Decision:
-        """``linger``: seconds the first of a batch waits for company (the gateway passes ~1 ms only when
-        many calls are in flight, so a lone call is never delayed)."""
+    async def hit(self, windows: list[Window]) -> Decision:
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -290,17 +289,13 @@ class AsyncRedisLimiter:
         queue = self._pending.get(key)
         if queue is None:
             self._pending[key] = queue = [future]
-            loop.create_task(self._flush(key, windows, linger))
+            loop.create_task(self._flush(key, windows))
         else:
             queue.append(future)
         return await future
 
-    async def _flush(self, key: tuple, windows: list[Window], linger: float = 0.0) -> None:
-        import asyncio
-
+    async def _flush(self, key: tuple, windows: list[Window]) -> None:
         try:
-            if linger:
-                await asyncio.sleep(linger)
             while self._pending.get(key):
                 batch = self._pending[key]
                 self._pending[key] = []
@@ -333,8 +328,8 @@ class AsyncRedisLimiter:
 _async_limiter = AsyncRedisLimiter()
 
 
-async def async_hit(windows: list[Window], *, linger: float = 0.0) -> Decision:
+async def async_hit(windows: list[Window]) -> Decision:
     """Count a request in ``windows`` from async code: Redis when configured, else the process's memory limiter."""
     if not settings.REDIS_URL:
         return get_limiter().hit(windows)
-    return await _async_limiter.hit(windows, linger=linger)
+    return await _async_limiter.hit(windows)
