@@ -209,7 +209,11 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Model Hub API",
     "DESCRIPTION": "Register, deploy, observe and govern AI models. All endpoints take a JWT Bearer token "
-    "from /api/v1/modelhub/auth/token unless marked otherwise; every error is an ErrorResponse.",
+    "from /api/v1/modelhub/auth/token unless marked otherwise; every error is an ErrorResponse.\n\n"
+    "Each deployment is also callable through the gateway, OpenAI's API under its `endpoint`: "
+    "`POST {endpoint}/v1/chat/completions` (streaming with `stream: true`), `POST {endpoint}/v1/embeddings`, "
+    "`GET {endpoint}/v1/models` and `POST {endpoint}/v1/feedback`, with a hub API key (`POST /api-keys`) as the "
+    "Bearer token. Those routes follow OpenAI's contract and error shape, not this schema (README: Gateway).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],

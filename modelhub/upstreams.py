@@ -220,6 +220,13 @@ def session() -> Any:
     return found
 
 
+async def close_session() -> None:
+    """Close this event loop's session (a server or command that ends its loop calls this)."""
+    found = _sessions.pop(id(asyncio.get_running_loop()), None)
+    if found is not None and not found.closed:
+        await found.close()
+
+
 @functools.lru_cache(maxsize=256)
 def timeouts(timeout: float, *, stream: bool) -> Any:
     """``networking.timeout`` per attempt: the whole answer, or (streams) each gap between chunks."""

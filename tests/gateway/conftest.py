@@ -7,6 +7,7 @@ The server thread reads the test database, so these tests use ``transactional_db
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -44,7 +45,7 @@ class HubServer:
             application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", access_log=False
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="hub-test-server", daemon=True)
+        self.thread = threading.Thread(target=self._serve, name="hub-test-server", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 15
         while not self.server.started:
@@ -52,6 +53,15 @@ class HubServer:
                 raise RuntimeError("the hub test server did not start")
             time.sleep(0.02)
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        async def serve() -> None:
+            try:
+                await self.server.serve()
+            finally:
+                await upstreams.close_session()
+
+        asyncio.run(serve())
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -25,6 +25,7 @@ from deployments import services as deployment_services
 from gateway import buffer
 from gateway.models import ApiKey
 from gateway.services import api_key_create, api_key_revoke, ensure_simulated_credentials
+from modelhub import upstreams
 
 DEMO_KEY_NAME = "demo key (scripts/run)"
 PROMPTS = [
@@ -117,4 +118,5 @@ class Command(BaseCommand):
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
             await asyncio.gather(*(one(i) for i in range(opts["calls"])))
+        await upstreams.close_session()
         return statuses
