@@ -5,7 +5,7 @@ the wire are written together in the next batch (one ``write``, their replies re
 under load a process makes one round trip per batch rather than one per command, and a lone command
 is one round trip as before. This is Redis's own pipelining, without a pool: redis-py's async pool
 costs ~100 µs of CPU per command here (~150 µs when contended), a bare connection ~55 µs, and a batch
-much less per command (measured with redis-py 8.1 on this machine; ``bench/gateway.py``'s 64-client
+much less per command (a one-off timing with redis-py 8.1 on this machine; ``bench/gateway.py``'s 64-client
 throughput went from 1,148 to ~1,400 req/s). The gateway's rate limit, usage buffer and response
 cache use it; a dropped connection fails the commands in flight (their callers fall back: the limit
 fails open, events are stored directly, the cache misses) and the next command reconnects.
