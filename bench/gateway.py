@@ -61,6 +61,7 @@ from harness.cpu import check_idle, machine_cpu, process_cpu
 from harness.db import redis_delete_matching, reset_database
 from harness.env import bench_env, bench_target, migrate, run_worker
 from harness.paths import API, PYTHON, ROOT, UVICORN
+from harness.rawhttp import RawConnection
 from harness.report import describe, step
 from harness.seed import bench_user, django_setup
 from harness.server import Server, free_port, stop_server, tail
@@ -284,40 +285,22 @@ class _Response:
 
 
 class Connection:
-    """One keep-alive connection sending a target's request; opened on first use and after a close."""
+    """One keep-alive connection sending a target's request (:class:`RawConnection`); opened on first use
+    and after a close."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.raw = RawConnection(target.host, target.port, {})
 
     async def call(self, timeout: float) -> tuple[int, bytes, float]:
         """(status, body, time of the first body byte) of one call."""
-        import httptools
-
-        try:
-            async with asyncio.timeout(timeout):
-                if self.writer is None:
-                    self.reader, self.writer = await asyncio.open_connection(self.target.host, self.target.port)
-                self.writer.write(self.target.request)
-                response = _Response()
-                parser = httptools.HttpResponseParser(response)
-                while not response.done:
-                    data = await self.reader.read(262_144)
-                    if not data:
-                        raise ConnectionError("server closed the connection")
-                    parser.feed_data(data)
-            if not parser.should_keep_alive():
-                self.close()
-            return parser.get_status_code(), b"".join(response.chunks), response.first_body
-        except BaseException:
-            self.close()
-            raise
+        response = _Response()
+        async with asyncio.timeout(timeout):
+            status = await self.raw.exchange(self.target.request, response)
+        return status, b"".join(response.chunks), response.first_body
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
+        self.raw.close()
 
 
 def reply_problem(body: bytes) -> str | None:

@@ -90,17 +90,23 @@ def recent_activity(limit: int = 20) -> list[dict[str, Any]]:
     ]
 
 
-def deployment_homes(ids: Iterable[Any]) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
-    """``{id: (model id, environment)}`` for those of ``ids`` that are deployments (malformed ids are ignored).
-
-    What usage-event ingestion and the performance query check a ``deploymentId`` against.
-    """
+def _uuids(ids: Iterable[Any]) -> set[uuid.UUID]:
+    """The well-formed deployment ids among ``ids`` (malformed ones are ignored)."""
     valid: set[uuid.UUID] = set()
     for raw in ids:
         try:
             valid.add(raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw)))
         except (ValueError, AttributeError, TypeError):
             continue
+    return valid
+
+
+def deployment_homes(ids: Iterable[Any]) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
+    """``{id: (model id, environment)}`` for those of ``ids`` that are deployments (malformed ids are ignored).
+
+    What usage-event ingestion and the performance query check a ``deploymentId`` against.
+    """
+    valid = _uuids(ids)
     if not valid:
         return {}
     rows = Deployment.objects.filter(id__in=valid).values_list("id", "model_id", "environment")
@@ -125,12 +131,7 @@ def invocation_targets(ids: Iterable[Any]) -> dict[uuid.UUID, dict[str, Any]]:
     """What the gateway needs to call each of these deployments (unknown or malformed ids are left out):
     ``{id: {"modelId", "version", "environment", "status", "ownerId", "config"}}`` - ``config`` is the
     current-version nested configuration (:attr:`Deployment.config`)."""
-    valid: set[uuid.UUID] = set()
-    for raw in ids:
-        try:
-            valid.add(raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw)))
-        except (ValueError, AttributeError, TypeError):
-            continue
+    valid = _uuids(ids)
     if not valid:
         return {}
     return {

@@ -39,12 +39,6 @@ KEY_CACHE_SECONDS = 5.0
 LAST_USED_RESOLUTION_SECONDS = 60
 
 
-class ApiKeyNotFound(AppError):
-    status_code = 404
-    code = ErrorCode.INVALID_REQUEST
-    default_message = "No API key with this id."
-
-
 class ApiKeyLimitExceeded(AppError):
     status_code = 409
     code = ErrorCode.INVALID_REQUEST

@@ -1,4 +1,4 @@
-"""A minimal HTTP/1.1 keep-alive GET client on one socket (httptools parses the response).
+"""A minimal HTTP/1.1 keep-alive client on one socket (httptools parses the response): GETs, or any raw request.
 
 For ``--client raw`` and sequential timing: it costs the bench process far less CPU than httpx, which
 matters when client and server share two cores.
@@ -46,29 +46,35 @@ class RawConnection:
         self.writer: asyncio.StreamWriter | None = None
         self.last_headers: dict[str, str] = {}
 
-    async def get(self, path: str, want_headers: bool = False) -> tuple[int, bytes]:
-        """(status, body); with ``want_headers`` the response headers go to ``last_headers``."""
+    async def exchange(self, request: bytes, response: object) -> int:
+        """Send one raw HTTP/1.1 request and feed the answer to ``response`` (httptools callbacks that set
+        ``response.done``); returns the status. Reconnects next time if the server closes the connection."""
         import httptools
 
         try:
             if self.writer is None:
                 self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-            self.writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\n" + self.head_tail)
-            response = _RawResponseWithHeaders() if want_headers else _RawResponse()
+            self.writer.write(request)
             parser = httptools.HttpResponseParser(response)
             while not response.done:
                 data = await self.reader.read(262_144)
                 if not data:
                     raise ConnectionError("server closed the connection")
                 parser.feed_data(data)
-            if want_headers:
-                self.last_headers = response.headers
             if not parser.should_keep_alive():
                 self.close()
-            return parser.get_status_code(), b"".join(response.chunks)
+            return parser.get_status_code()
         except BaseException:
             self.close()
             raise
+
+    async def get(self, path: str, want_headers: bool = False) -> tuple[int, bytes]:
+        """(status, body); with ``want_headers`` the response headers go to ``last_headers``."""
+        response = _RawResponseWithHeaders() if want_headers else _RawResponse()
+        status = await self.exchange(b"GET " + path.encode() + b" HTTP/1.1\r\n" + self.head_tail, response)
+        if want_headers:
+            self.last_headers = response.headers
+        return status, b"".join(response.chunks)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -552,3 +552,12 @@ def test_provider_credentials_take_a_write_only_key(admin_client):
         f"{ADMIN}/providercredential/{credential.pk}/change/", {**base, "base_url": "ftp://x", "api_key_env": ""}
     )
     assert bad_url.status_code == 200
+
+
+def test_more_active_keys_than_the_limit_is_409_and_revoking_frees_a_place(client_for, monkeypatch):
+    monkeypatch.setattr(services, "MAX_KEYS_PER_USER", 2)
+    client = client_for("developer")
+    ids = [client.post(f"{API}/api-keys", {"name": f"k{i}"}, format="json").json()["apiKey"]["id"] for i in range(2)]
+    assert_error(client.post(f"{API}/api-keys", {"name": "one too many"}, format="json"), 409, "INVALID_REQUEST")
+    assert client.delete(f"{API}/api-keys/{ids[0]}").status_code == 204
+    assert client.post(f"{API}/api-keys", {"name": "now it fits"}, format="json").status_code == 201

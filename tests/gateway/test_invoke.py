@@ -340,3 +340,6 @@ def test_every_role_against_the_gateway_routes(gw, role, expected):
     assert listed.status_code == expected
     embedder = gw.deployment(model=gw.model(model_type="embedding"))
     assert gw.post(embedder, {"input": "x"}, key=key, op="embeddings").status_code == expected
+    # feedback: allowed roles get past authorization to the lookup (no such call here: 404)
+    feedback = gw.post(deployment, {"requestId": "nope", "userRating": 5}, key=key, op="feedback")
+    assert feedback.status_code == (404 if expected == 200 else 403)
