@@ -61,6 +61,16 @@ _TABLE: dict[str, tuple[Grant, Grant, Grant, Grant, Grant]] = {
     "alerts.acknowledge": (_Y, _Y, _Y, _N, _N),
     "marketplace.read": (_Y, _Y, _Y, _Y, _Y),
     "marketplace.purchase": (_Y, _Y, _Y, _N, _N),
+    # Listings, plans and terms: create, update, publish, delist.
+    "marketplace.manage": (_Y, _Y, _N, _N, _N),
+    # Access requests to approval-required listings: approve or reject.
+    "marketplace.approve": (_Y, _Y, _N, _N, _N),
+    "marketplace.refund": (_Y, _N, _N, _N, _N),
+    "costs.read": (_Y, _Y, _Y, _Y, _N),
+    # POST /cost/authorize: a reservation for a client that calls a provider itself.
+    "costs.authorize": (_Y, _Y, _Y, _N, _N),
+    # Budgets and notification channels.
+    "budgets.manage": (_Y, _Y, _N, _N, _N),
     "users.manage": (_Y, _NA, _N, _N, _N),
     "ratelimits.manage": (_Y, _N, _N, _N, _N),
 }

@@ -55,9 +55,13 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "modelhub.accounts",
+    # The apps in the layer row, lowest first (registry providers run in this order).
     "catalog",
+    "marketplace",
     "deployments",
     "analytics",
+    "experiments",
+    "costs",
     "gateway",
 ]
 

@@ -14,6 +14,9 @@ v1 = [
     path("", include("catalog.urls")),
     path("", include("deployments.urls")),
     path("", include("analytics.urls")),
+    path("", include("experiments.urls")),
+    path("", include("costs.urls")),
+    path("", include("marketplace.urls")),
     path("", include("gateway.urls")),
 ]
 

@@ -97,6 +97,9 @@ ENDPOINTS = [
     ("post", "/api-keys", {"name": "matrix-key"}, ALL, 201),
     ("get", "/api-keys/{apikey}", None, ALL, 200),
     ("delete", "/api-keys/{apikey}", None, ALL, 204),
+    # experiments (issue #11)
+    # costs (issue #12)
+    # marketplace (issue #13)
 ]
 
 # Routes no role is checked on: (method, path, status for an anonymous caller, why).
@@ -279,6 +282,12 @@ analytics.ingest       yes yes yes -   -
 alerts.acknowledge     yes yes yes -   -
 marketplace.read       yes yes yes yes yes
 marketplace.purchase   yes yes yes -   -
+marketplace.manage     yes yes -   -   -
+marketplace.approve    yes yes -   -   -
+marketplace.refund     yes -   -   -   -
+costs.read             yes yes yes yes -
+costs.authorize        yes yes yes -   -
+budgets.manage         yes yes -   -   -
 users.manage           yes non-admin - - -
 ratelimits.manage      yes -   -   -   -
 """

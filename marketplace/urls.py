@@ -1,0 +1,7 @@
+from rest_framework.routers import SimpleRouter
+
+app_name = "marketplace"
+
+router = SimpleRouter(trailing_slash=False)
+
+urlpatterns = router.urls
