@@ -15,7 +15,8 @@ Routing by path (one small dispatcher, no framework in between):
 * HTTP under a deployment's ``.../v1/`` (the gateway: ``settings.GATEWAY_ASGI_APPLICATION``, native
   async, so a call that waits seconds for its upstream holds no thread);
 * every other HTTP request -> Django on a2wsgi;
-* ``lifespan`` -> answered (nothing to start), so uvicorn's default ``--lifespan auto`` is quiet.
+* ``lifespan`` -> answered (nothing to start); at shutdown the upstream HTTP session of this loop
+  (the gateway's connection pool) is closed, so no connection is left half-open.
 """
 
 import os
@@ -30,7 +31,7 @@ from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from modelhub import realtime  # noqa: E402
+from modelhub import realtime, upstreams  # noqa: E402
 from modelhub.realtime.consumers import websocket_application  # noqa: E402
 from modelhub.realtime.sio import SOCKETIO_PATH, socketio_application  # noqa: E402
 
@@ -59,6 +60,7 @@ async def _lifespan(scope, receive, send) -> None:
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await upstreams.close_session()
             await send({"type": "lifespan.shutdown.complete"})
             return
 
