@@ -62,6 +62,12 @@ class UsageEventSerializer(StrictInputSerializer):
     )
     attempt = serializers.IntegerField(min_value=1, max_value=100, required=False, help_text="1 for the first try.")
     cached = serializers.BooleanField(required=False, help_text="Answered from the gateway's response cache.")
+    reservationId = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        help_text="The reservationId of POST /cost/authorize this call spent (settles that reservation).",
+    )
 
 
 class EventBatchField(serializers.ListField):
@@ -242,6 +248,18 @@ class _Summary(serializers.Serializer):
     totalCost = serializers.FloatField()
     avgLatency = serializers.FloatField()
     avgRating = serializers.FloatField()
+    errorRate = serializers.FloatField(help_text="Extension: failed requests / requests over the window (0-1).")
+    p95Latency = serializers.FloatField(help_text="Extension: p95 latency (ms) over the window, from the sketches.")
+
+
+class _DashboardTrend(serializers.Serializer):
+    timestamp = serializers.DateTimeField(help_text="Start of the hour.")
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    cost = serializers.FloatField()
+    latencyP50 = serializers.FloatField()
+    latencyP95 = serializers.FloatField()
+    latencyP99 = serializers.FloatField()
 
 
 class _TopModel(serializers.Serializer):
@@ -282,6 +300,7 @@ class DashboardResponseSerializer(serializers.Serializer):
     recentActivity = _Activity(many=True)
     alerts = _DashboardAlert(many=True)
     window = _DashboardWindow(help_text="The 24 hours the summary and top models cover.")
+    trends = _DashboardTrend(many=True, help_text="Extension: one point per hour of the window, for charts.")
 
 
 class AlertSerializer(CompiledSerializer):

@@ -13,6 +13,7 @@ from typing import Any
 from django.db.models import Sum
 from django.utils import timezone
 
+from analytics import sketch
 from analytics.metrics import bucket_start, money
 from analytics.models import Alert, AlertStatus, MetricBucket
 from catalog import selectors as catalog_selectors
@@ -56,15 +57,56 @@ def recent_activity(limit: int = DASHBOARD_ACTIVITY, *, now: datetime | None = N
     return activity[:limit]
 
 
+def hourly_trends(since: datetime, now: datetime) -> tuple[list[dict[str, Any]], float]:
+    """Per hour since ``since`` across the hub: requests, errors, cost and latency p50/p95/p99.
+
+    An extension of ``DashboardResponse`` (the console's charts): one point per hour, hours without
+    traffic included as zeros, quantiles from the merged latency sketches of every model's bucket.
+    Also returns the p95 over the whole window (all the hours' sketches merged).
+    """
+    rows = MetricBucket.objects.filter(granularity="1h", bucket_start__gte=since).values_list(
+        "bucket_start", "request_count", "failure_count", "cost_sum", "latency_sketch"
+    )
+    hours: dict[datetime, list[Any]] = {}
+    for start, requests, failures, cost, stored in rows.iterator(chunk_size=500):
+        point = hours.setdefault(start, [0, 0, Decimal(0), {}])
+        point[0] += requests
+        point[1] += failures
+        point[2] += cost
+        sketch.merge_into(point[3], sketch.from_json(stored))
+    out = []
+    whole: dict[int, int] = {}
+    hour = since
+    while hour <= now:
+        requests, failures, cost, merged = hours.get(hour, (0, 0, Decimal(0), {}))
+        p50, p95, p99 = sketch.quantiles(merged, (0.5, 0.95, 0.99))
+        sketch.merge_into(whole, merged)
+        out.append(
+            {
+                "timestamp": iso(hour),
+                "requests": requests,
+                "errors": failures,
+                "cost": money(cost),
+                "latencyP50": round(p50, 3),
+                "latencyP95": round(p95, 3),
+                "latencyP99": round(p99, 3),
+            }
+        )
+        hour += timedelta(hours=1)
+    return out, round(sketch.quantiles(whole, (0.95,))[0], 3)
+
+
 def dashboard(*, now: datetime | None = None) -> dict[str, Any]:
-    """The spec's ``DashboardResponse`` over the last 24 hours (1h rollups)."""
+    """The spec's ``DashboardResponse`` over the last 24 hours (1h rollups), plus ``trends``."""
     now = now or timezone.now()
     since = bucket_start(now - timedelta(hours=24), "1h")
+    trends, p95 = hourly_trends(since, now)
     per_model = list(
         MetricBucket.objects.filter(granularity="1h", bucket_start__gte=since)
         .values("model_id")
         .annotate(
             requests=Sum("request_count"),
+            failures=Sum("failure_count"),
             cost=Sum("cost_sum"),
             lat_sum=Sum("latency_sum"),
             lat_count=Sum("latency_count"),
@@ -86,6 +128,9 @@ def dashboard(*, now: datetime | None = None) -> dict[str, Any]:
             "totalCost": money(sum((r["cost"] for r in per_model), Decimal(0))),
             "avgLatency": round(sum(r["lat_sum"] for r in per_model) / lat_count, 3) if lat_count else 0.0,
             "avgRating": round(sum(r["rating_sum"] for r in per_model) / rating_count, 4) if rating_count else 0.0,
+            # Extensions: the share of failed requests and the p95 latency over the same 24 hours.
+            "errorRate": round(sum(r["failures"] for r in per_model) / requests, 6) if requests else 0.0,
+            "p95Latency": p95,
         },
         "topModels": [
             {
@@ -100,4 +145,5 @@ def dashboard(*, now: datetime | None = None) -> dict[str, Any]:
         "recentActivity": recent_activity(DASHBOARD_ACTIVITY, now=now),
         "alerts": open_alerts(),
         "window": {"from": iso(since), "to": iso(now)},
+        "trends": trends,
     }

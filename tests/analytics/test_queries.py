@@ -233,7 +233,7 @@ def test_dashboard_summarises_the_last_24_hours(client_for, personas, model):
     other = ModelRegistryFactory(name="second")
     DeploymentFactory(model=model, status="running", owner=personas["developer"])
     DeploymentFactory(model=model, status="stopped", owner=personas["developer"])
-    load(model)
+    start = load(model)
     ingest_events([event(other, at=NOW, latencyMs=10.0, cost=1.0, userRating=1)])
     ingest_events([event(other, at=timezone.now() - timedelta(days=3))])  # outside the window
     rollup()
@@ -254,6 +254,17 @@ def test_dashboard_summarises_the_last_24_hours(client_for, personas, model):
         "rating": 4.0,
     }
     assert isinstance(body["recentActivity"], list) and isinstance(body["alerts"], list)
+    # Extensions for the console's charts: error rate, p95, one point per hour (empty hours as zeros).
+    assert body["summary"]["errorRate"] == round(2 / 15, 6)
+    assert body["summary"]["p95Latency"] == pytest.approx(900, rel=0.02)  # rank 0.95 * 14 = 13.3: the 14th, 900
+    points = {p["timestamp"]: p for p in body["trends"]}
+    assert len(points) == len(body["trends"]) >= 24
+    first, second = points[iso(start)], points[iso(start + timedelta(hours=1))]
+    assert (first["requests"], first["errors"], second["requests"], second["errors"]) == (10, 0, 5, 2)
+    assert first["cost"] == pytest.approx(0.1) and second["cost"] == pytest.approx(1.08)
+    assert first["latencyP50"] == pytest.approx(500, rel=0.02)  # rank 4.5 of 100..1000: the lower, 500
+    assert first["latencyP99"] == pytest.approx(900, rel=0.02) and second["latencyP95"] == pytest.approx(50, rel=0.02)
+    assert sum(p["requests"] for p in body["trends"]) == 15
     assert_error(client_for("viewer").get(f"{API}/analytics/dashboard"), 403, "FORBIDDEN")
     assert_error(client_for("analyst").get(f"{API}/analytics/dashboard?x=1"), 400, "INVALID_PARAMETER")
 
