@@ -73,6 +73,8 @@ class UsageEvent(models.Model):
     client_request_id = models.CharField(max_length=128, blank=True)
     attempt = models.PositiveSmallIntegerField(default=1)
     cached = models.BooleanField(default=False)
+    # The budget reservation this call spent (costs app: POST /cost/authorize, the gateway's holds).
+    reservation_id = models.CharField(max_length=64, blank=True)
     received_at = models.DateTimeField()
 
     class Meta:

@@ -162,6 +162,13 @@ def prune(*, now: datetime | None = None) -> dict[str, int]:
     return deleted
 
 
+def token_cost(tokens: int, price_per_1k: Any) -> Any:
+    """The pricing rule ingestion applies (:func:`analytics.ingest.token_cost`), for the costs app."""
+    from analytics.ingest import token_cost as price
+
+    return price(tokens, price_per_1k)
+
+
 def ingest_usage(items: list[object], *, now: datetime | None = None) -> Any:
     """Validate and store usage events (idempotent on ``requestId``): the gateway's usage drain calls this.
 

@@ -6,3 +6,9 @@ class CostsConfig(AppConfig):
 
     name = "costs"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from costs import services
+        from marketplace.services import PURCHASE_CHECKS
+
+        PURCHASE_CHECKS.register(services.purchase_check)

@@ -32,12 +32,15 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from analytics.services import token_cost
+from costs import services as cost_services
 from gateway import buffer as usage_buffer
 from gateway import cache as response_cache
 from gateway import routes as route_store
@@ -207,6 +210,9 @@ async def _principal(route: Route, headers: dict[bytes, bytes]) -> Principal | N
 
 async def _rate_limit(route: Route) -> dict[str, str]:
     per_minute, burst = route.rate_limit
+    factor = _budget_throttle(route)
+    if factor < 1:  # a throttle budget threshold is crossed: the deployment's limit scaled down
+        per_minute, burst = max(1, int(per_minute * factor)), max(1, int(burst * factor))
     base = f"rl:{{d:{route.deployment_id}}}"
     windows = [Window("burst", burst, SECOND_MS, f"{base}:s"), Window("minute", per_minute, MINUTE_MS, f"{base}:m")]
     try:
@@ -299,6 +305,77 @@ class Call:
             await sync_to_async(usage_buffer._ingest, thread_sensitive=False)(items)
 
 
+# --- budgets (costs, issue #12): reserve before every attempt, settle after -----------------------
+
+
+def _budget_target(route: Route) -> tuple[str, str, str]:
+    return (str(route.model_id), route.provider, route.environment)
+
+
+def _budget_throttle(route: Route) -> float:
+    """The throttle factor the last reservations saw (no round trip; 1.0 when no threshold is crossed)."""
+    plan = cost_services.gate_plan_cached(route.model_id, route.provider, route.environment)
+    if plan is None or not plan.throttles:
+        return 1.0
+    return cost_services.gate_throttle_factor(plan, _budget_target(route))
+
+
+async def _budget_plan(route: Route):
+    plan = cost_services.gate_plan_cached(route.model_id, route.provider, route.environment)
+    if plan is not None:
+        return plan
+    try:
+        return await sync_to_async(cost_services.gate_plan, thread_sensitive=False)(
+            route.model_id, route.provider, route.environment
+        )
+    except Exception as exc:
+        _warn("budgets cannot be read; calls are refused until they can", exc)
+        raise GatewayError("service_unavailable", "Budgets cannot be read right now; retry shortly.") from None
+
+
+async def _reserve(call: Call, route: Route, payload: dict[str, Any], kind: str):
+    """Hold the attempt's worst-case cost (prompt estimate + the output cap, which is set when absent)
+    against every budget that applies; ``budget_exceeded`` when a blocking one cannot hold it."""
+    plan = await _budget_plan(route)
+    if not plan.active:
+        return None
+    cap = 0
+    if kind != "embeddings":
+        if payload.get("max_tokens") is None and payload.get("max_completion_tokens") is None:
+            payload["max_tokens"] = route.max_tokens
+        cap = int(payload.get("max_tokens") or payload.get("max_completion_tokens") or route.max_tokens)
+    amount = token_cost(estimate_tokens(getattr(call, "prompt_chars", 0)) + cap, route.price_per_1k)
+    try:
+        return await cost_services.gate_reserve(
+            plan,
+            _budget_target(route),
+            amount,
+            hold_id=cost_services.new_hold_id(),
+            ttl_seconds=route.timeout * 2 + 60,
+        )
+    except cost_services.BudgetExceeded as exc:
+        raise GatewayError("budget_exceeded", exc.message) from None
+
+
+async def _settle(call: Call, hold, route: Route, prompt_tokens: int, completion_tokens: int) -> None:
+    """Settle ``hold`` with the cost of the event just recorded (the pricing ingestion applies)."""
+    if hold is None:
+        return
+    call.items[-1]["event"]["reservationId"] = hold.id
+    await cost_services.gate_settle(hold, token_cost(prompt_tokens + completion_tokens, route.price_per_1k))
+
+
+async def _budget_start(route: Route) -> Route:
+    """A reroute threshold crossed (as the last reservations saw it): the budget's cheaper deployment."""
+    plan = await _budget_plan(route)
+    target = cost_services.gate_reroute_target(plan, _budget_target(route)) if plan.reroutes else None
+    if target is None or target == route.deployment_id:
+        return route
+    found = await sync_to_async(route_store.routes, thread_sensitive=False)([target])
+    other = found.get(target)
+    return other if other is not None and other.status == route_store.RUNNING else route
+
+
 # --- the operations -------------------------------------------------------------------------------
 
 
@@ -313,7 +390,7 @@ async def _chain(route: Route) -> list[Route]:
 async def _attempts(call: Call, kind: str, body: dict[str, Any], stream: bool, include_usage: bool):
     """Try the chain; returns (route, outcome-or-stream, request id) of the attempt that answered, or raises."""
     last: GatewayError | None = None
-    for index, route in enumerate(await _chain(call.route)):
+    for index, route in enumerate(await _chain(await _budget_start(call.route))):
         try:
             upstream = await upstream_for(route)
         except GatewayError as exc:
@@ -324,19 +401,26 @@ async def _attempts(call: Call, kind: str, body: dict[str, Any], stream: bool, i
         adapter = get_adapter(upstream.adapter)
         payload = {**body, "model": route.upstream_model}
         for retry in range(route.retries + 1):
+            hold = await _reserve(call, route, payload, kind)
             started = time.perf_counter()
-            if stream:
-                result: Outcome | Stream = await adapter.chat_stream(
-                    upstream, route, payload, route.timeout, include_usage
-                )
-            elif kind == "embeddings":
-                result = await adapter.embeddings(upstream, route, payload, route.timeout)
-            else:
-                result = await adapter.chat(upstream, route, payload, route.timeout)
+            try:
+                if stream:
+                    result: Outcome | Stream = await adapter.chat_stream(
+                        upstream, route, payload, route.timeout, include_usage
+                    )
+                elif kind == "embeddings":
+                    result = await adapter.embeddings(upstream, route, payload, route.timeout)
+                else:
+                    result = await adapter.chat(upstream, route, payload, route.timeout)
+            except BaseException:  # cancelled (client gone) or a bug: nothing recorded, nothing spent
+                await asyncio.shield(cost_services.gate_settle(hold, Decimal(0)))
+                raise
             if result.error is None:
+                call.hold = hold
                 return route, result, started
             latency = (time.perf_counter() - started) * 1000
             call.record(route, latency_ms=latency, prompt_tokens=0, completion_tokens=0, error=result.error)
+            await _settle(call, hold, route, 0, 0)
             last = result.error
             if not result.retryable:
                 raise result.error
@@ -347,6 +431,7 @@ async def _attempts(call: Call, kind: str, body: dict[str, Any], stream: bool, i
 
 async def _complete(call: Call, kind: str, body: dict[str, Any], prompt_chars: int, send, headers) -> None:
     route = call.route
+    call.prompt_chars = prompt_chars
     cache_key = None
     if route.cache_ttl_seconds and response_cache.cacheable(kind, body, False):
         cache_key = response_cache.key(route.deployment_id, kind, body)
@@ -377,6 +462,7 @@ async def _complete(call: Call, kind: str, body: dict[str, Any], prompt_chars: i
         prompt_tokens=prompt,
         completion_tokens=outcome.completion_tokens,
     )
+    await _settle(call, call.hold, answered_by, prompt, outcome.completion_tokens)
     await call.flush()
     extra = {"x-request-id": request_id}
     if answered_by is not route:
@@ -397,6 +483,7 @@ async def _watch_disconnect(receive, gone: asyncio.Event) -> None:
 
 
 async def _stream(call: Call, body: dict[str, Any], include_usage: bool, prompt_chars: int, receive, send, headers):
+    call.prompt_chars = prompt_chars
     try:
         answered_by, stream, started = await _attempts(call, "chat", body, True, include_usage)
     except GatewayError:
@@ -447,6 +534,7 @@ async def _stream(call: Call, body: dict[str, Any], include_usage: bool, prompt_
             error=stream.failure,
         )
         call.items[-1]["event"]["requestId"] = request_id_hint
+        await _settle(call, call.hold, answered_by, prompt, completion)
         await call.flush()
     if not disconnected:
         with contextlib.suppress(OSError):

@@ -41,6 +41,7 @@ ERRORS: dict[str, tuple[int, str, str, bool]] = {
     "unsupported_media_type": (415, "invalid_request_error", "unsupported_media_type", False),
     "rate_limit_exceeded": (429, "rate_limit_error", "rate_limit_exceeded", True),
     "upstream_rate_limited": (429, "rate_limit_error", "upstream_rate_limited", True),
+    "budget_exceeded": (429, "insufficient_quota", "budget_exceeded", False),
     "internal_error": (500, "api_error", "internal_error", True),
     "upstream_error": (502, "api_error", "upstream_error", True),
     "upstream_refused": (502, "api_error", "upstream_not_allowed", False),

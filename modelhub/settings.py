@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "experiments",
     "costs",
     "gateway",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -87,6 +88,10 @@ ASGI_APPLICATION = "modelhub.asgi.application"
 # below DB_POOL_MAX_SIZE so a request never waits for a database connection.
 HTTP_THREADS = env.positive_int("HTTP_THREADS", default=8)
 AUTH_USER_MODEL = "accounts.User"
+# The web console signs people in with a session (the API itself stays JWT-only).
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:index"
+LOGOUT_REDIRECT_URL = "console:login"
 APPEND_SLASH = False  # API clients get a 404 envelope, not a redirect they cannot follow with a body
 
 TEMPLATES = [
@@ -357,6 +362,14 @@ ANALYTICS_ALERTS = {
 }
 ANALYTICS_DASHBOARD_INTERVAL_SECONDS = env.positive_int("ANALYTICS_DASHBOARD_INTERVAL_SECONDS", default=30)
 
+# Costs (#12): budgets cached per process (cleared at once in the process that changes one), the hold of
+# POST /cost/authorize, notification delivery (timeout, retries with doubling backoff from 30 s).
+COSTS_RULES_CACHE_SECONDS = 2.0
+COSTS_AUTHORIZE_TTL_SECONDS = 600
+COSTS_NOTIFY_TIMEOUT_SECONDS = 5.0
+COSTS_NOTIFY_BACKOFF_SECONDS = 30
+COSTS_NOTIFY_MAX_ATTEMPTS = 8
+
 # Celery beat: every periodic job in one place, each expiring before its next run.
 CELERY_BEAT_SCHEDULE = {
     "analytics-rollup": {"task": "analytics.rollup", "schedule": 60.0, "options": {"expires": 55}},
@@ -369,7 +382,32 @@ CELERY_BEAT_SCHEDULE = {
     "analytics-prune": {"task": "analytics.prune", "schedule": 3600.0, "options": {"expires": 3000}},
     # Gateway usage: buffered events into the events table (idempotent on requestId).
     "gateway-drain-usage": {"task": "gateway.drain_usage", "schedule": 2.0, "options": {"expires": 10}},
+    # Costs (#12): counters up to recorded spend + authorized reservations settled, budget thresholds, outbox.
+    "costs-reconcile": {"task": "costs.reconcile", "schedule": 10.0, "options": {"expires": 9}},
+    "costs-evaluate-budgets": {"task": "costs.evaluate_budgets", "schedule": 60.0, "options": {"expires": 55}},
+    "costs-sweep-outbox": {"task": "costs.sweep_outbox", "schedule": 15.0, "options": {"expires": 14}},
+    # Marketplace (issue #13): expired idempotency keys out; subscriptions renewed or ended at period end;
+    # deployments whose entitlement ended more than the grace period ago stopped. All idempotent.
+    "marketplace-purge-idempotency-keys": {
+        "task": "marketplace.purge_idempotency_keys",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
+    "marketplace-end-periods": {"task": "marketplace.end_periods", "schedule": 300.0, "options": {"expires": 290}},
+    "deployments-enforce-entitlements": {
+        "task": "deployments.enforce_entitlements",
+        "schedule": 300.0,
+        "options": {"expires": 290},
+    },
 }
+# Marketplace (issue #13): how long an Idempotency-Key is remembered; how long a request that finds
+# the same key still running waits for its answer before 409; when an in-progress key counts as
+# abandoned (its process died) and may be retried; how long deployments keep running after the
+# entitlement they depend on ended (README "Marketplace").
+MARKETPLACE_IDEMPOTENCY_TTL_HOURS = 24
+MARKETPLACE_IDEMPOTENCY_WAIT_SECONDS = 10.0
+MARKETPLACE_IDEMPOTENCY_LEASE_SECONDS = 60
+MARKETPLACE_ENTITLEMENT_GRACE_HOURS = 24
 # The embedded default (scripts/run) runs a Celery worker and beat as threads of the web
 # process on the in-memory broker, so rollups and realtime events need no Redis.
 EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=False)

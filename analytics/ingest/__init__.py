@@ -33,6 +33,12 @@ _COST_QUANTUM = Decimal("0.00000001")
 _THOUSAND = Decimal(1000)
 
 
+def token_cost(tokens: int, price_per_1k: Decimal) -> Decimal:
+    """The hub's one pricing rule: tokens / 1000 x the model's costPer1kTokens, to 8 places (half up).
+    Ingestion prices events with it; the costs app reserves and settles budgets with it."""
+    return (tokens * price_per_1k / _THOUSAND).quantize(_COST_QUANTUM, ROUND_HALF_UP)
+
+
 @dataclass
 class IngestResult:
     accepted: int = 0
@@ -140,8 +146,7 @@ def ingest_events(items: list[object], *, now: datetime | None = None) -> Ingest
         if row["environment"] is None:
             row["environment"] = Environment.PRODUCTION
         if row["cost"] is None:
-            tokens = row["prompt_tokens"] + row["completion_tokens"]
-            row["cost"] = (tokens * price / _THOUSAND).quantize(_COST_QUANTUM, ROUND_HALF_UP)
+            row["cost"] = token_cost(row["prompt_tokens"] + row["completion_tokens"], price)
         else:
             row["cost"] = Decimal(repr(row["cost"])).quantize(_COST_QUANTUM, ROUND_HALF_UP)
         if row["request_id"] in seen:

@@ -186,4 +186,5 @@ def validate(item: object, now: datetime, oldest: datetime, newest: datetime) ->
         "client_request_id": item.get("clientRequestId") or "",
         "attempt": item.get("attempt") or 1,
         "cached": item.get("cached") is True,
+        "reservation_id": item.get("reservationId") or "",
     }, problems
