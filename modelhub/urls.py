@@ -23,6 +23,7 @@ v1 = [
 urlpatterns = [
     path("api/v1/modelhub/", include((v1, "v1"), namespace="v1")),
     path("admin/", admin.site.urls),
+    path("", include("console.urls")),
 ]
 
 handler400 = "modelhub.api.views.bad_request"

@@ -1,0 +1,222 @@
+"""The console's pages: server-rendered from the API's own answers (see :mod:`console.internal`).
+
+A page that the role may not read renders the API's refusal (its message and request id) with the
+API's status; an action answers the row or panel it changed (htmx swaps it in), or the error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from console import internal
+from console.navigation import allowed_pages
+from deployments import selectors as deployment_selectors
+from deployments.constants import Environment
+from modelhub.roles import Grant, grant_for, has_permission
+
+# The websocket's token: short, renewed by the page before it lapses (console.js).
+SOCKET_TOKEN_LIFETIME = internal.timedelta(minutes=5)
+MODEL_FILTERS = ("search", "provider", "modelType", "status", "sortBy", "sortOrder", "page")
+DEPLOYMENT_FILTERS = ("environment", "status", "modelId", "page")
+DEPLOYMENT_STATUSES = ("creating", "running", "scaling", "failed", "stopped")  # the spec's enum
+ALERT_FILTERS = ("status", "severity", "page")
+
+
+def _page(request: HttpRequest, template: str, context: dict[str, Any], answer: internal.Answer | None = None):
+    """Render a page; when the API refused its main read, the page shows why, with the API's status."""
+    status = 200
+    if answer is not None and not answer.ok:
+        context["error"] = answer.error
+        status = answer.status
+    context["nav"] = allowed_pages(request.user.role)
+    context["role"] = request.user.role
+    partial = request.headers.get("HX-Request") == "true" and request.headers.get("HX-Target")
+    if partial and context.get("partial_template"):
+        return render(request, context["partial_template"], context, status=status)
+    return render(request, template, context, status=status)
+
+
+def _query(request: HttpRequest, names: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [(name, value) for name in names for value in request.GET.getlist(name) if value != ""]
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "console/login.html"
+    redirect_authenticated_user = True
+
+
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    """``/``: the first page the role may read (the dashboard for most), or the login."""
+    if not request.user.is_authenticated:
+        return HttpResponseRedirect(reverse("console:login"))
+    pages = allowed_pages(request.user.role)
+    return HttpResponseRedirect(reverse(pages[0].url_name) if pages else reverse("console:models"))
+
+
+@login_required
+@require_POST
+def socket_token(request: HttpRequest) -> JsonResponse:
+    """A short-lived access token for this page's websocket (session-only; the API stays JWT-only)."""
+    token = internal.access_token(request.user, SOCKET_TOKEN_LIFETIME)
+    return JsonResponse({"token": str(token), "expiresIn": int(SOCKET_TOKEN_LIFETIME.total_seconds())})
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    answer = internal.call(request, "GET", "/analytics/dashboard")
+    return _page(request, "console/dashboard.html", {"page": "dashboard", "dashboard": answer.data}, answer)
+
+
+@login_required
+@require_GET
+def models(request: HttpRequest) -> HttpResponse:
+    query = _query(request, MODEL_FILTERS)
+    answer = internal.call(request, "GET", "/models", query=query + [("limit", "20")])
+    data = answer.data if answer.ok else {}
+    return _page(
+        request,
+        "console/models.html",
+        {
+            "page": "models",
+            "models": data.get("models", []),
+            "pagination": data.get("pagination"),
+            "available": (data.get("filters") or {}).get("available", {}),
+            "applied": dict(query),
+            "partial_template": "console/_model_rows.html",
+        },
+        answer,
+    )
+
+
+@login_required
+@require_GET
+def model_detail(request: HttpRequest, model_id: uuid.UUID) -> HttpResponse:
+    answer = internal.call(request, "GET", f"/models/{model_id}")
+    context: dict[str, Any] = {"page": "models", "model": answer.data if answer.ok else None}
+    if answer.ok and has_permission(request.user.role, "analytics.read"):
+        performance = internal.call(request, "GET", f"/analytics/models/{model_id}/performance")
+        context["performance"] = performance.data if performance.ok else None
+        context["performance_error"] = performance.error
+    return _page(request, "console/model_detail.html", context, answer)
+
+
+def _deployment_rows(request: HttpRequest, deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each deployment with the actions this user may take on it (the API checks again)."""
+    role = request.user.role
+    scale, stop = grant_for(role, "deployments.scale"), grant_for(role, "deployments.delete")
+    own = set()
+    if Grant.OWN in (scale, stop):
+        own = {
+            str(i) for i in deployment_selectors.owned_deployment_ids(request.user.pk, [d["id"] for d in deployments])
+        }
+    rows = []
+    for deployment in deployments:
+        mine = deployment["id"] in own
+
+        def may(grant: Grant, mine: bool = mine) -> bool:
+            return grant is Grant.ALL or (grant is Grant.OWN and mine)
+
+        live = deployment["status"] not in ("stopped", "failed")
+        rows.append(
+            {
+                **deployment,
+                "can_scale": may(scale) and deployment["status"] == "running",
+                "can_stop": may(stop) and live,
+            }
+        )
+    return rows
+
+
+@login_required
+@require_GET
+def deployments(request: HttpRequest) -> HttpResponse:
+    query = _query(request, DEPLOYMENT_FILTERS)
+    answer = internal.call(request, "GET", "/deployments", query=query + [("limit", "50")])
+    data = answer.data if answer.ok else {}
+    return _page(
+        request,
+        "console/deployments.html",
+        {
+            "page": "deployments",
+            "deployments": _deployment_rows(request, data.get("deployments", [])),
+            "pagination": data.get("pagination"),
+            "applied": dict(query),
+            "environments": Environment.values,
+            "statuses": DEPLOYMENT_STATUSES,
+            "partial_template": "console/_deployment_rows.html",
+        },
+        answer,
+    )
+
+
+def _deployment_row(request: HttpRequest, deployment_id: uuid.UUID, error: dict[str, Any] | None) -> HttpResponse:
+    answer = internal.call(request, "GET", f"/deployments/{deployment_id}")
+    if not answer.ok:
+        return render(request, "console/_error.html", {"error": answer.error}, status=answer.status)
+    row = _deployment_rows(request, [answer.data["deployment"]])[0]
+    return render(request, "console/_deployment_row.html", {"d": row, "row_error": error})
+
+
+@login_required
+@require_POST
+def deployment_scale(request: HttpRequest, deployment_id: uuid.UUID) -> HttpResponse:
+    try:
+        replicas = int(request.POST.get("replicas", ""))
+    except ValueError:
+        replicas = -1  # the API answers its own INVALID_PARAMETER for it
+    answer = internal.call(request, "POST", f"/deployments/{deployment_id}/scale", body={"replicas": replicas})
+    return _deployment_row(request, deployment_id, answer.error)
+
+
+@login_required
+@require_POST
+def deployment_stop(request: HttpRequest, deployment_id: uuid.UUID) -> HttpResponse:
+    answer = internal.call(request, "DELETE", f"/deployments/{deployment_id}")
+    return _deployment_row(request, deployment_id, answer.error)
+
+
+@login_required
+@require_GET
+def alerts(request: HttpRequest) -> HttpResponse:
+    query = _query(request, ALERT_FILTERS) or [("status", "open"), ("status", "acknowledged")]
+    answer = internal.call(request, "GET", "/analytics/alerts", query=query + [("limit", "50")])
+    data = answer.data if answer.ok else {}
+    return _page(
+        request,
+        "console/alerts.html",
+        {
+            "page": "alerts",
+            "alerts": data.get("alerts", []),
+            "can_acknowledge": has_permission(request.user.role, "alerts.acknowledge"),
+            "applied": dict(query),
+        },
+        answer,
+    )
+
+
+@login_required
+@require_POST
+def alert_acknowledge(request: HttpRequest, alert_id: uuid.UUID) -> HttpResponse:
+    answer = internal.call(request, "POST", f"/analytics/alerts/{alert_id}/acknowledge")
+    current = internal.call(request, "GET", f"/analytics/alerts/{alert_id}")
+    if not current.ok:
+        return render(request, "console/_error.html", {"error": current.error}, status=current.status)
+    return render(
+        request,
+        "console/_alert_row.html",
+        {
+            "a": current.data["alert"],
+            "can_acknowledge": has_permission(request.user.role, "alerts.acknowledge"),
+            "row_error": answer.error,
+        },
+    )
