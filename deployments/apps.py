@@ -13,6 +13,10 @@ class DeploymentsConfig(AppConfig):
         from modelhub.api.schema import register_links
 
         MODEL_DETAIL.register(fill_model_detail)
+        from deployments.selectors import fill_entitlement_details
+        from marketplace.selectors import ENTITLEMENT_DETAILS
+
+        ENTITLEMENT_DETAILS.register(fill_entitlement_details)
 
         deployment_id = {"id": "$response.body#/deployment/id"}
         # No link to DELETE: a stopped deployment stays readable for history, which schemathesis's

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, QuerySet
 
 from deployments.models import LIVE_STATUSES, Deployment, DeploymentStatus, DeploymentTransition
 from modelhub.api.dates import iso as _iso
@@ -145,3 +145,20 @@ def invocation_targets(ids: Iterable[Any]) -> dict[uuid.UUID, dict[str, Any]]:
         }
         for d in Deployment.objects.filter(id__in=valid)
     }
+
+
+def fill_entitlement_details(items: list[dict[str, Any]], user: Any) -> None:
+    """``activeDeployments`` of ``GET /marketplace/my-models`` items: the caller's live deployments of
+    each model (through ``marketplace.selectors.ENTITLEMENT_DETAILS``)."""
+    model_ids = {item["modelId"] for item in items}
+    if not model_ids or not getattr(user, "pk", None):
+        return
+    rows = (
+        Deployment.objects.filter(owner=user, model_id__in=model_ids, status__in=LIVE_STATUSES)
+        .values_list("model_id")
+        .annotate(n=Count("pk"))
+        .values_list("model_id", "n")
+    )
+    counts = {str(model_id): n for model_id, n in rows}
+    for item in items:
+        item["activeDeployments"] = counts.get(item["modelId"], 0)

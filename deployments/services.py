@@ -28,6 +28,7 @@ from catalog.constants import ModelStatus
 from deployments import config as config_schema
 from deployments import readiness
 from deployments.models import LIVE_STATUSES, TRANSITIONS, Deployment, DeploymentStatus, DeploymentTransition
+from marketplace import selectors as marketplace_selectors
 from modelhub import realtime
 from modelhub.api.dates import iso as _iso
 from modelhub.api.exceptions import AppError, Conflict, ErrorCode, InvalidRequest, NotFound
@@ -249,6 +250,8 @@ def deployment_create(
             f"Model {model_id} not found.", code=ErrorCode.MODEL_NOT_FOUND, details={"modelId": str(model_id)}
         )
     _check_model(model, version)
+    # A listed paid or approval-required model needs an active entitlement (403 ENTITLEMENT_REQUIRED).
+    marketplace_selectors.check_deployment_entitlement(user=owner, model_id=model.pk)
     check_configuration(configuration, model)
     _check_limits(model=model, environment=environment, owner=owner)
     deployment = Deployment.objects.create(
@@ -316,6 +319,8 @@ def deployment_scale(*, deployment: Deployment, actor: Any, replicas: int, reaso
         )
     if locked.status == DeploymentStatus.RUNNING and replicas == locked.replicas:
         return locked
+    if replicas > locked.replicas:  # scaling up needs the entitlement still; scaling down never does
+        marketplace_selectors.check_deployment_entitlement(user=locked.owner, model_id=locked.model_id)
     message = reason or f"Scaling from {locked.replicas} to {replicas} replica(s)."
     scaled = _transition(
         locked.pk,
@@ -365,3 +370,32 @@ def deployment_check_readiness(*, deployment_id: Any, expected_status: str) -> D
     except IllegalTransition as exc:  # moved on while we probed (e.g. stopped): nothing to do
         logger.info("deployment %s left %s during its readiness check: %s", deployment_id, expected_status, exc.details)
         return None
+
+
+def deployments_enforce_entitlements(*, now: Any = None) -> list[Any]:
+    """Stop live deployments of listed paid or approval-required models whose owner has had no active
+    entitlement (their own or a hub-wide one) for longer than ``MARKETPLACE_ENTITLEMENT_GRACE_HOURS``
+    (README "Marketplace"); each stop is an ordinary transition with its ``deployment:status`` event.
+    Safe to run twice: a stopped deployment is no longer live, and stopping is idempotent."""
+    from datetime import timedelta
+
+    now = now or timezone.now()
+    grace = timedelta(hours=settings.MARKETPLACE_ENTITLEMENT_GRACE_HOURS)
+    live = list(Deployment.objects.filter(status__in=LIVE_STATUSES).values_list("id", "owner_id", "model_id"))
+    lapses = marketplace_selectors.access_lapses([(owner, model) for _, owner, model in live], now=now)
+    stopped = []
+    for deployment_id, owner_id, model_id in live:
+        since = lapses.get((owner_id, model_id))
+        if since is None or now - since < grace:
+            continue
+        with transaction.atomic():
+            deployment = Deployment.objects.filter(pk=deployment_id).first()
+            if deployment is None:
+                continue
+            deployment_stop(
+                deployment=deployment,
+                actor=None,
+                reason=f"Marketplace entitlement ended at {_iso(since)}; the grace period is over.",
+            )
+        stopped.append(deployment_id)
+    return stopped

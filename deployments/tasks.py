@@ -25,3 +25,9 @@ def deployment_finish_scaling(deployment_id: str) -> str | None:
     """``scaling -> running`` with the target replicas once ready again, ``-> failed`` if not."""
     done = services.deployment_check_readiness(deployment_id=deployment_id, expected_status=DeploymentStatus.SCALING)
     return done.status if done else None
+
+
+@shared_task(name="deployments.enforce_entitlements", acks_late=True, ignore_result=True)
+def deployments_enforce_entitlements() -> int:
+    """Beat (every 5 minutes): stop deployments whose marketplace entitlement ended past the grace period."""
+    return len(services.deployments_enforce_entitlements())

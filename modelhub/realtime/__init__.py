@@ -176,6 +176,27 @@ def publish(event: str, data: dict[str, Any]) -> None:
     transaction.on_commit(lambda: send_now(event, data))
 
 
+# Events sent to one user's sockets only (what the user holds), not to a role's group.
+USER_EVENTS: frozenset[str] = frozenset({"entitlement:update"})
+
+
+def publish_to_user(user_id: Any, event: str, data: dict[str, Any]) -> None:
+    """Publish ``event`` to the sockets of one user (their ``user_group_name`` group) once the current
+    transaction commits; both the websocket consumer and the Socket.IO rooms deliver it."""
+    if event not in USER_EVENTS:
+        raise ValueError(f"unknown per-user realtime event {event!r}; known: {sorted(USER_EVENTS)}")
+    group = user_group_name(user_id)
+
+    def send() -> None:
+        layer = _layer()
+        if layer is None:
+            return
+        message = {"type": "realtime.event", "event": event, "group": group, "text": encode(event, data)}
+        _run(lambda: layer.group_send(group, message), f"publish of {event} to a user")
+
+    transaction.on_commit(send)
+
+
 def user_changed(user_id: Any) -> None:
     """Tell the user's open sockets to re-check them now (deactivated -> closed; new role -> new events)."""
     layer = _layer()
