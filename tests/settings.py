@@ -15,3 +15,6 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # public addresses, so tests of the allow-list still see private ranges refused.
 GATEWAY_UPSTREAM_ALLOWLIST = ["*", "127.0.0.0/8", "::1", "localhost"]
 GATEWAY_SIMULATED_LATENCY_SCALE = 0.0
+# The console's browser tests load the static files without a collectstatic run: whitenoise finds
+# them in the apps' static/ folders, as `runserver` would.
+WHITENOISE_USE_FINDERS = True

@@ -131,7 +131,9 @@ def test_actions_show_only_where_the_role_may_act(browser_for, personas, model):
     assert "/scale" not in analyst and "/stop" not in analyst
 
 
-def test_scaling_through_the_console_is_the_apis_scale(browser_for, personas, model, django_capture_on_commit_callbacks):
+def test_scaling_through_the_console_is_the_apis_scale(
+    browser_for, personas, model, django_capture_on_commit_callbacks
+):
     mine = DeploymentFactory(model=model, status="running", owner=personas["developer"])
     theirs = DeploymentFactory(model=model, status="running", owner=personas["outsider"])
     client = browser_for("developer")

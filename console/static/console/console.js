@@ -182,6 +182,8 @@
     if (activity && data.recentActivity.length) {
       activity.replaceChildren(...data.recentActivity.map((e) => el("li", {}, el("span", { class: "badge" }, e.type), ` ${e.message} `, el("time", { class: "meta" }, when(e.timestamp)))));
     }
+    const empty = document.getElementById("dashboard-empty");
+    if (empty) empty.hidden = data.summary.totalRequests > 0;
     drawDashboard(data.trends);
     body.dataset.lastUpdate = String(Date.now());
   }
