@@ -286,7 +286,9 @@ class IdempotencyKey(models.Model):
     fingerprint = models.CharField(max_length=64)
     state = models.CharField(max_length=12, choices=IdempotencyState.choices, default=IdempotencyState.IN_PROGRESS)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
+    # The answer's JSON as text, not jsonb: a replay must be byte-for-byte the first answer (jsonb
+    # would reorder the keys).
+    response_body = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     locked_at = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)

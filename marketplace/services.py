@@ -185,7 +185,7 @@ def terms_hash(body: str) -> str:
 def terms_publish(*, listing: Listing, actor: Any, licence: str, title: str, body: str) -> LicenceTerms:
     """A new version of the listing's licence terms, current at once; earlier versions stay as they were
     (buyers accepted them). Publishing the same text as the current version changes nothing."""
-    locked = Listing.objects.select_for_update().select_related("current_terms").get(pk=listing.pk)
+    locked = Listing.objects.select_for_update(of=("self",)).select_related("current_terms").get(pk=listing.pk)
     digest = terms_hash(body)
     current = locked.current_terms
     if current is not None and current.content_hash == digest and current.licence == licence and current.title == title:
@@ -673,7 +673,7 @@ def _claim(user: Any, key: str, fingerprint: str) -> tuple[IdempotencyKey | None
         if row.fingerprint != fingerprint:
             raise IdempotencyKeyReused(details={"idempotencyKey": key})
         if row.state == IdempotencyState.DONE:
-            return None, Outcome(row.response_status, row.response_body, replayed=True)
+            return None, Outcome(row.response_status, json.loads(row.response_body), replayed=True)
         if row.locked_at <= now - lease:
             # The request that claimed it died without an answer: take it over (one taker wins).
             if IdempotencyKey.objects.filter(
@@ -693,7 +693,9 @@ def _claim(user: Any, key: str, fingerprint: str) -> tuple[IdempotencyKey | None
 
 def _store(row: IdempotencyKey, outcome: Outcome) -> None:
     IdempotencyKey.objects.filter(pk=row.pk).update(
-        state=IdempotencyState.DONE, response_status=outcome.status, response_body=outcome.body
+        state=IdempotencyState.DONE,
+        response_status=outcome.status,
+        response_body=json.dumps(outcome.body, ensure_ascii=False, default=str),
     )
 
 

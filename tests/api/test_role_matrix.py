@@ -17,6 +17,7 @@ from modelhub import roles
 from tests.analytics.helpers import event
 from tests.conftest import API, assert_error
 from tests.factories import DeploymentFactory, ModelRegistryFactory, UserFactory
+from tests.marketplace import matrix as marketplace_matrix
 
 pytestmark = pytest.mark.django_db
 
@@ -100,6 +101,29 @@ ENDPOINTS = [
     # experiments (issue #11)
     # costs (issue #12)
     # marketplace (issue #13)
+    ("get", "/marketplace/models", None, ALL, 200),
+    ("get", "/marketplace/models/{listed}", None, ALL, 200),
+    ("post", "/marketplace/models/{listed}/purchase", "mkt-purchase-body", DEVELOPERS, 201),
+    ("get", "/marketplace/models/{listed}/reviews", None, ALL, 200),
+    ("put", "/marketplace/models/{listed}/review", "mkt-review-body", DEVELOPERS, 201),
+    ("get", "/marketplace/my-models", None, ALL, 200),
+    ("get", "/marketplace/entitlements", None, MANAGERS, 200),
+    ("get", "/marketplace/entitlements/{entitlement}", None, ALL, 200),
+    ("post", "/marketplace/entitlements/{entitlement}/cancel", None, DEVELOPERS, 200),
+    ("post", "/marketplace/entitlements/{pending}/approve", None, MANAGERS, 200),
+    ("post", "/marketplace/entitlements/{pending}/reject", None, MANAGERS, 200),
+    ("post", "/marketplace/entitlements/{entitlement}/revoke", None, MANAGERS, 200),
+    ("get", "/marketplace/purchases", None, ADMINS, 200),
+    ("get", "/marketplace/purchases/{purchase}", None, ADMINS, 200),
+    ("post", "/marketplace/purchases/{purchase}/refund", None, ADMINS, 200),
+    ("get", "/marketplace/listings", None, MANAGERS, 200),
+    ("post", "/marketplace/listings", "mkt-listing-body", MANAGERS, 201),
+    ("get", "/marketplace/listings/{listing}", None, MANAGERS, 200),
+    ("patch", "/marketplace/listings/{listing}", {"summary": "Now with more context."}, MANAGERS, 200),
+    ("post", "/marketplace/listings/{listing}/publish", None, MANAGERS, 200),
+    ("post", "/marketplace/listings/{listing}/delist", None, MANAGERS, 200),
+    ("post", "/marketplace/listings/{listing}/terms", "mkt-terms-body", MANAGERS, 201),
+    ("post", "/marketplace/listings/{listing}/plans", "mkt-plan-body", MANAGERS, 201),
 ]
 
 # Routes no role is checked on: (method, path, status for an anonymous caller, why).
@@ -170,18 +194,25 @@ def test_role_against_endpoint(client_for, personas, method, template, body, rol
     deployment = DeploymentFactory(owner=personas["developer"]) if "{deployment}" in template else None
     alert = _alert(model) if "{alert}" in template else None
     key = _api_key(personas[role]) if "{apikey}" in template else None
+    market = marketplace_matrix.objects(template, personas, role)
     path = API + template.format(
         model=model.pk,
         user=target.pk,
         deployment=getattr(deployment, "pk", None),
         alert=getattr(alert, "pk", None),
         apikey=getattr(key, "pk", None),
+        **market,
     )
     body = _body(body, model=model, caller=personas[role])
+    if body == "mkt-purchase-body":
+        body = marketplace_matrix.purchase_request(template, market)
+    elif isinstance(body, str) and body.startswith("mkt-"):
+        body = marketplace_matrix.body(body, model=model, caller=personas[role])
+    headers = marketplace_matrix.headers(template)
     response = (
-        getattr(client_for(role), method)(path, body, format="json")
+        getattr(client_for(role), method)(path, body, format="json", **headers)
         if body
-        else getattr(client_for(role), method)(path)
+        else getattr(client_for(role), method)(path, **headers)
     )
     if expected == 403:
         assert_error(response, 403, "FORBIDDEN")
@@ -194,7 +225,9 @@ def test_anonymous_gets_401_everywhere(db, method, template):
     from rest_framework.test import APIClient
 
     nil = "00000000-0000-0000-0000-000000000000"
-    path = API + template.format(model=nil, user=nil, deployment=nil, alert=nil, apikey=nil)
+    path = API + template.format(
+        model=nil, user=nil, deployment=nil, alert=nil, apikey=nil, **dict.fromkeys(marketplace_matrix.PLACEHOLDERS, nil),
+    )
     assert_error(getattr(APIClient(), method)(path, {}, format="json"), 401, "UNAUTHORIZED")
 
 
