@@ -380,6 +380,15 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": ANALYTICS_DASHBOARD_INTERVAL_SECONDS},
     },
     "analytics-prune": {"task": "analytics.prune", "schedule": 3600.0, "options": {"expires": 3000}},
+# GET /cost/analysis: answers cached per query; the opportunities' parameters (README "Costs").
+COSTS_ANALYSIS_CACHE_SECONDS = 60
+COSTS_OPPORTUNITIES = {
+    "cache_ttl_seconds": 3600,  # a repeat within this of the same (model, promptHash) is cacheable
+    "min_samples": 50,  # a cheaper model's calls in the use case before routing is proven
+    "quality_margin": {"success": 0.02, "acceptance": 0.05, "rating": 0.2},
+    "batch_discounts": {"openai": 0.5, "anthropic": 0.5, "google": 0.5},  # the providers' batch APIs
+    "unusual_sigma": 3.0,
+}
     # Gateway usage: buffered events into the events table (idempotent on requestId).
     "gateway-drain-usage": {"task": "gateway.drain_usage", "schedule": 2.0, "options": {"expires": 10}},
     # Costs (#12): counters up to recorded spend + authorized reservations settled, budget thresholds, outbox.

@@ -14,6 +14,7 @@ from analytics.selectors.costs import (
     failure_costs,
     offline_costs,
     repeat_costs,
+    success_costs,
     use_case_quality,
 )
 from analytics.selectors.dashboard import ACTIVITY, dashboard, open_alerts, recent_activity
@@ -29,6 +30,7 @@ __all__ = [
     "failure_costs",
     "offline_costs",
     "repeat_costs",
+    "success_costs",
     "use_case_quality",
     "dashboard",
     "last_used_by_deployment",
