@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, F, Q, Sum, Window
+from django.db.models import Count, F, Max, Q, Sum, Window
 from django.db.models.functions import Lag
 
 from analytics.models import Granularity, MetricBucket, UsageEvent
@@ -75,12 +75,11 @@ def use_case_quality(start, end, *, model_ids=None, environments=None) -> list[d
             requests=Count("id"),
             successes=Count("id", filter=Q(success=True)),
             cost=Sum("cost"),
-            prompt_tokens=Sum("prompt_tokens"),
-            completion_tokens=Sum("completion_tokens"),
-            accepted=Count("id", filter=Q(accepted=True)),
-            rejected=Count("id", filter=Q(accepted=False)),
+            accepted_count=Count("id", filter=Q(accepted=True)),
+            rejected_count=Count("id", filter=Q(accepted=False)),
             rating_sum=Sum("user_rating"),
             rating_count=Count("user_rating"),
+            max_tokens=Max(F("prompt_tokens") + F("completion_tokens")),
         )
         .order_by()
     )
@@ -120,3 +119,9 @@ def cost_by_reservation(reservation_ids: list[str]) -> dict[str, Any]:
         .order_by()
     )
     return {r["reservation_id"]: r["cost"] for r in rows}
+
+
+def success_costs(start, end, *, model_ids=None, environments=None) -> dict[Any, Any]:
+    """Per model: the cost of successful, non-cached calls (what caching, routing and batching act on)."""
+    qs = _events(start, end, model_ids, environments).filter(success=True, cached=False)
+    return {r["model_id"]: r["cost"] for r in qs.values("model_id").annotate(cost=Sum("cost")).order_by()}
