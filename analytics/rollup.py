@@ -32,7 +32,9 @@ from django.utils import timezone
 
 from analytics.metrics import BUCKET_COLUMNS, KEY_COLUMNS, VALUE_COLUMNS, Accumulator, bucket_start
 from analytics.models import DirtyHour, MetricBucket, UsageEvent
+from analytics.selectors.experiments import HOURS_ROLLED_UP
 from analytics.services import refresh_model_stats
+from modelhub import metrics
 from modelhub.db import iter_values_rows
 
 logger = logging.getLogger(__name__)
@@ -279,6 +281,7 @@ def rollup(*, chunk_hours: int = 24, max_chunks: int | None = None, now: datetim
             if not claimed:
                 break
             DirtyHour.objects.filter(pk__in=[pk for pk, _, _ in claimed]).delete()
+            HOURS_ROLLED_UP.notify([(model_id, hour) for _, model_id, hour in claimed])  # experiments (#11)
             days: set[tuple[uuid.UUID, datetime]] = set()
             buckets: list[dict[str, Any]] = []
             scopes: list[Scope] = []
@@ -311,6 +314,9 @@ def rollup(*, chunk_hours: int = 24, max_chunks: int | None = None, now: datetim
     if touched_models:
         refresh_model_stats(touched_models, now=now)
     report.seconds = time.monotonic() - started
+    metrics.rollup_duration.observe(report.seconds)
+    metrics.rollup_events.inc(report.events)
+    metrics.rollup_last_success.set(time.time())
     if report.hours:
         logger.info("rollup: %s", report.as_dict())
     return report

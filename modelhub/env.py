@@ -88,6 +88,20 @@ class StrictEnv(environ.Env):
             f"Environment variable {var}={raw!r} is invalid: expected one of {sorted(_TRUE | _FALSE - {''})}"
         )
 
+    def networks(self, var: str, default: list[str]) -> list[Any]:
+        """A comma-separated list of CIDR networks (``10.0.0.0/8,::1/128``); a bad one fails at start."""
+        import ipaddress
+
+        out = []
+        for raw in self.list(var, default=default):
+            try:
+                out.append(ipaddress.ip_network(raw.strip(), strict=False))
+            except ValueError:
+                raise ImproperlyConfigured(
+                    f"Environment variable {var} has {raw!r}, which is not a network (e.g. 10.0.0.0/8)"
+                ) from None
+        return out
+
     def positive_int(self, var: str, default: int) -> int:
         value = self.int(var, default=default)
         if value <= 0:

@@ -241,6 +241,17 @@ SPECTACULAR_SETTINGS = {
         "SecurityLevelEnum": "catalog.models.SecurityLevel",
         "DeploymentStatusEnum": "deployments.models.DeploymentStatus",
         "EnvironmentEnum": "deployments.models.Environment",
+        "AccessModeEnum": "marketplace.constants.AccessMode",
+        "ListingStatusEnum": "marketplace.constants.ListingStatus",
+        "PricingModelEnum": "marketplace.constants.PricingModel",
+        "BillingIntervalEnum": "marketplace.constants.BillingInterval",
+        "UsageUnitEnum": "marketplace.constants.UsageUnit",
+        "PlanStatusEnum": "marketplace.constants.PlanStatus",
+        "EntitlementStatusEnum": "marketplace.constants.EntitlementStatus",
+        "EntitlementScopeEnum": "marketplace.constants.EntitlementScope",
+        "PurchaseStatusEnum": "marketplace.constants.PurchaseStatus",
+        "PurchaseKindEnum": "marketplace.constants.PurchaseKind",
+        "CurrencyEnum": "marketplace.constants.CURRENCIES",
     },
 }
 
@@ -369,6 +380,15 @@ COSTS_AUTHORIZE_TTL_SECONDS = 600
 COSTS_NOTIFY_TIMEOUT_SECONDS = 5.0
 COSTS_NOTIFY_BACKOFF_SECONDS = 30
 COSTS_NOTIFY_MAX_ATTEMPTS = 8
+# GET /cost/analysis: answers cached per query; the opportunities' parameters (README "Costs").
+COSTS_ANALYSIS_CACHE_SECONDS = 60
+COSTS_OPPORTUNITIES = {
+    "cache_ttl_seconds": 3600,  # a repeat within this of the same (model, promptHash) is cacheable
+    "min_samples": 50,  # a cheaper model's calls in the use case before routing is proven
+    "quality_margin": {"success": 0.02, "acceptance": 0.05, "rating": 0.2},
+    "batch_discounts": {"openai": 0.5, "anthropic": 0.5, "google": 0.5},  # the providers' batch APIs
+    "unusual_sigma": 3.0,
+}
 
 # Celery beat: every periodic job in one place, each expiring before its next run.
 CELERY_BEAT_SCHEDULE = {
@@ -380,15 +400,6 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": ANALYTICS_DASHBOARD_INTERVAL_SECONDS},
     },
     "analytics-prune": {"task": "analytics.prune", "schedule": 3600.0, "options": {"expires": 3000}},
-# GET /cost/analysis: answers cached per query; the opportunities' parameters (README "Costs").
-COSTS_ANALYSIS_CACHE_SECONDS = 60
-COSTS_OPPORTUNITIES = {
-    "cache_ttl_seconds": 3600,  # a repeat within this of the same (model, promptHash) is cacheable
-    "min_samples": 50,  # a cheaper model's calls in the use case before routing is proven
-    "quality_margin": {"success": 0.02, "acceptance": 0.05, "rating": 0.2},
-    "batch_discounts": {"openai": 0.5, "anthropic": 0.5, "google": 0.5},  # the providers' batch APIs
-    "unusual_sigma": 3.0,
-}
     # Gateway usage: buffered events into the events table (idempotent on requestId).
     "gateway-drain-usage": {"task": "gateway.drain_usage", "schedule": 2.0, "options": {"expires": 10}},
     # Costs (#12): counters up to recorded spend + authorized reservations settled, budget thresholds, outbox.
@@ -408,6 +419,10 @@ COSTS_OPPORTUNITIES = {
         "schedule": 300.0,
         "options": {"expires": 290},
     },
+    # Experiments (#11): start/complete at duration.startDate/endDate (conditional UPDATEs); the
+    # per-unit aggregates of the hours the analytics rollup re-marked (recomputed, never incremented).
+    "experiments-schedule": {"task": "experiments.schedule", "schedule": 30.0, "options": {"expires": 29}},
+    "experiments-aggregate": {"task": "experiments.aggregate", "schedule": 60.0, "options": {"expires": 55}},
 }
 # Marketplace (issue #13): how long an Idempotency-Key is remembered; how long a request that finds
 # the same key still running waits for its answer before 409; when an in-progress key counts as
@@ -441,6 +456,10 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Logging: one line per request with its request id ----------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+# plain: one readable line per record; json: one JSON object per line, for a log pipeline.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is invalid: expected plain or json")
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} is invalid: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
 LOGGING = {
@@ -449,9 +468,16 @@ LOGGING = {
     "filters": {"request_id": {"()": "modelhub.api.middleware.RequestIdLogFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        # One JSON object per line (python-json-logger): the fields below plus any ``extra`` (the
+        # access log's ``http``: method, path, route, status, durationMs, user).
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "request_id": "requestId"},
+        },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -460,6 +486,18 @@ LOGGING = {
         "httpx": {"level": "WARNING"},  # one line per upstream call is the usage event's job
     },
 }
+
+# --- Operations: metrics and logs ------------------------------------------------------
+# /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>` or from these networks.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.networks("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+METRICS_CELERY_QUEUES = env.list("METRICS_CELERY_QUEUES", default=["celery"])
+# prometheus-client reads PROMETHEUS_MULTIPROC_DIR itself (when first imported); it is read here to
+# fail at start when it names no directory. METRICS_SHARED_DIR: whose subdirectories /metrics merges.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory")
+METRICS_SHARED_DIR = env.str("METRICS_SHARED_DIR", default="")
 
 # --- Demo data ------------------------------------------------------------------------
 # Password given to the demo users that `seed_demo` creates (scripts/run generates one into .env).

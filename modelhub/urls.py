@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from modelhub.api.health import HealthView
+from modelhub.api.metrics_view import metrics_view
 
 v1 = [
     path("health", HealthView.as_view(), name="health"),
@@ -23,6 +24,7 @@ v1 = [
 urlpatterns = [
     path("api/v1/modelhub/", include((v1, "v1"), namespace="v1")),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("", include("console.urls")),
 ]
 

@@ -27,6 +27,7 @@ from analytics.ingest.store import store
 from analytics.models import Environment
 from catalog import selectors as catalog_selectors
 from deployments.selectors import deployment_homes
+from modelhub import metrics
 from modelhub.api.exceptions import ErrorCode
 
 _COST_QUANTUM = Decimal("0.00000001")
@@ -160,4 +161,7 @@ def ingest_events(items: list[object], *, now: datetime | None = None) -> Ingest
         result.accepted = inserted
         result.duplicates += len(rows) - inserted
     result.rejected.sort(key=lambda r: r["index"])
+    metrics.ingest_events.labels("accepted").inc(result.accepted)
+    metrics.ingest_events.labels("duplicate").inc(result.duplicates)
+    metrics.ingest_events.labels("rejected").inc(len(result.rejected))
     return result

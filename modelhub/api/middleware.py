@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 
+from modelhub import metrics
 from modelhub.api.exceptions import ErrorCode, error_response
 from modelhub.api.request_id import _request_id, reset_request_id, resolve_request_id, set_request_id
 from modelhub.api.versioning import deprecation_headers
@@ -24,8 +26,47 @@ class RequestIdLogFilter(logging.Filter):
         return True
 
 
+_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)|<(?:\w+:)?(\w+)>")
+
+
+def route_label(request: HttpRequest) -> str:
+    """The URL pattern that answered (``/api/v1/modelhub/models/{pk}``): a bounded metrics label."""
+    match = getattr(request, "resolver_match", None)
+    if match is None or not match.route:
+        return "unmatched"
+    route = _GROUP.sub(lambda m: "{" + (m.group(1) or m.group(2)) + "}", match.route)
+    return "/" + route.replace("^", "").replace("$", "").lstrip("/")
+
+
+def _error_code(response: HttpResponse) -> str:
+    """The envelope's ``error.code`` of an error answer (small JSON bodies only), else ``HTTP_<status>``."""
+    if not response.streaming and response.get("Content-Type", "").startswith("application/json"):
+        content = response.content
+        if len(content) < 65536:
+            try:
+                import orjson
+
+                code = orjson.loads(content).get("error", {}).get("code")
+                if isinstance(code, str) and len(code) <= 64:
+                    return code
+            except (ValueError, AttributeError):
+                pass
+    return f"HTTP_{response.status_code}"
+
+
+def record_metrics(request: HttpRequest, response: HttpResponse, seconds: float) -> None:
+    route = route_label(request)
+    status = response.status_code
+    metrics.http_requests.labels(route, request.method, str(status)).inc()
+    metrics.http_duration.labels(route, request.method).observe(seconds)
+    if status >= 400:
+        metrics.http_errors.labels(route, _error_code(response)).inc()
+    if status == 429:
+        metrics.rate_limited.labels("api").inc()
+
+
 class RequestIdMiddleware:
-    """Echo the client's ``X-Request-ID`` (or make one), on every response and log line."""
+    """Echo the client's ``X-Request-ID`` (or make one), on every response and log line; count it."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -39,13 +80,26 @@ class RequestIdMiddleware:
             response = self.get_response(request)
             response["X-Request-ID"] = request_id
             user = getattr(request, "user", None)
+            seconds = time.perf_counter() - started
+            record_metrics(request, response, seconds)
+            user_id = getattr(user, "pk", None)
             access_log.info(
                 "%s %s %s %.1fms user=%s",
                 request.method,
                 request.get_full_path()[:300],
                 response.status_code,
-                (time.perf_counter() - started) * 1000,
-                getattr(user, "pk", None) or "-",
+                seconds * 1000,
+                user_id or "-",
+                extra={
+                    "http": {
+                        "method": request.method,
+                        "path": request.path[:300],
+                        "route": route_label(request),
+                        "status": response.status_code,
+                        "durationMs": round(seconds * 1000, 2),
+                        "user": str(user_id) if user_id else None,
+                    }
+                },
             )
             return response
         finally:

@@ -29,3 +29,9 @@ def reset_request_id(token) -> None:
 def current_request_id() -> str:
     value = _request_id.get()
     return value if value != "-" else uuid.uuid4().hex
+
+
+def active_request_id() -> str | None:
+    """The id of the request being served, or None outside one (no new id is made up)."""
+    value = _request_id.get()
+    return None if value == "-" else value

@@ -29,7 +29,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from modelhub import realtime
+from modelhub import metrics, realtime
 from modelhub.api.exceptions import ErrorCode
 from modelhub.api.request_id import resolve_request_id
 from modelhub.realtime.auth import (
@@ -75,6 +75,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.outbox: deque[str] = deque()
         self.writer: asyncio.Task | None = None
         await self.accept()
+        metrics.realtime_connections.labels("websocket").inc()
+        self.counted = True
         token = token_from_scope(self.scope)
         if token is not None:
             await self.authenticate(token)
@@ -83,6 +85,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
+        if getattr(self, "counted", False):
+            self.counted = False
+            metrics.realtime_connections.labels("websocket").dec()
         for task in [*self.timers.values(), *([self.writer] if self.writer else [])]:
             if task is not asyncio.current_task():
                 task.cancel()

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
+from modelhub import metrics
+
 logger = logging.getLogger(__name__)
 
 RENEW_SECONDS = 3600  # layers that expire group membership (in-memory: after a day) get it renewed
@@ -89,11 +91,15 @@ class LocalFanout:
     async def _receive(self, layer: Any, channel: str) -> None:
         while True:
             message = await layer.receive(channel)
-            for member in tuple(self.members.get(message.get("group", ""), ())):
+            members = tuple(self.members.get(message.get("group", ""), ()))
+            for member in members:
                 try:
                     member.deliver(message)
                 except Exception:
                     logger.exception("realtime delivery of %s failed", message.get("type"))
+            if members and message.get("type") == "realtime.event":
+                # Per fan-out, not per socket: one counter update per event and process.
+                metrics.realtime_messages.labels(message.get("event", "")).inc(len(members))
 
     async def _renew(self, layer: Any, channel: str) -> None:
         while True:

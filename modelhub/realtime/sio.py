@@ -25,7 +25,7 @@ import socketio
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from modelhub import realtime
+from modelhub import metrics, realtime
 from modelhub.api.exceptions import ErrorCode
 from modelhub.api.request_id import resolve_request_id
 from modelhub.realtime.auth import (
@@ -111,12 +111,14 @@ class RealtimeNamespace(socketio.AsyncNamespace):
             ) from None
         client = _Client(session, connection_id)
         self.clients[sid] = client
+        metrics.realtime_connections.labels("socketio").inc()
         await self._start(sid, client, session, previous=None)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         client = self.clients.pop(sid, None)
         if client is None:
             return
+        metrics.realtime_connections.labels("socketio").dec()
         client.closing = True
         if client.expiry is not None:
             client.expiry.cancel()
