@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from catalog import services
 from catalog.models import GovernanceEvent, ModelRegistry, ModelStatus
-from modelhub.api.admin import RoleMatrixAdminMixin
+from modelhub.api.admin import ListFieldsAdminMixin, RoleMatrixAdminMixin
 from modelhub.api.exceptions import AppError
 
 _EDITABLE = sorted(services.WRITABLE_FIELDS)
@@ -29,7 +29,8 @@ class GovernanceEventInline(RoleMatrixAdminMixin, admin.TabularInline):
 
 
 @admin.register(ModelRegistry)
-class ModelRegistryAdmin(RoleMatrixAdminMixin, admin.ModelAdmin):
+class ModelRegistryAdmin(ListFieldsAdminMixin, RoleMatrixAdminMixin, admin.ModelAdmin):
+    list_fields = ("capabilities", "supported_tasks", "input_formats", "output_formats", "tags", "compliance")
     matrix_permissions = {
         "view": "models.read",
         "add": "models.create",

@@ -21,6 +21,12 @@ v1 = [
     path("", include("gateway.urls")),
 ]
 
+# The Django admin is for staff governance; its "View site" link goes to the console.
+admin.site.site_header = "Model Hub administration"
+admin.site.site_title = "Model Hub admin"
+admin.site.index_title = "Governance"
+admin.site.site_url = "/console/"
+
 urlpatterns = [
     path("api/v1/modelhub/", include((v1, "v1"), namespace="v1")),
     path("admin/", admin.site.urls),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.http import HttpRequest
 
 from modelhub.roles import has_permission
@@ -33,3 +34,54 @@ class RoleMatrixAdminMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._allowed(request, "delete")
+
+
+class ListTextField(forms.CharField):
+    """A JSON list of strings edited as text, one item per line (capabilities, tags, formats...).
+
+    Blank lines and surrounding spaces are dropped and duplicates removed (first one kept); the model's
+    own validation (the services') still applies to the list it produces.
+    """
+
+    widget = forms.Textarea(attrs={"rows": 4, "cols": 40})
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.pop("encoder", None)
+        kwargs.pop("decoder", None)
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("help_text", "One per line.")
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> str:
+        if isinstance(value, list):
+            return "\n".join(str(item) for item in value)
+        if isinstance(value, str) and value.startswith("["):  # a JSON text (an invalid form re-shown)
+            try:
+                import json
+
+                return "\n".join(str(item) for item in json.loads(value))
+            except (ValueError, TypeError):
+                return value
+        return "" if value is None else str(value)
+
+    def to_python(self, value: Any) -> list[str]:
+        items = [str(v) for v in value] if isinstance(value, list) else str(value or "").splitlines()
+        out: list[str] = []
+        for item in (i.strip() for i in items):
+            if item and item not in out:
+                out.append(item)
+        return out
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return self.to_python(initial or []) != self.to_python(data)
+
+
+class ListFieldsAdminMixin:
+    """``list_fields``: the model's JSON list fields, edited with :class:`ListTextField`."""
+
+    list_fields: tuple[str, ...] = ()
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name in self.list_fields:
+            return ListTextField(label=db_field.verbose_name.capitalize(), help_text="One per line.")
+        return super().formfield_for_dbfield(db_field, request, **kwargs)

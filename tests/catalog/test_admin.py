@@ -72,10 +72,11 @@ def test_admin_add_goes_through_the_service(admin_client, personas):
         "version": "1",
         "provider": "custom",
         "model_type": "text",
-        "capabilities": '["chat"]',
-        "supported_tasks": "[]",
-        "input_formats": "[]",
-        "output_formats": "[]",
+        # List fields are edited one item per line (blank lines, spaces and repeats dropped).
+        "capabilities": "chat\n  vision \n\nchat",
+        "supported_tasks": "",
+        "input_formats": "text",
+        "output_formats": "",
         "max_tokens": 100,
         "context_window": 1000,
         "max_batch_size": 1,
@@ -85,13 +86,13 @@ def test_admin_add_goes_through_the_service(admin_client, personas):
         "baseline_success_rate": 0.9,
         "baseline_avg_tokens_per_request": 0,
         "description": "",
-        "tags": "[]",
+        "tags": "",
         "category": "",
         "license": "",
         "documentation": "",
         "status": "active",
         "security_level": "internal",
-        "compliance": "[]",
+        "compliance": "SOC2\nGDPR",
         "governance_events-TOTAL_FORMS": 0,
         "governance_events-INITIAL_FORMS": 0,
     }
@@ -99,6 +100,14 @@ def test_admin_add_goes_through_the_service(admin_client, personas):
     assert response.status_code == 302, response.content.decode()[:2000]
     model = ModelRegistry.objects.get(name="admin-made")
     assert model.owner == personas["admin"]
+    assert (model.capabilities, model.input_formats, model.tags, model.compliance) == (
+        ["chat", "vision"],
+        ["text"],
+        [],
+        ["SOC2", "GDPR"],
+    )
+    change = admin_client.get(reverse("admin:catalog_modelregistry_change", args=[model.pk])).content.decode()
+    assert "chat\nvision</textarea>" in change and "One per line." in change and "[&quot;chat" not in change
     assert GovernanceEvent.objects.filter(model=model, field="registered").exists()
     # the same rules as the API: maxTokens above contextWindow is refused, a duplicate too
     bad = admin_client.post(reverse("admin:catalog_modelregistry_add"), {**data, "name": "bad", "max_tokens": 5000})
@@ -149,3 +158,8 @@ def test_manager_cannot_promote_to_admin_in_the_admin(manager_client, personas):
     assert ok.status_code == 302
     viewer.refresh_from_db()
     assert viewer.role == "analyst" and not viewer.is_staff
+
+
+def test_the_admin_says_model_hub_and_links_to_the_console(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert "Model Hub administration" in page and 'href="/console/"' in page
