@@ -38,14 +38,15 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         return Outcome(False, error=str(exc))
     extensions = {"sni_hostname": target.sni} if target.sni else {}
     try:
-        response = httpx.post(
-            target.url,
-            content=body,
-            headers={**headers, "Host": target.host_header, "Content-Type": "application/json"},
-            timeout=settings.COSTS_NOTIFY_TIMEOUT_SECONDS,
-            follow_redirects=False,
-            extensions=extensions,
-        )
+        with httpx.Client(trust_env=False) as client:
+            response = client.post(
+                target.url,
+                content=body,
+                headers={**headers, "Host": target.host_header, "Content-Type": "application/json"},
+                timeout=settings.COSTS_NOTIFY_TIMEOUT_SECONDS,
+                follow_redirects=False,
+                extensions=extensions,
+            )
     except httpx.HTTPError as exc:
         return Outcome(False, error=f"{type(exc).__name__}: {exc}")
     if 200 <= response.status_code < 300:

@@ -16,10 +16,10 @@ from django.utils import timezone
 
 from catalog import selectors as catalog_selectors
 from costs import enforcement
-from costs.constants import AlertAction, Decision, DeliveryStatus, ReservationStatus, from_units, to_units
+from costs.constants import UNIT, AlertAction, Decision, DeliveryStatus, ReservationStatus, from_units, to_units
 from costs.ledger import counter_key, get_ledger
 from costs.models import Budget, BudgetAlert, Notification, NotificationChannel, Reservation
-from modelhub.api.exceptions import AppError, Conflict, ErrorCode, InvalidRequest
+from modelhub.api.exceptions import AppError, Conflict, ErrorCode, InvalidRequest, NotFound
 from modelhub.realtime import publish
 
 logger = logging.getLogger("modelhub.costs")
@@ -34,6 +34,8 @@ class BudgetExceededError(AppError):
 
 
 def _changed() -> None:
+    # Now (this transaction's later reads) and after commit (what other threads reloaded meanwhile).
+    enforcement.rules_cache.clear()
     transaction.on_commit(enforcement.rules_cache.clear)
 
 
@@ -89,7 +91,7 @@ def _check_references(alerts: list[dict], categories: dict) -> None:
         found = {str(pk) for pk in catalog_selectors.models_in_bulk(models)}
         missing = sorted(set(models) - found)
         if missing:
-            raise AppError(
+            raise NotFound(
                 "categories.models names unknown models.",
                 code=ErrorCode.MODEL_NOT_FOUND,
                 details={"fields": {"categories.models": missing}},
@@ -99,7 +101,7 @@ def _check_references(alerts: list[dict], categories: dict) -> None:
         found = {str(pk) for pk in deployment_selectors.invocation_targets([uuid.UUID(str(t)) for t in targets])}
         missing = sorted({str(t) for t in targets} - found)
         if missing:
-            raise AppError(
+            raise NotFound(
                 "alerts[].rerouteTo names unknown deployments.",
                 code=ErrorCode.DEPLOYMENT_NOT_FOUND,
                 details={"fields": {"alerts.rerouteTo": missing}},
@@ -149,7 +151,7 @@ def authorize(
     estimated cost under a reservation id that the call's ingested event (``reservationId``) settles."""
     model = catalog_selectors.model_by_id(model_id)
     if model is None:
-        raise AppError("No model with this id.", code=ErrorCode.MODEL_NOT_FOUND)
+        raise NotFound("No model with this id.", code=ErrorCode.MODEL_NOT_FOUND)
     from analytics import services as analytics_services
 
     amount = analytics_services.token_cost(estimated_tokens, model.baseline_cost_per_1k_tokens)
@@ -286,8 +288,8 @@ def _fire(budget: Budget, period: str, scope: str, alert: dict, spend: Decimal, 
                 "scope": scope,
                 "threshold": float(threshold),
                 "action": alert["action"],
-                "spend": str(spend),
-                "limit": str(limit),
+                "spend": str(spend.quantize(UNIT)),
+                "limit": str(limit.quantize(UNIT)),
                 "message": fired.message,
                 "firedAt": now.isoformat().replace("+00:00", "Z"),
             }
@@ -384,7 +386,11 @@ def deliver(notification_id: Any, *, now: datetime | None = None) -> str:
     if not claimed:
         return "skipped"
     note = Notification.objects.select_related("channel").get(pk=notification_id)
-    outcome = delivery.send(note)
+    try:
+        outcome = delivery.send(note)
+    except Exception as exc:  # a bug or an odd channel: recorded and retried, never lost
+        logger.exception("notification %s failed", note.pk)
+        outcome = delivery.Outcome(False, error=f"{type(exc).__name__}: {exc}")
     note.attempts += 1
     if outcome.ok:
         note.status, note.sent_at, note.last_error = DeliveryStatus.SENT, timezone.now(), ""
