@@ -59,6 +59,14 @@ POSITIVE_DATA_OPERATIONS = {
     "GET /api/v1/modelhub/models",
     "GET /api/v1/modelhub/users",
     "GET /api/v1/modelhub/api-keys",
+    "GET /api/v1/modelhub/cost/budgets",
+    "GET /api/v1/modelhub/cost/channels",
+    "GET /api/v1/modelhub/cost/notifications",
+    "GET /api/v1/modelhub/marketplace/models",
+    "GET /api/v1/modelhub/marketplace/my-models",
+    "GET /api/v1/modelhub/marketplace/entitlements",
+    "GET /api/v1/modelhub/marketplace/listings",
+    "GET /api/v1/modelhub/marketplace/purchases",
 }
 # Every other operation, and why a schema-valid request to it may be refused by design.
 POSITIVE_DATA_EXCLUDED = {
@@ -99,6 +107,40 @@ POSITIVE_DATA_EXCLUDED = {
     "expiresAt must be in the future and at most a year ahead; name may not be blank after trimming",
     "GET /api/v1/modelhub/api-keys/{id}": "404 for a well-formed id no key of the caller's has",
     "DELETE /api/v1/modelhub/api-keys/{id}": "404 for a well-formed id no key of the caller's has",
+    "GET /api/v1/modelhub/cost/analysis": "from must be before to and at most 366 days apart",
+    "POST /api/v1/modelhub/cost/authorize": "404 for a well-formed modelId no model has",
+    "POST /api/v1/modelhub/cost/budgets": "404 for unknown categories.models / rerouteTo, 400 for unknown channels; "
+    "rerouteTo only with action reroute, throttleFactor only with throttle; 409 at 100 budgets",
+    "GET /api/v1/modelhub/cost/budgets/{id}": "404 for a well-formed id no budget has",
+    "PUT /api/v1/modelhub/cost/budgets/{id}": "404 for a well-formed id no budget has",
+    "DELETE /api/v1/modelhub/cost/budgets/{id}": "404 for a well-formed id no budget has",
+    "POST /api/v1/modelhub/cost/channels": "target must be an email address or an http(s) URL by type; webhooks need "
+    "a whsec_ secret, other types none",
+    "GET /api/v1/modelhub/cost/channels/{id}": "404 for a well-formed id no channel has",
+    "PUT /api/v1/modelhub/cost/channels/{id}": "404 for a well-formed id no channel has",
+    "DELETE /api/v1/modelhub/cost/channels/{id}": "404 for a well-formed id no channel has; 409 while a budget uses it",
+    "GET /api/v1/modelhub/cost/notifications/{id}": "404 for a well-formed id no notification has",
+    "GET /api/v1/modelhub/marketplace/models/{id}": "404 LISTING_NOT_FOUND for a well-formed id no published listing has",
+    "GET /api/v1/modelhub/marketplace/models/{id}/reviews": "404 LISTING_NOT_FOUND for a model without a listing",
+    "POST /api/v1/modelhub/marketplace/models/{id}/purchase": "404 for an unlisted model; 409 for a terms version or "
+    "price that is not the current one, or an entitlement already held; 422 for a reused Idempotency-Key",
+    "PUT /api/v1/modelhub/marketplace/models/{id}/review": "404 for an unlisted model; 403 ENTITLEMENT_REQUIRED "
+    "unless the caller holds or held an entitlement",
+    "GET /api/v1/modelhub/marketplace/entitlements/{id}": "404 for a well-formed id no entitlement (of the caller's) has",
+    "POST /api/v1/modelhub/marketplace/entitlements/{id}/cancel": "404 for an id that is not the caller's entitlement",
+    "POST /api/v1/modelhub/marketplace/entitlements/{id}/approve": "404 for an unknown id; 409 unless it is pending",
+    "POST /api/v1/modelhub/marketplace/entitlements/{id}/reject": "404 for an unknown id; 409 unless it is pending",
+    "POST /api/v1/modelhub/marketplace/entitlements/{id}/revoke": "404 for an unknown id; 409 once it has ended",
+    "GET /api/v1/modelhub/marketplace/purchases/{id}": "404 for a well-formed id no purchase has",
+    "POST /api/v1/modelhub/marketplace/purchases/{id}/refund": "404 for a well-formed id no purchase has",
+    "POST /api/v1/modelhub/marketplace/listings": "404 for a modelId no model has; 409 when the model is listed",
+    "GET /api/v1/modelhub/marketplace/listings/{id}": "404 for a well-formed id no listing has",
+    "PATCH /api/v1/modelhub/marketplace/listings/{id}": "404 for a well-formed id no listing has",
+    "POST /api/v1/modelhub/marketplace/listings/{id}/publish": "404 for an unknown id; 409 without terms or a plan",
+    "POST /api/v1/modelhub/marketplace/listings/{id}/delist": "404 for an unknown id; 409 for a draft",
+    "POST /api/v1/modelhub/marketplace/listings/{id}/terms": "404 for a well-formed id no listing has",
+    "POST /api/v1/modelhub/marketplace/listings/{id}/plans": "404 for an unknown id; a free plan costs 0, a paid one "
+    "more; interval only (and always) for subscriptions, unit for usage plans; replacesPlanId must be an active plan",
 }
 ACCEPTED_STATUSES = ["2xx", "401", "403"]
 

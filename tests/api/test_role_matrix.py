@@ -16,6 +16,7 @@ from django.utils import timezone
 from modelhub import roles
 from tests.analytics.helpers import event
 from tests.conftest import API, assert_error
+from tests.costs import matrix as costs_matrix
 from tests.factories import DeploymentFactory, ModelRegistryFactory, UserFactory
 from tests.marketplace import matrix as marketplace_matrix
 
@@ -100,6 +101,20 @@ ENDPOINTS = [
     ("delete", "/api-keys/{apikey}", None, ALL, 204),
     # experiments (issue #11)
     # costs (issue #12)
+    ("get", "/cost/analysis", None, READERS_BUT_VIEWERS, 200),
+    ("post", "/cost/authorize", "costs-authorize-body", DEVELOPERS, 200),
+    ("get", "/cost/budgets", None, READERS_BUT_VIEWERS, 200),
+    ("post", "/cost/budgets", "costs-budget-body", MANAGERS, 201),
+    ("get", "/cost/budgets/{budget}", None, READERS_BUT_VIEWERS, 200),
+    ("put", "/cost/budgets/{budget}", "costs-budget-body", MANAGERS, 200),
+    ("delete", "/cost/budgets/{budget}", None, MANAGERS, 204),
+    ("get", "/cost/channels", None, MANAGERS, 200),
+    ("post", "/cost/channels", "costs-channel-body", MANAGERS, 201),
+    ("get", "/cost/channels/{channel}", None, MANAGERS, 200),
+    ("put", "/cost/channels/{channel}", "costs-channel-body", MANAGERS, 200),
+    ("delete", "/cost/channels/{channel}", None, MANAGERS, 204),
+    ("get", "/cost/notifications", None, READERS_BUT_VIEWERS, 200),
+    ("get", "/cost/notifications/{notification}", None, READERS_BUT_VIEWERS, 200),
     # marketplace (issue #13)
     ("get", "/marketplace/models", None, ALL, 200),
     ("get", "/marketplace/models/{listed}", None, ALL, 200),
@@ -202,12 +217,15 @@ def test_role_against_endpoint(client_for, personas, method, template, body, rol
         alert=getattr(alert, "pk", None),
         apikey=getattr(key, "pk", None),
         **market,
+        **costs_matrix.objects(template, personas, role),
     )
     body = _body(body, model=model, caller=personas[role])
     if body == "mkt-purchase-body":
         body = marketplace_matrix.purchase_request(template, market)
     elif isinstance(body, str) and body.startswith("mkt-"):
         body = marketplace_matrix.body(body, model=model, caller=personas[role])
+    elif isinstance(body, str) and body.startswith("costs-"):
+        body = costs_matrix.body(body, model=model, caller=personas[role])
     headers = marketplace_matrix.headers(template)
     response = (
         getattr(client_for(role), method)(path, body, format="json", **headers)
@@ -227,6 +245,7 @@ def test_anonymous_gets_401_everywhere(db, method, template):
     nil = "00000000-0000-0000-0000-000000000000"
     path = API + template.format(
         model=nil, user=nil, deployment=nil, alert=nil, apikey=nil, **dict.fromkeys(marketplace_matrix.PLACEHOLDERS, nil),
+        **dict.fromkeys(costs_matrix.PLACEHOLDERS, nil),
     )
     assert_error(getattr(APIClient(), method)(path, {}, format="json"), 401, "UNAUTHORIZED")
 
