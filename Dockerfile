@@ -14,7 +14,9 @@ RUN SECRET_KEY=collectstatic-build-step-only-not-a-secret-000 \
     JWT_SIGNING_KEY=collectstatic-build-step-only-not-a-secret-111 \
     python manage.py collectstatic --noinput
 
-RUN useradd --system --uid 1000 modelhub && chown -R modelhub /app
+# The shared Prometheus multiprocess directory (a named volume in docker-compose.yml takes this owner).
+RUN useradd --system --uid 1000 modelhub && chown -R modelhub /app \
+    && mkdir -p /var/lib/modelhub-metrics && chown modelhub /var/lib/modelhub-metrics
 USER modelhub
 EXPOSE 8000
 CMD ["uvicorn", "modelhub.asgi:application", "--host", "0.0.0.0", "--port", "8000"]

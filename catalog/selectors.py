@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from catalog.constants import ModelStatus
 from catalog.models import ModelRegistry
+from modelhub import metrics
 from modelhub.registry import Slot
 
 _FACETS_VERSION_KEY = "catalog:facets:version"
@@ -113,6 +114,7 @@ def catalog_facets() -> dict[str, list[str]]:
     now = time.monotonic()
     local = _local_facets
     if local is not None and local[0] > now:
+        metrics.cache_lookups.labels("catalog_facets", "hit").inc()
         return local[1]
     facets = _shared_facets()
     _local_facets = (now + FACETS_LOCAL_SECONDS, facets)
@@ -126,6 +128,7 @@ def _shared_facets() -> dict[str, list[str]]:
         cache.add(_FACETS_VERSION_KEY, version, None)
     key = f"catalog:facets:{version}"
     facets = cache.get(key)
+    metrics.cache_lookups.labels("catalog_facets", "miss" if facets is None else "hit").inc()
     if facets is None:
         facets = _compute_facets()
         cache.set(key, facets, settings.CATALOG_FACETS_CACHE_SECONDS)

@@ -33,6 +33,12 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 logger = logging.getLogger(__name__)
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+if MULTIPROCESS:  # a process that ends cleanly drops its live gauges (open sockets) from the merge
+    import atexit
+
+    from prometheus_client import multiprocess as _multiprocess
+
+    atexit.register(lambda: _multiprocess.mark_process_dead(os.getpid()))
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 TASK_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 120.0)
 
@@ -65,7 +71,11 @@ gateway_tokens = Counter(
     "Tokens of gateway calls, by provider, model and kind (prompt, completion).",
     ["provider", "model", "kind"],
 )
-gateway_cache = Counter("modelhub_gateway_cache_lookups", "Gateway response-cache lookups, by result.", ["result"])
+gateway_cost = Counter(
+    "modelhub_gateway_cost_usd",
+    "Cost of gateway calls in US dollars (the catalog's prices), by provider and model.",
+    ["provider", "model"],
+)
 
 # --- usage ingestion and the rollup --------------------------------------------------------------
 ingest_events = Counter(

@@ -19,7 +19,10 @@ APP_SERVICES = ["migrate", "web", "worker", "beat"]
 
 
 def test_compose_has_the_production_topology():
-    assert set(COMPOSE["services"]) == {"postgres", "redis", "migrate", "web", "worker", "beat"}
+    always = {name for name, service in COMPOSE["services"].items() if not service.get("profiles")}
+    assert always == {"postgres", "redis", "migrate", "web", "worker", "beat"}
+    monitoring = {name for name, service in COMPOSE["services"].items() if "monitoring" in service.get("profiles", ())}
+    assert monitoring == {"prometheus", "grafana"}
     for name in ("postgres", "redis", "web", "worker"):
         assert "healthcheck" in COMPOSE["services"][name], name
     for name in ("web", "worker", "beat"):
@@ -28,6 +31,9 @@ def test_compose_has_the_production_topology():
 
 
 def _check_entry_point(command: list[str]) -> None:
+    if command[0] == "scripts/metrics-dir":  # the wrapper that gives the process its metrics directory
+        assert (ROOT / command[0]).stat().st_mode & 0o111, "scripts/metrics-dir must be executable"
+        command = command[1:]
     program = command[0]
     if program == "uvicorn":
         target = next(arg for arg in command[1:] if re.fullmatch(r"[\w.]+:\w+", arg))
@@ -186,3 +192,47 @@ def test_bootstrap_installs_test_and_bench_and_hashes_every_file_they_include():
         f"requirements/{n}" for n in ("base.txt", "test.txt", "bench.txt")
     }
     assert hashed == {f"requirements/{name}" for name in _includes("test.txt") | _includes("bench.txt")}
+
+
+# --- the monitoring profile -------------------------------------------------------------------------
+
+MONITORING = ROOT / "deploy" / "monitoring"
+
+
+def _exported_metric_names() -> set[str]:
+    """Every sample name the hub can export: its own metrics (modelhub.metrics) and the scrape-time gauges."""
+    from prometheus_client import REGISTRY
+
+    from modelhub import metrics  # noqa: F401 - registers the metrics
+    from modelhub.api import metrics_view  # noqa: F401 - registers the scrape-time providers
+
+    names = set()
+    for family in REGISTRY.collect():
+        if family.name.startswith("modelhub_"):
+            suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}.get(family.type, ("",))
+            names |= {family.name + suffix for suffix in suffixes}
+    source = (ROOT / "modelhub" / "api" / "metrics_view.py").read_text()
+    names |= set(re.findall(r'"(modelhub_[a-z_]+)"', source))
+    return names
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_hub_exports():
+    import json
+
+    dashboard = json.loads((MONITORING / "grafana" / "dashboards" / "modelhub.json").read_text())
+    exported = _exported_metric_names()
+    queried = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            queried |= set(re.findall(r"\bmodelhub_[a-z_]+\b", target["expr"]))
+    assert queried, "the dashboard queries nothing"
+    assert queried <= exported, f"the dashboard queries metrics the hub does not export: {sorted(queried - exported)}"
+
+
+def test_prometheus_scrapes_the_web_service_with_the_token_secret():
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    job = config["scrape_configs"][0]
+    assert job["metrics_path"] == "/metrics" and job["static_configs"][0]["targets"] == ["web:8000"]
+    assert job["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+    assert COMPOSE["secrets"]["metrics_token"] == {"environment": "METRICS_TOKEN"}
+    assert "metrics_token" in COMPOSE["services"]["prometheus"]["secrets"]
