@@ -6,3 +6,9 @@ class ExperimentsConfig(AppConfig):
 
     name = "experiments"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from analytics.selectors.experiments import HOURS_ROLLED_UP
+        from experiments import services
+
+        HOURS_ROLLED_UP.register(services.mark_hours)

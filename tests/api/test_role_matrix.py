@@ -17,6 +17,7 @@ from modelhub import roles
 from tests.analytics.helpers import event
 from tests.conftest import API, assert_error
 from tests.costs import matrix as costs_matrix
+from tests.experiments import matrix as experiments_matrix
 from tests.factories import DeploymentFactory, ModelRegistryFactory, UserFactory
 from tests.marketplace import matrix as marketplace_matrix
 
@@ -99,7 +100,20 @@ ENDPOINTS = [
     ("post", "/api-keys", {"name": "matrix-key"}, ALL, 201),
     ("get", "/api-keys/{apikey}", None, ALL, 200),
     ("delete", "/api-keys/{apikey}", None, ALL, 204),
-    # experiments (issue #11)
+    # experiments (issue #11): {experiment} is a running experiment, {draft} a draft, both owned by the
+    # developer persona (tests/experiments/matrix.py). promote is forced here (no winner exists), which only an
+    # admin may do; tests/experiments/test_results.py promotes a real winner as a developer.
+    ("get", "/experiments", None, ALL, 200),
+    ("post", "/experiments", "exp-body", DEVELOPERS, 201),
+    ("get", "/experiments/{experiment}", None, ALL, 200),
+    ("put", "/experiments/{draft}", "exp-body", OWN, 200),
+    ("patch", "/experiments/{experiment}", {"description": "x"}, OWN, 200),
+    ("delete", "/experiments/{draft}", None, OWN, 204),
+    ("post", "/experiments/{draft}/start", None, OWN, 200),
+    ("post", "/experiments/{experiment}/stop", {"reason": "matrix"}, OWN, 200),
+    ("post", "/experiments/{experiment}/promote", {"force": True, "variant": "cool"}, ADMINS, 200),
+    ("get", "/experiments/{experiment}/results", None, ALL, 200),
+    ("post", "/experiments/{experiment}/assign", {"userId": "matrix-user"}, DEVELOPERS, 200),
     # costs (issue #12)
     ("get", "/cost/analysis", None, READERS_BUT_VIEWERS, 200),
     ("post", "/cost/authorize", "costs-authorize-body", DEVELOPERS, 200),
@@ -218,6 +232,7 @@ def test_role_against_endpoint(client_for, personas, method, template, body, rol
         apikey=getattr(key, "pk", None),
         **market,
         **costs_matrix.objects(template, personas, role),
+        **experiments_matrix.objects(template, personas, model),
     )
     body = _body(body, model=model, caller=personas[role])
     if body == "mkt-purchase-body":
@@ -226,6 +241,8 @@ def test_role_against_endpoint(client_for, personas, method, template, body, rol
         body = marketplace_matrix.body(body, model=model, caller=personas[role])
     elif isinstance(body, str) and body.startswith("costs-"):
         body = costs_matrix.body(body, model=model, caller=personas[role])
+    elif isinstance(body, str) and body.startswith("exp-"):
+        body = experiments_matrix.body(body, model=model)
     headers = marketplace_matrix.headers(template)
     response = (
         getattr(client_for(role), method)(path, body, format="json", **headers)
@@ -246,6 +263,7 @@ def test_anonymous_gets_401_everywhere(db, method, template):
     path = API + template.format(
         model=nil, user=nil, deployment=nil, alert=nil, apikey=nil, **dict.fromkeys(marketplace_matrix.PLACEHOLDERS, nil),
         **dict.fromkeys(costs_matrix.PLACEHOLDERS, nil),
+        **dict.fromkeys(experiments_matrix.PLACEHOLDERS, nil),
     )
     assert_error(getattr(APIClient(), method)(path, {}, format="json"), 401, "UNAUTHORIZED")
 

@@ -1,0 +1,799 @@
+"""Writes to experiments: create, change, delete, the lifecycle (start, stop, complete, promote),
+assignment through the API, and the result aggregates.
+
+Every status change goes through :func:`_transition`, a conditional
+``UPDATE ... WHERE id = %s AND status = <the status just read>`` (as deployments do): of two
+concurrent requests or tasks, exactly one moves the experiment, the other sees the new status.
+Each change is an :class:`ExperimentTransition` and an ``experiment:update`` event after commit.
+
+Longer than 350 lines on purpose: the definition rules, the state machine and the aggregates all
+judge the same stored experiment; splitting them would spread those rules over modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from analytics.selectors import experiments as analytics_experiments
+from catalog import selectors as catalog_selectors
+from deployments import selectors as deployment_selectors
+from deployments import services as deployment_services
+from experiments import selectors
+from experiments.assignment import Plan, PlanVariant, RuleError, compile_rule
+from experiments.constants import MAX_DURATION_DAYS, METRICS, SUMS, TRANSITIONS, ExperimentStatus, TrafficType
+from experiments.models import (
+    Assignment,
+    DirtyHour,
+    Experiment,
+    ExperimentTransition,
+    ExperimentUnitHour,
+    Variant,
+    VariantHourSketch,
+    VariantSummary,
+)
+from modelhub import realtime
+from modelhub.api.exceptions import Conflict, ErrorCode, Forbidden, InvalidParameter, InvalidRequest, NotFound
+
+logger = logging.getLogger(__name__)
+
+# Parameter defaults a variant's configuration may set (the deployment's names) and their ranges.
+PARAMETERS: dict[str, tuple[float, float]] = {
+    "temperature": (0, 2),
+    "topP": (0, 1),
+    "topK": (1, 1000),
+    "maxTokens": (1, 10_000_000),
+    "frequencyPenalty": (-2, 2),
+    "presencePenalty": (-2, 2),
+}
+RUNNING_CHANGES = (
+    "name",
+    "description",
+    "duration.endDate",
+    "traffic.totalPercentage (raise only)",
+    "audience.percentage (raise only)",
+    "metrics.secondary",
+    "metrics.statisticalSignificance",
+    "analysis (not mode)",
+)
+PUBLISH_INTERVAL_SECONDS = 10
+
+
+def _user(actor: Any) -> Any:
+    return actor if getattr(actor, "pk", None) else None
+
+
+def _invalid(fields: dict[str, list[str]], message: str | None = None) -> InvalidRequest:
+    return InvalidRequest(
+        message or f"The experiment is invalid: {', '.join(sorted(fields))}.", details={"fields": fields}
+    )
+
+
+# --- the definition ----------------------------------------------------------------------------
+
+
+def _variant_model(experiment_model: Any, variant: dict[str, Any], index: int, fields: dict) -> Any:
+    """The registration a variant serves: its ``modelId``'s, else the experiment model's name at ``version``."""
+    version = variant["version"]
+    if variant.get("modelId"):
+        model = catalog_selectors.model_by_id(variant["modelId"])
+        if model is None:
+            raise NotFound(
+                f"Model {variant['modelId']} not found.",
+                code=ErrorCode.MODEL_NOT_FOUND,
+                details={"fields": {f"variants[{index}].modelId": ["No such model."]}},
+            )
+    else:
+        model = (
+            catalog_selectors.model_queryset().filter(name=experiment_model.name, version=version).first()
+            if version != experiment_model.version
+            else experiment_model
+        )
+        if model is None:
+            fields[f"variants[{index}].version"] = [f"{experiment_model.name} has no version {version!r}."]
+            return None
+    if model.version != version:
+        fields[f"variants[{index}].version"] = [f"Must be the version of model {model.pk} ({model.version!r})."]
+    return model
+
+
+def _check_configuration(configuration: dict[str, Any], model: Any, prefix: str, fields: dict) -> None:
+    if len(configuration) > 20:
+        fields[prefix] = ["At most 20 parameters."]
+        return
+    for key, value in configuration.items():
+        if key == "stopSequences":
+            if not (isinstance(value, list) and len(value) <= 16 and all(isinstance(s, str) and s for s in value)):
+                fields[f"{prefix}.stopSequences"] = ["Up to 16 non-empty strings."]
+            continue
+        if key not in PARAMETERS:
+            fields[f"{prefix}.{str(key)[:64]}"] = [
+                f"Unknown parameter; known: {', '.join([*PARAMETERS, 'stopSequences'])}."
+            ]
+            continue
+        low, high = PARAMETERS[key]
+        if key == "maxTokens":
+            high = min(high, model.max_tokens) if model is not None else high
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            fields[f"{prefix}.{key}"] = [f"A number between {low} and {high}."]
+        elif key in ("topK", "maxTokens") and not float(value).is_integer():
+            fields[f"{prefix}.{key}"] = ["An integer."]
+
+
+def check_definition(data: dict[str, Any]) -> dict[str, Any]:
+    """Cross-field rules of a whole request-shaped definition; the normalised pieces, or 400."""
+    model = catalog_selectors.model_by_id(data["modelId"])
+    if model is None:
+        raise NotFound(
+            f"Model {data['modelId']} not found.",
+            code=ErrorCode.MODEL_NOT_FOUND,
+            details={"modelId": str(data["modelId"])},
+        )
+    fields: dict[str, list[str]] = {}
+    variants = data["variants"]
+    names = [v["name"] for v in variants]
+    if len(set(names)) != len(names):
+        fields["variants"] = ["Variant names must be unique."]
+    if abs(sum(v["weight"] for v in variants) - 100) > 1e-6:
+        fields["variants.weight"] = [f"Weights must sum to 100 (they sum to {sum(v['weight'] for v in variants):g})."]
+    resolved = []
+    for i, variant in enumerate(variants):
+        variant_model = _variant_model(model, variant, i, fields)
+        _check_configuration(variant.get("configuration") or {}, variant_model, f"variants[{i}].configuration", fields)
+        resolved.append((variant, variant_model))
+    duration = data["duration"]
+    start, end = duration["startDate"], duration["endDate"]
+    if end <= start:
+        fields["duration.endDate"] = ["Must be after startDate."]
+    elif end - start > timedelta(days=MAX_DURATION_DAYS):
+        fields["duration.endDate"] = [f"At most {MAX_DURATION_DAYS} days after startDate."]
+    metrics = data["metrics"]
+    if metrics["primary"] in metrics.get("secondary", []):
+        fields["metrics.secondary"] = ["Must not repeat the primary metric."]
+    traffic = data["traffic"]
+    rules = traffic.get("rules") or []
+    if traffic["type"] == TrafficType.RULES_BASED and not rules:
+        fields["traffic.rules"] = ["rules-based traffic needs at least one rule."]
+    deployment = None
+    if data.get("deploymentId"):
+        target = deployment_selectors.invocation_targets([data["deploymentId"]]).get(data["deploymentId"])
+        if target is None:
+            raise NotFound(
+                f"Deployment {data['deploymentId']} not found.",
+                code=ErrorCode.DEPLOYMENT_NOT_FOUND,
+                details={"fields": {"deploymentId": ["No such deployment."]}},
+            )
+        if str(target["modelId"]) != str(model.pk):
+            fields["deploymentId"] = ["Must be a deployment of modelId."]
+        deployment = data["deploymentId"]
+    if fields:
+        raise _invalid(fields)
+    for i, rule in enumerate(rules):
+        if rule["variantName"] not in names:
+            raise InvalidParameter(
+                f"traffic.rules[{i}] names no variant.",
+                details={
+                    "fields": {f"traffic.rules[{i}].variantName": [f"One of {', '.join(names)}."]},
+                    "ruleIndex": i,
+                },
+            )
+        try:
+            compile_rule(rule["condition"])
+        except RuleError as exc:
+            raise InvalidParameter(
+                f"traffic.rules[{i}].condition is not a valid rule: {exc}",
+                details={"fields": {f"traffic.rules[{i}].condition": [str(exc)]}, "ruleIndex": i},
+            ) from None
+    return {"model": model, "deployment_id": deployment, "variants": resolved}
+
+
+def request_shape(experiment: Experiment) -> dict[str, Any]:
+    """The stored experiment as a request body (what PATCH merges into)."""
+    return {
+        "name": experiment.name,
+        "description": experiment.description,
+        "modelId": experiment.model_id,
+        "deploymentId": experiment.deployment_id,
+        "variants": [
+            {
+                "name": v.name,
+                "version": v.version,
+                "weight": v.weight,
+                "configuration": v.configuration,
+                "modelId": v.model_id,
+            }
+            for v in experiment.variants.order_by("position")
+        ],
+        "traffic": dict(experiment.traffic),
+        "duration": {"startDate": experiment.start_date, "endDate": experiment.end_date},
+        "metrics": dict(experiment.metrics),
+        "audience": dict(experiment.audience),
+        "analysis": dict(experiment.analysis or {}),
+    }
+
+
+def _store(experiment: Experiment, data: dict[str, Any], checked: dict[str, Any]) -> None:
+    experiment.name = data["name"]
+    experiment.description = data["description"]
+    experiment.model = checked["model"]
+    experiment.deployment_id = checked["deployment_id"]
+    traffic = dict(data["traffic"])
+    traffic.setdefault("rules", [])
+    experiment.traffic = traffic
+    experiment.start_date = data["duration"]["startDate"]
+    experiment.end_date = data["duration"]["endDate"]
+    metrics = dict(data["metrics"])
+    metrics.setdefault("statisticalSignificance", 0.95)
+    experiment.metrics = metrics
+    experiment.audience = dict(data["audience"])
+    experiment.analysis = dict(data.get("analysis") or {})
+
+
+def _store_variants(experiment: Experiment, checked: dict[str, Any]) -> None:
+    experiment.variants.all().delete()
+    Variant.objects.bulk_create(
+        [
+            Variant(
+                experiment=experiment,
+                position=i,
+                name=v["name"],
+                version=v["version"],
+                model=model,
+                weight=v["weight"],
+                configuration=v.get("configuration") or {},
+            )
+            for i, (v, model) in enumerate(checked["variants"])
+        ]
+    )
+
+
+def _audit(
+    experiment: Experiment, *, from_status: str, to_status: str, actor: Any, reason: str, action: str, details=None
+):
+    user = _user(actor)
+    ExperimentTransition.objects.create(
+        experiment=experiment,
+        from_status=from_status,
+        to_status=to_status,
+        action=action,
+        actor=user,
+        actor_username=getattr(user, "username", "") or "",
+        reason=reason[:500],
+        details=details or {},
+    )
+    transaction.on_commit(selectors.invalidate_plans)
+
+
+@transaction.atomic
+def experiment_create(*, actor: Any, data: dict[str, Any]) -> Experiment:
+    checked = check_definition(data)
+    experiment = Experiment(owner=_user(actor), status=ExperimentStatus.DRAFT)
+    _store(experiment, data, checked)
+    experiment.save()
+    _store_variants(experiment, checked)
+    _audit(
+        experiment, from_status="", to_status=ExperimentStatus.DRAFT, actor=actor, reason="Created.", action="create"
+    )
+    return experiment
+
+
+def _merge(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(current)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(current.get(key), dict) and key != "analysis":
+            merged[key] = {**current[key], **value}
+        elif key == "analysis" and isinstance(value, dict):
+            analysis = {**(current.get("analysis") or {}), **value}
+            if "guardrails" in value:
+                analysis["guardrails"] = {
+                    **((current.get("analysis") or {}).get("guardrails") or {}),
+                    **value["guardrails"],
+                }
+            merged[key] = analysis
+        else:
+            merged[key] = value
+    return merged
+
+
+def _running_change_problems(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    problems = []
+    for key in ("modelId", "deploymentId"):
+        if str(old.get(key) or "") != str(new.get(key) or ""):
+            problems.append(key)
+    strip = [{k: str(v) if k == "modelId" else v for k, v in variant.items()} for variant in old["variants"]]
+    new_variants = [
+        {**{"configuration": {}, "modelId": strip[i]["modelId"] if i < len(strip) else None}, **v}
+        for i, v in enumerate(new["variants"])
+    ]
+    new_variants = [{k: str(val) if k == "modelId" else val for k, val in v.items()} for v in new_variants]
+    if strip != new_variants:
+        problems.append("variants")
+    if old["duration"]["startDate"] != new["duration"]["startDate"]:
+        problems.append("duration.startDate")
+    if new["duration"]["endDate"] < timezone.now() - timedelta(minutes=1):
+        problems.append("duration.endDate (in the past)")
+    if old["traffic"].get("type") != new["traffic"].get("type") or (old["traffic"].get("rules") or []) != (
+        new["traffic"].get("rules") or []
+    ):
+        problems.append("traffic.type/rules")
+    if new["traffic"]["totalPercentage"] < old["traffic"]["totalPercentage"]:
+        problems.append("traffic.totalPercentage (lowered)")
+    if new["audience"]["percentage"] < old["audience"]["percentage"]:
+        problems.append("audience.percentage (lowered)")
+    if (old["audience"].get("filters") or {}) != (new["audience"].get("filters") or {}):
+        problems.append("audience.filters")
+    if old["metrics"]["primary"] != new["metrics"]["primary"]:
+        problems.append("metrics.primary")
+    if (old.get("analysis") or {}).get("mode") != (new.get("analysis") or {}).get("mode"):
+        problems.append("analysis.mode")
+    return problems
+
+
+@transaction.atomic
+def experiment_update(*, experiment: Experiment, actor: Any, data: dict[str, Any], partial: bool) -> Experiment:
+    """PUT (the whole request) or PATCH (merged). A draft changes freely; a running experiment only in the
+    ways of :data:`RUNNING_CHANGES` (others answer 409 naming them); a finished one not at all."""
+    locked = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    if locked.status in (ExperimentStatus.COMPLETED, ExperimentStatus.STOPPED):
+        raise Conflict(f"A {locked.status} experiment cannot be changed.", details={"currentStatus": locked.status})
+    current = request_shape(locked)
+    new = _merge(current, data) if partial else dict(data)
+    checked = check_definition(new)
+    if locked.status == ExperimentStatus.RUNNING:
+        problems = _running_change_problems(current, new)
+        if problems:
+            raise Conflict(
+                "A running experiment cannot change: " + ", ".join(problems) + ". Stop it and create a new one.",
+                details={"fields": problems, "allowedWhileRunning": list(RUNNING_CHANGES)},
+            )
+    _store(locked, new, checked)
+    locked.save()
+    if locked.status == ExperimentStatus.DRAFT:
+        _store_variants(locked, checked)
+    _audit(locked, from_status=locked.status, to_status=locked.status, actor=actor, reason="Updated.", action="update")
+    _publish(locked)
+    return locked
+
+
+@transaction.atomic
+def experiment_delete(*, experiment: Experiment, actor: Any) -> None:
+    """Remove a draft, completed or stopped experiment with its aggregates; a running one is 409 (stop it)."""
+    locked = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    if locked.status == ExperimentStatus.RUNNING:
+        raise Conflict("Stop a running experiment before deleting it.", details={"currentStatus": locked.status})
+    logger.info("experiment %s deleted by %s", locked.pk, getattr(actor, "username", None))
+    ExperimentUnitHour.objects.filter(experiment=locked).delete()
+    VariantHourSketch.objects.filter(experiment=locked).delete()
+    locked.delete()
+    transaction.on_commit(selectors.invalidate_plans)
+
+
+# --- the lifecycle -------------------------------------------------------------------------------
+
+
+def _publish(experiment: Experiment, results: dict[str, Any] | None = None) -> None:
+    data: dict[str, Any] = {"experimentId": str(experiment.pk), "status": experiment.status}
+    if results is not None:
+        data["results"] = results
+    realtime.publish("experiment:update", data)
+
+
+def _transition(
+    experiment_id: Any,
+    *,
+    to_status: str,
+    actor: Any,
+    reason: str,
+    only_from: frozenset[str] | None = None,
+    updates=None,
+) -> Experiment:
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("_transition must run inside transaction.atomic")
+    for _ in range(5):
+        current = Experiment.objects.filter(pk=experiment_id).values_list("status", flat=True).first()
+        if current is None:
+            raise NotFound("Experiment not found.", code=ErrorCode.EXPERIMENT_NOT_FOUND)
+        if to_status not in TRANSITIONS[current] or (only_from is not None and current not in only_from):
+            raise Conflict(
+                f"A {current} experiment cannot become {to_status}.",
+                details={
+                    "currentStatus": current,
+                    "requestedStatus": to_status,
+                    "allowedTransitions": sorted(TRANSITIONS[current]),
+                },
+            )
+        fields = {"status": to_status, "status_reason": reason[:500], "updated_at": timezone.now(), **(updates or {})}
+        try:
+            with transaction.atomic():
+                changed = Experiment.objects.filter(pk=experiment_id, status=current).update(**fields)
+        except IntegrityError:
+            raise Conflict(
+                "Another experiment is already running on this model (one at a time).",
+                details={"rule": "experiments_one_running_per_model"},
+            ) from None
+        if changed:
+            experiment = Experiment.objects.get(pk=experiment_id)
+            _audit(
+                experiment, from_status=current, to_status=to_status, actor=actor, reason=reason, action="transition"
+            )
+            _publish(experiment)
+            return experiment
+    raise Conflict("The experiment is changing too fast; try again.")  # pragma: no cover
+
+
+@transaction.atomic
+def experiment_start(*, experiment: Experiment, actor: Any, reason: str = "") -> Experiment:
+    now = timezone.now()
+    if experiment.end_date <= now:
+        raise Conflict("The experiment's endDate has passed.", details={"endDate": experiment.end_date.isoformat()})
+    return _transition(
+        experiment.pk,
+        to_status=ExperimentStatus.RUNNING,
+        actor=actor,
+        reason=reason or "Started.",
+        updates={"started_at": now},
+    )
+
+
+@transaction.atomic
+def experiment_stop(*, experiment: Experiment, actor: Any, reason: str = "") -> Experiment:
+    return _transition(
+        experiment.pk,
+        to_status=ExperimentStatus.STOPPED,
+        actor=actor,
+        reason=reason or "Stopped.",
+        updates={"ended_at": timezone.now()},
+    )
+
+
+def experiments_schedule(*, now: Any = None) -> dict[str, int]:
+    """Start drafts whose startDate came, complete running ones whose endDate passed. Safe to run twice
+    and concurrently: each step is a conditional transition (a lost race is skipped)."""
+    now = now or timezone.now()
+    done = {"started": 0, "completed": 0}
+    due = Experiment.objects.filter(status=ExperimentStatus.DRAFT, start_date__lte=now, end_date__gt=now)
+    for pk in due.values_list("pk", flat=True)[:500]:
+        try:
+            with transaction.atomic():
+                _transition(
+                    pk,
+                    to_status=ExperimentStatus.RUNNING,
+                    actor=None,
+                    reason="startDate reached.",
+                    only_from=frozenset({ExperimentStatus.DRAFT}),
+                    updates={"started_at": now},
+                )
+            done["started"] += 1
+        except Conflict as exc:
+            logger.info("experiment %s not started: %s", pk, exc.message)
+            Experiment.objects.filter(pk=pk, status=ExperimentStatus.DRAFT).update(status_reason=exc.message[:500])
+    ended = Experiment.objects.filter(status=ExperimentStatus.RUNNING, end_date__lte=now)
+    for pk in ended.values_list("pk", flat=True)[:500]:
+        try:
+            with transaction.atomic():
+                _transition(
+                    pk,
+                    to_status=ExperimentStatus.COMPLETED,
+                    actor=None,
+                    reason="endDate reached.",
+                    only_from=frozenset({ExperimentStatus.RUNNING}),
+                    updates={"ended_at": now},
+                )
+            done["completed"] += 1
+        except Conflict:
+            pass
+    return done
+
+
+# --- assignment through the API ------------------------------------------------------------------
+
+
+def _plan(experiment: Experiment) -> Plan:
+    variants = [
+        PlanVariant(v.name, v.weight, v.version, str(v.model_id), dict(v.configuration))
+        for v in experiment.variants.all()
+    ]
+    return Plan.build(
+        experiment_id=experiment.pk,
+        seed=experiment.seed,
+        traffic=experiment.traffic,
+        audience=experiment.audience,
+        variants=variants,
+        weights_version=experiment.weights_version,
+    )
+
+
+def experiment_assign(*, experiment: Experiment, user_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The variant of ``user_id`` (sticky: the first exposure is stored and returned ever after)."""
+    out: dict[str, Any] = {
+        "experimentId": str(experiment.pk),
+        "userId": user_id,
+        "included": False,
+        "variant": None,
+        "version": None,
+        "modelId": None,
+        "configuration": None,
+    }
+    if experiment.status != ExperimentStatus.RUNNING:
+        return {**out, "reason": f"experiment_{experiment.status}"}
+    plan = _plan(experiment)
+    stored = Assignment.objects.filter(experiment=experiment, unit_id=user_id).values_list("variant", flat=True).first()
+    variant, reason = (plan.by_name(stored), "sticky") if stored else plan.assign(user_id, attributes)
+    if variant is None:
+        return {**out, "reason": reason}
+    if not stored:
+        Assignment.objects.bulk_create(
+            [
+                Assignment(
+                    experiment=experiment,
+                    unit_id=user_id,
+                    variant=variant.name,
+                    weights_version=experiment.weights_version,
+                    assigned_at=timezone.now(),
+                )
+            ],
+            ignore_conflicts=True,
+        )
+    return {
+        **out,
+        "included": True,
+        "reason": reason,
+        "variant": variant.name,
+        "version": variant.version,
+        "modelId": variant.model_id,
+        "configuration": variant.configuration,
+    }
+
+
+# --- promotion -------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def experiment_promote(
+    *, experiment: Experiment, actor: Any, variant: str | None = None, force: bool = False, reason: str = ""
+) -> dict[str, Any]:
+    """Apply the winner's (or, forced by an admin, the named variant's) configuration to the target
+    deployment through ``deployments.services.deployment_update``; complete a running experiment."""
+    from experiments.results import experiment_results
+
+    locked = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    if locked.status == ExperimentStatus.DRAFT:
+        raise Conflict("A draft experiment has no results to promote.", details={"currentStatus": locked.status})
+    results = experiment_results(locked)
+    winner = (results.get("winner") or {}).get("variant")
+    if force and getattr(actor, "role", None) != "admin":
+        raise Forbidden("Only an admin may force a promotion.")
+    chosen = variant or winner
+    if not force and (winner is None or chosen != winner):
+        why = [r["message"] for r in results["recommendations"] if r["type"] != "deploy_winner"]
+        raise Conflict(
+            "There is no declared winner to promote."
+            if winner is None
+            else f"{chosen!r} is not the winner ({winner!r}).",
+            details={"winner": winner, "reasons": why},
+        )
+    if chosen is None:
+        raise InvalidRequest("Name the variant to promote.", details={"fields": {"variant": ["Required with force."]}})
+    arm = locked.variants.filter(name=chosen).first()
+    if arm is None:
+        raise InvalidRequest(f"No variant {chosen!r}.", details={"fields": {"variant": ["No such variant."]}})
+    deployment = _promotion_target(locked)
+    if str(arm.model_id) != str(deployment.model_id):
+        raise Conflict(
+            f"Variant {chosen!r} serves another model; deploy that model instead (a deployment keeps its model).",
+            details={"variantModelId": str(arm.model_id), "deploymentModelId": str(deployment.model_id)},
+        )
+    updated = deployment_services.deployment_update(
+        deployment=deployment, actor=actor, configuration=dict(arm.configuration), partial=True
+    )
+    details = {
+        "variant": chosen,
+        "deploymentId": str(deployment.pk),
+        "configuration": arm.configuration,
+        "forced": force,
+    }
+    _audit(
+        locked,
+        from_status=locked.status,
+        to_status=locked.status,
+        actor=actor,
+        reason=reason or f"Promoted {chosen} to deployment {deployment.pk}.",
+        action="promote",
+        details=details,
+    )
+    if locked.status == ExperimentStatus.RUNNING:
+        locked = _transition(
+            locked.pk,
+            to_status=ExperimentStatus.COMPLETED,
+            actor=actor,
+            reason=f"Promoted {chosen}.",
+            updates={"ended_at": timezone.now()},
+        )
+    return {"experiment": locked, "deployment": updated, "variant": chosen}
+
+
+def _promotion_target(experiment: Experiment) -> Any:
+    from deployments.selectors import deployment_queryset
+
+    if experiment.deployment_id:
+        return deployment_queryset().get(pk=experiment.deployment_id)
+    candidates = deployment_queryset().filter(model_id=experiment.model_id, status__in=("running", "scaling"))
+    target = candidates.filter(environment="production").first() or candidates.first()
+    if target is None:
+        raise Conflict("The model has no live deployment to promote to.", details={"modelId": str(experiment.model_id)})
+    return target
+
+
+# --- aggregates ------------------------------------------------------------------------------------
+
+
+def mark_hours(pairs: list[tuple[Any, Any]]) -> int:
+    """The analytics rollup recomputed these (model, hour) pairs: mark the hours of the experiments
+    whose arms serve those models (inside the rollup's transaction; an insert that ignores repeats)."""
+    if not pairs:
+        return 0
+    model_ids = list({m for m, _ in pairs})
+    marks = []
+    for experiment_id, started, models in selectors.running_for_models(model_ids):
+        first = started.replace(minute=0, second=0, microsecond=0) if started else None
+        for model_id, hour in pairs:
+            if model_id in models and (first is None or hour >= first - timedelta(hours=1)):
+                marks.append(DirtyHour(experiment_id=experiment_id, hour=hour))
+    if marks:
+        DirtyHour.objects.bulk_create(marks, ignore_conflicts=True)
+    return len(marks)
+
+
+def _model_ids(experiment_id: Any) -> list[Any]:
+    return list(Variant.objects.filter(experiment_id=experiment_id).values_list("model_id", flat=True).distinct())
+
+
+def recompute_hour(experiment_id: Any, hour: Any, model_ids: list[Any] | None = None) -> int:
+    """Recompute one (experiment, hour) from its raw events and replace its rows (idempotent)."""
+    model_ids = model_ids if model_ids is not None else _model_ids(experiment_id)
+    names = set(Variant.objects.filter(experiment_id=experiment_id).values_list("name", flat=True))
+    units, sketches = analytics_experiments.experiment_hour(experiment_id, model_ids, hour)
+    units = [u for u in units if u["variant"] in names]
+    ExperimentUnitHour.objects.filter(experiment_id=experiment_id, hour=hour).delete()
+    VariantHourSketch.objects.filter(experiment_id=experiment_id, hour=hour).delete()
+    ExperimentUnitHour.objects.bulk_create(
+        [
+            ExperimentUnitHour(
+                experiment_id=experiment_id,
+                hour=hour,
+                variant=u["variant"],
+                unit_id=u["unit"][:255],
+                **{name: u[name] or 0 for name in SUMS},
+            )
+            for u in units
+        ],
+        batch_size=5000,
+    )
+    VariantHourSketch.objects.bulk_create(
+        [
+            VariantHourSketch(experiment_id=experiment_id, hour=hour, variant=v, sketch=s)
+            for v, s in sketches.items()
+            if v in names
+        ]
+    )
+    Assignment.objects.bulk_create(
+        [
+            Assignment(experiment_id=experiment_id, unit_id=u["unit"][:255], variant=u["variant"], assigned_at=hour)
+            for u in units
+        ],
+        ignore_conflicts=True,
+        batch_size=5000,
+    )
+    return len(units)
+
+
+def _pairs() -> list[tuple[str, str]]:
+    """(numerator, denominator) pairs whose cross sums the catalogue's ratio metrics need."""
+    return sorted({(m.numerator, m.denominator) for m in METRICS.values()})
+
+
+def recompute_summary(experiment_id: Any) -> None:
+    """Per variant: units and Σs, Σs² of every per-unit sum, Σ(num·den) for the metrics, the merged sketch."""
+    table = ExperimentUnitHour._meta.db_table
+    inner = ", ".join(f"SUM({s}) AS {s}" for s in SUMS)
+    outer = ", ".join(f"SUM({s}), SUM({s} * {s})" for s in SUMS)
+    cross = ", ".join(f"SUM({a} * {b})" for a, b in _pairs())
+    # Column names come from constants.SUMS and METRICS, never from input.
+    sql = (
+        f"SELECT variant, COUNT(*), {outer}, {cross} FROM "  # noqa: S608
+        f"(SELECT variant, unit_id, {inner} FROM {table} WHERE experiment_id = %s GROUP BY variant, unit_id) u "
+        "GROUP BY variant"
+    )
+    experiment_uuid = uuid.UUID(str(experiment_id))
+    key = experiment_uuid.hex if connection.vendor == "sqlite" else str(experiment_uuid)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key])
+        rows = cursor.fetchall()
+    sketches: dict[str, list[dict]] = {}
+    for variant, sketch in VariantHourSketch.objects.filter(experiment_id=experiment_id).values_list(
+        "variant", "sketch"
+    ):
+        sketches.setdefault(variant, []).append(sketch)
+    summaries = []
+    for row in rows:
+        variant, units, values = row[0], row[1], [float(v or 0) for v in row[2:]]
+        sums: dict[str, Any] = {}
+        for i, s in enumerate(SUMS):
+            sums[s] = [values[2 * i], values[2 * i + 1]]
+        offset = 2 * len(SUMS)
+        for j, (a, b) in enumerate(_pairs()):
+            sums[f"{a}*{b}"] = values[offset + j]
+        summaries.append(
+            VariantSummary(
+                experiment_id=experiment_id,
+                variant=variant,
+                units=units,
+                sums=sums,
+                sketch=analytics_experiments.sketch_merge(sketches.get(variant, [])),
+            )
+        )
+    VariantSummary.objects.filter(experiment_id=experiment_id).delete()
+    VariantSummary.objects.bulk_create(summaries)
+    Experiment.objects.filter(pk=experiment_id).update(aggregated_at=timezone.now())
+
+
+def experiment_reaggregate(*, experiment: Experiment) -> int:
+    """Recompute every hour of the experiment from raw events (admin action, benchmarks, repairs)."""
+    model_ids = _model_ids(experiment.pk)
+    start = (experiment.started_at or experiment.start_date) - timedelta(hours=1)
+    end = (experiment.ended_at or timezone.now()) + timedelta(days=1)
+    hours = analytics_experiments.experiment_event_hours(experiment.pk, model_ids, start, end)
+    with transaction.atomic():
+        Experiment.objects.select_for_update().filter(pk=experiment.pk).first()
+        ExperimentUnitHour.objects.filter(experiment=experiment).exclude(hour__in=hours).delete()
+        VariantHourSketch.objects.filter(experiment=experiment).exclude(hour__in=hours).delete()
+        for hour in hours:
+            recompute_hour(experiment.pk, hour, model_ids)
+        recompute_summary(experiment.pk)
+    return len(hours)
+
+
+def experiments_aggregate(*, limit: int = 500) -> dict[str, int]:
+    """Claim dirty (experiment, hour) marks, recompute them and the experiments' summaries; publish
+    ``experiment:update`` with results (at most every 10 s per experiment), and stop an experiment whose
+    guardrail failed when it asked for ``autoStop``. Marks are deleted in the same transaction."""
+    from experiments.results import experiment_results
+
+    report = {"hours": 0, "experiments": 0}
+    experiment_ids = list(DirtyHour.objects.values_list("experiment_id", flat=True).distinct()[:limit])
+    for experiment_id in experiment_ids:
+        with transaction.atomic():
+            if Experiment.objects.select_for_update().filter(pk=experiment_id).first() is None:
+                continue
+            marks = list(DirtyHour.objects.filter(experiment_id=experiment_id).values_list("pk", "hour")[:limit])
+            model_ids = _model_ids(experiment_id)
+            for _, hour in marks:
+                recompute_hour(experiment_id, hour, model_ids)
+            recompute_summary(experiment_id)
+            DirtyHour.objects.filter(pk__in=[pk for pk, _ in marks]).delete()
+        report["hours"] += len(marks)
+        report["experiments"] += 1
+        experiment = selectors.experiment_queryset().get(pk=experiment_id)
+        results = experiment_results(experiment)
+        failed = [
+            g for v in results["variants"] for g, r in (v.get("guardrails") or {}).items() if r["status"] == "failed"
+        ]
+        throttle_key = f"experiments:published:{experiment_id}"
+        if failed or (results.get("srm") or {}).get("mismatch") or cache.add(throttle_key, 1, PUBLISH_INTERVAL_SECONDS):
+            _publish(experiment, results)
+        if (
+            failed
+            and experiment.status == ExperimentStatus.RUNNING
+            and selectors.analysis_settings(experiment)["autoStop"]
+        ):
+            with transaction.atomic():
+                experiment_stop(
+                    experiment=experiment, actor=None, reason=f"Auto-stopped: guardrail {failed[0]} failed."
+                )
+    return report
