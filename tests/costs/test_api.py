@@ -171,3 +171,27 @@ def test_notifications_endpoint_shows_status_and_attempts(client_for, personas):
     listed = client_for("analyst").get(f"{API}/cost/notifications").json()
     assert listed["notifications"][0]["id"] == str(note.pk)
     assert listed["notifications"][0]["status"] == "pending" and listed["notifications"][0]["attempts"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_reseeding_seeds_once(personas):
+    """A missing counter re-seeded by many callers at once (pods after a Redis flush) holds the recorded
+    spend once, plus each caller's own reservation - never the spend N times."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from costs import enforcement
+
+    model = ModelRegistryFactory(baseline_cost_per_1k_tokens=Decimal("1"))
+    ingest_usage([event(model, promptTokens=2000, completionTokens=0)])  # 2 USD recorded
+    rollup()
+    budget(personas["admin"], 100)
+    plan = enforcement.rules_cache.get().plan(model.pk, model.provider, "production")
+    target = (str(model.pk), model.provider, "production")
+
+    def reserve(_):
+        return enforcement.reserve_sync(plan, target, Decimal("0.5"), hold_id=enforcement.new_hold_id(), ttl_seconds=60)
+
+    with ThreadPoolExecutor(8) as pool:
+        holds = list(pool.map(reserve, range(16)))
+    assert all(holds)
+    assert get_ledger().values([counter_key(period_of(), "all")])[0] == to_units(Decimal("2") + 16 * Decimal("0.5"))
