@@ -20,6 +20,7 @@ from console import internal
 from console.navigation import allowed_pages
 from deployments import selectors as deployment_selectors
 from deployments.constants import Environment
+from marketplace.constants import PricingModel
 from modelhub.roles import Grant, grant_for, has_permission
 
 # The websocket's token: short, renewed by the page before it lapses (console.js).
@@ -220,3 +221,94 @@ def alert_acknowledge(request: HttpRequest, alert_id: uuid.UUID) -> HttpResponse
             "row_error": answer.error,
         },
     )
+
+
+# --- marketplace -----------------------------------------------------------------------------------
+
+MARKET_FILTERS = ("search", "pricingModel", "sortBy", "page")
+
+
+@login_required
+@require_GET
+def marketplace(request: HttpRequest) -> HttpResponse:
+    query = _query(request, MARKET_FILTERS)
+    answer = internal.call(request, "GET", "/marketplace/models", query=query + [("limit", "24")])
+    data = answer.data if answer.ok else {}
+    return _page(
+        request,
+        "console/marketplace.html",
+        {
+            "page": "marketplace",
+            "listings": data.get("listings", []),
+            "pagination": data.get("pagination"),
+            "applied": dict(query),
+            "pricing_models": PricingModel.choices,
+            "sorts": ("popularity", "rating", "price", "newest"),
+            "partial_template": "console/_listing_cards.html",
+        },
+        answer,
+    )
+
+
+def _purchase_form_context(request: HttpRequest, listing: dict[str, Any]) -> dict[str, Any]:
+    # One idempotency key per rendered form: a double click, a retried submit or a second tab with the
+    # same form replays the first answer instead of buying twice (the API's Idempotency-Key contract).
+    return {
+        "listing": listing,
+        "purchase_key": uuid.uuid4().hex,
+        "can_purchase": has_permission(request.user.role, "marketplace.purchase"),
+    }
+
+
+@login_required
+@require_GET
+def listing(request: HttpRequest, model_id: uuid.UUID) -> HttpResponse:
+    answer = internal.call(request, "GET", f"/marketplace/models/{model_id}")
+    context: dict[str, Any] = {"page": "marketplace"}
+    if answer.ok:
+        context.update(_purchase_form_context(request, answer.data["listing"]))
+    return _page(request, "console/listing.html", context, answer)
+
+
+@login_required
+@require_POST
+def listing_purchase(request: HttpRequest, model_id: uuid.UUID) -> HttpResponse:
+    """Buy a plan: the accepted terms version and the price shown are sent, so a change in between is
+    the API's conflict naming the current values, not a silent purchase at another price."""
+    if request.POST.get("accept") != "yes":
+        error = {"code": "INVALID_REQUEST", "message": "Accept the licence terms to purchase.", "requestId": ""}
+        return render(request, "console/_purchase_result.html", {"error": error}, status=400)
+    try:
+        terms_version = int(request.POST.get("termsVersion", ""))
+    except ValueError:
+        terms_version = 0  # the API answers its own INVALID_PARAMETER
+    body = {
+        "planId": request.POST.get("planId", ""),
+        "termsVersion": terms_version,
+        "expectedPrice": {"amount": request.POST.get("amount", ""), "currency": request.POST.get("currency", "")},
+    }
+    if request.POST.get("scope") == "hub":
+        body["scope"] = "hub"
+    answer = internal.call(
+        request,
+        "POST",
+        f"/marketplace/models/{model_id}/purchase",
+        body=body,
+        headers={"Idempotency-Key": request.POST.get("idempotencyKey", "")},
+    )
+    status = answer.status if not answer.ok else 200
+    return render(
+        request,
+        "console/_purchase_result.html",
+        {"result": answer.data if answer.ok else None, "error": answer.error},
+        status=status,
+    )
+
+
+@login_required
+@require_GET
+def my_models(request: HttpRequest) -> HttpResponse:
+    answer = internal.call(request, "GET", "/marketplace/my-models", query=[("limit", "50")])
+    data = answer.data if answer.ok else {}
+    items = data.get("entitlements", data.get("models", []))
+    return _page(request, "console/my_models.html", {"page": "marketplace", "items": items}, answer)

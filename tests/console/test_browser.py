@@ -212,3 +212,24 @@ def test_readable_at_phone_width(site, driver, model):
         site.shot("models-phone")
     finally:
         driver.set_window_size(1280, 900)
+
+
+def test_purchase_through_the_ui_with_a_double_click(site, driver, personas):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from marketplace.models import Entitlement, Purchase
+    from tests.marketplace.helpers import make_listing
+
+    listing, plan, _ = make_listing(personas["admin"], name="ui-market-model")
+    site.login("developer")
+    site.go("/console/marketplace")
+    wait_for(lambda: "ui-market-model" in driver.page_source, "the listing in the marketplace")
+    site.go(f"/console/marketplace/{listing.model_id}")
+    form = driver.find_element(By.CSS_SELECTOR, "form.purchase")
+    form.find_element(By.CSS_SELECTOR, "input[name=accept]").click()
+    button = form.find_element(By.CSS_SELECTOR, "button[type=submit]")
+    ActionChains(driver).double_click(button).perform()
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, '[data-entitlement-status="active"]'), "the purchase answer")
+    site.shot("marketplace")
+    assert Purchase.objects.filter(plan=plan).count() == 1 and Entitlement.objects.count() == 1

@@ -23,6 +23,7 @@ PAGES = {
     "/console/": {"admin", "manager", "developer", "analyst"},
     "/console/models": set(ROLES),
     "/console/deployments": set(ROLES),
+    "/console/marketplace": set(ROLES),
     "/console/alerts": {"admin", "manager", "developer", "analyst"},
 }
 
@@ -165,3 +166,57 @@ def test_the_token_endpoint_needs_the_csrf_token(personas):
     client = Client(enforce_csrf_checks=True)
     client.force_login(personas["analyst"])
     assert client.post("/console/token").status_code == 403
+
+
+# --- marketplace -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listed(personas):
+    from tests.marketplace.helpers import make_listing
+
+    listing, plan, terms = make_listing(personas["admin"], name="market-model")
+    return listing, plan, terms
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_marketplace_pages_for_every_role(browser_for, listed, role):
+    listing, plan, _ = listed
+    client = browser_for(role)
+    browse = client.get("/console/marketplace").content.decode()
+    assert "market-model" in browse
+    detail = client.get(f"/console/marketplace/{listing.model_id}").content.decode()
+    assert "Acme EULA" in detail and "No redistribution" in detail
+    # The buy form only for roles with marketplace.purchase (analysts and viewers read only).
+    assert ('name="idempotencyKey"' in detail) == (role in {"admin", "manager", "developer"})
+    assert client.get("/console/marketplace/mine").status_code == 200
+
+
+def test_a_purchase_through_the_console_is_idempotent_per_form(browser_for, listed):
+    from marketplace.models import Entitlement, Purchase
+
+    listing, plan, terms = listed
+    client = browser_for("developer")
+    form = {
+        "planId": str(plan.pk),
+        "termsVersion": str(terms.version),
+        "amount": "20.00",
+        "currency": "USD",
+        "idempotencyKey": "form-key-1",
+        "accept": "yes",
+    }
+    first = client.post(f"/console/marketplace/{listing.model_id}/purchase", form)
+    assert first.status_code == 200 and 'data-entitlement-status="active"' in first.content.decode()
+    again = client.post(f"/console/marketplace/{listing.model_id}/purchase", form)  # a double click
+    assert again.status_code == 200 and again.content == first.content
+    assert Purchase.objects.count() == 1 and Entitlement.objects.count() == 1
+    # Terms not accepted: refused before the API; a price that changed: the API's conflict, shown.
+    refused = client.post(f"/console/marketplace/{listing.model_id}/purchase", {**form, "accept": ""})
+    assert refused.status_code == 400 and b"Accept the licence terms" in refused.content
+    other = browser_for("outsider")
+    conflict = other.post(
+        f"/console/marketplace/{listing.model_id}/purchase", {**form, "amount": "10.00", "idempotencyKey": "k2"}
+    )
+    assert conflict.status_code == 409 and b"request id" in conflict.content
+    mine = client.get("/console/marketplace/mine").content.decode()
+    assert "market-model" in mine and "active" in mine
