@@ -23,10 +23,11 @@ _EMPTY = {"units": 0, "sums": {}, "sketch": {}}
 _NORMAL_DF = 1e9
 
 
-def _num(value: float | None, digits: int = 10) -> float | None:
+def _num(value: float | None, digits: int = 12) -> float | None:
+    """A finite number to ``digits`` significant digits (None for NaN or infinity: JSON has neither)."""
     if value is None or not math.isfinite(value):
         return None
-    return round(value, digits)
+    return float(f"{value:.{digits}g}")
 
 
 def _moments(summary: dict[str, Any], metric: str) -> stats.Moments:
@@ -161,9 +162,9 @@ def compute(
                 "secondary": {},
             },
             "performance": {
-                "avgLatency": _num(_sum(arm, "latency_sum") / requests if requests else 0.0, 6),
-                "successRate": _num(_sum(arm, "successes") / requests if requests else 0.0, 8),
-                "costPerRequest": _num(_sum(arm, "cost_sum") / requests if requests else 0.0, 10),
+                "avgLatency": _num(_sum(arm, "latency_sum") / requests if requests else 0.0),
+                "successRate": _num(_sum(arm, "successes") / requests if requests else 0.0),
+                "costPerRequest": _num(_sum(arm, "cost_sum") / requests if requests else 0.0),
             },
         }
         for metric in secondary:

@@ -1,0 +1,205 @@
+"""Results from usage events: ingestion -> analytics rollup -> the HOURS_ROLLED_UP slot -> experiment aggregates
+-> GET /experiments/{id}/results, compared with scipy on the same raw data."""
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+from scipy import stats as sps
+
+from analytics.rollup import rollup
+from analytics.services import ingest_usage
+from experiments import services
+from experiments.models import ExperimentUnitHour, VariantSummary
+from tests.analytics.helpers import event
+from tests.conftest import API, assert_error
+from tests.experiments.helpers import create_experiment
+from tests.factories import DeploymentFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _events(experiment, model, variant, users, *, rating, cost, latency=100.0, per_user=1, rng=None, offset=0):
+    rng = rng or np.random.default_rng(0)
+    at = timezone.now() - timedelta(minutes=1)
+    items = []
+    for u in range(users):
+        for _ in range(per_user):
+            items.append(
+                event(
+                    model,
+                    at=at,
+                    userId=f"{variant}-{offset + u}",
+                    experimentId=str(experiment.pk),
+                    variant=variant,
+                    userRating=int(np.clip(round(rng.normal(rating, 1.0)), 1, 5)),
+                    cost=round(float(cost * rng.uniform(0.9, 1.1)), 8),
+                    latencyMs=float(latency * rng.lognormal(0, 0.2)),
+                )
+            )
+    for i in range(0, len(items), 1000):
+        assert ingest_usage(items[i : i + 1000]).accepted == len(items[i : i + 1000])
+    return items
+
+
+def _aggregate():
+    rollup()
+    return services.experiments_aggregate()
+
+
+def _results(client, experiment):
+    response = client.get(f"{API}/experiments/{experiment.pk}/results")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+@pytest.fixture
+def running(personas, model):
+    deployment = DeploymentFactory(model=model, owner=personas["developer"], environment="production")
+    return create_experiment(
+        personas["developer"], model, start=True, deploymentId=str(deployment.pk), analysis={"mode": "fixed"}
+    )
+
+
+def test_results_in_the_spec_shape_with_scipy_figures(client_for, running, model):
+    rng = np.random.default_rng(42)
+    control = _events(running, model, "control", 300, rating=3.6, cost=0.01, rng=rng)
+    cool = _events(running, model, "cool", 300, rating=3.9, cost=0.01, rng=rng)
+    assert _aggregate()["hours"] >= 1
+    body = _results(client_for("analyst"), running)
+    assert set(body) >= {"experimentId", "status", "duration", "variants", "recommendations"}
+    assert body["status"] == "running" and set(body["duration"]) >= {"startedAt", "totalDays"}
+    a, b = body["variants"]
+    assert set(a) >= {"name", "traffic", "sampleSize", "metrics", "performance"}
+    assert set(a["metrics"]["primary"]) >= {"value", "confidence", "improvement"}
+    assert set(a["performance"]) == {"avgLatency", "successRate", "costPerRequest"}
+    assert a["sampleSize"] == 300 and b["sampleSize"] == 300 and a["traffic"] == 50
+    ra = np.array([e["userRating"] for e in control], float)
+    rb = np.array([e["userRating"] for e in cool], float)
+    ref = sps.ttest_ind(rb, ra, equal_var=False)
+    assert b["metrics"]["primary"]["value"] == pytest.approx(rb.mean(), abs=1e-9)
+    assert b["metrics"]["primary"]["confidence"] == pytest.approx(1 - ref.pvalue, abs=1e-6)
+    assert b["metrics"]["primary"]["improvement"] == pytest.approx((rb.mean() / ra.mean() - 1) * 100, abs=1e-6)
+    lat_a = np.array([e["latencyMs"] for e in control])
+    lat_b = np.array([e["latencyMs"] for e in cool])
+    ref_lat = sps.ttest_ind(lat_b, lat_a, equal_var=False)
+    secondary = b["metrics"]["secondary"]["response_time"]
+    assert secondary["value"] == pytest.approx(lat_b.mean(), rel=1e-9)
+    assert secondary["confidence"] == pytest.approx(1 - ref_lat.pvalue, abs=1e-6)
+    assert a["performance"]["avgLatency"] == pytest.approx(lat_a.mean(), rel=1e-6)
+    assert a["performance"]["costPerRequest"] == pytest.approx(np.mean([e["cost"] for e in control]), rel=1e-6)
+    assert body["srm"]["mismatch"] is False
+    assert set(b["guardrails"]) == {"costPerRequest", "p95Latency", "successRate"}
+
+
+def test_ratio_metrics_over_users_with_many_requests_match_the_linearised_welch_test(client_for, running, model):
+    rng = np.random.default_rng(5)
+    control = _events(running, model, "control", 120, rating=3.5, cost=0.01, per_user=4, rng=rng)
+    cool = _events(running, model, "cool", 120, rating=3.8, cost=0.01, per_user=4, rng=rng)
+    _aggregate()
+    body = _results(client_for("admin"), running)
+
+    def linearised(items):
+        per_user = {}
+        for e in items:
+            s = per_user.setdefault(e["userId"], [0.0, 0])
+            s[0] += e["userRating"]
+            s[1] += 1
+        x = np.array([v[0] for v in per_user.values()])
+        y = np.array([v[1] for v in per_user.values()], float)
+        r = x.sum() / y.sum()
+        z = (x - r * y) / y.mean()
+        return r, z.std(ddof=1), len(x)
+
+    ra, sa, na = linearised(control)
+    rb, sb, nb = linearised(cool)
+    ref = sps.ttest_ind_from_stats(rb, sb, nb, ra, sa, na, equal_var=False)
+    primary = body["variants"][1]["metrics"]["primary"]
+    assert primary["confidence"] == pytest.approx(1 - ref.pvalue, abs=1e-6)
+    assert body["variants"][1]["units"] == 120 and body["variants"][1]["sampleSize"] == 480
+
+
+def test_better_rated_but_20_percent_more_expensive_is_not_the_winner(client_for, running, model):
+    rng = np.random.default_rng(1)
+    _events(running, model, "control", 400, rating=3.0, cost=0.010, rng=rng)
+    _events(running, model, "cool", 400, rating=4.2, cost=0.012, rng=rng)
+    _aggregate()
+    body = _results(client_for("developer"), running)
+    cool = body["variants"][1]
+    assert cool["metrics"]["primary"]["confidence"] > 0.999  # clearly better rated
+    assert cool["guardrails"]["costPerRequest"]["status"] == "failed"
+    assert "winner" not in body
+    assert any("costPerRequest" in r["message"] for r in body["recommendations"])
+    assert_error(
+        client_for("developer").post(f"{API}/experiments/{running.pk}/promote", {}, format="json"),
+        409,
+        "INVALID_REQUEST",
+    )
+
+
+def test_a_clear_winner_within_guardrails_is_declared_and_promoted(client_for, running, model):
+    rng = np.random.default_rng(2)
+    _events(running, model, "control", 400, rating=3.0, cost=0.010, rng=rng)
+    _events(running, model, "cool", 400, rating=4.2, cost=0.010, rng=rng)
+    _aggregate()
+    body = _results(client_for("developer"), running)
+    assert body["winner"]["variant"] == "cool", body["recommendations"]
+    assert body["recommendations"][0]["type"] == "deploy_winner"
+    assert all(g["status"] == "passed" for g in body["variants"][1]["guardrails"].values())
+    done = client_for("developer").post(f"{API}/experiments/{running.pk}/promote", {}, format="json")
+    assert done.status_code == 200, done.content
+    assert done.json()["promoted"]["variant"] == "cool"
+    running.deployment.refresh_from_db()
+    assert running.deployment.config["parameters"]["temperature"] == 0.2
+
+
+def test_sample_ratio_mismatch_is_detected(client_for, running, model):
+    rng = np.random.default_rng(3)
+    _events(running, model, "control", 600, rating=3.0, cost=0.01, rng=rng)
+    _events(running, model, "cool", 400, rating=4.5, cost=0.01, rng=rng)
+    _aggregate()
+    body = _results(client_for("viewer"), running)
+    assert body["srm"]["mismatch"] is True
+    assert body["srm"]["pValue"] == pytest.approx(sps.chisquare([600, 400]).pvalue, rel=1e-6)
+    assert "winner" not in body
+    assert body["recommendations"][0]["type"] == "adjust_weights"
+
+
+def test_aggregation_is_a_recompute_not_an_increment(client_for, running, model):
+    rng = np.random.default_rng(4)
+    _events(running, model, "control", 50, rating=3.0, cost=0.01, rng=rng)
+    _aggregate()
+    first = list(VariantSummary.objects.filter(experiment=running).values_list("variant", "units", "sums"))
+    rows = ExperimentUnitHour.objects.filter(experiment=running).count()
+    services.experiment_reaggregate(experiment=running)  # every hour again
+    from experiments.models import DirtyHour
+
+    hours = list(ExperimentUnitHour.objects.filter(experiment=running).values_list("hour", flat=True).distinct())
+    DirtyHour.objects.bulk_create([DirtyHour(experiment=running, hour=h) for h in hours])
+    services.experiments_aggregate()  # a redelivered task
+    again = list(VariantSummary.objects.filter(experiment=running).values_list("variant", "units", "sums"))
+    assert again == first and ExperimentUnitHour.objects.filter(experiment=running).count() == rows == 50
+    # a late event of a user already counted, then feedback on it: the hour is re-marked and recomputed
+    late = _events(running, model, "control", 1, rating=5.0, cost=0.01, rng=rng)
+    _aggregate()
+    assert VariantSummary.objects.get(experiment=running, variant="control").units == 50
+    assert VariantSummary.objects.get(experiment=running, variant="control").sums["requests"][0] == 51
+    assert late
+
+
+def test_sequential_mode_is_the_default_and_more_conservative(client_for, personas, model):
+    experiment = create_experiment(personas["developer"], model, start=True)
+    rng = np.random.default_rng(9)
+    _events(experiment, model, "control", 200, rating=3.5, cost=0.01, rng=rng)
+    _events(experiment, model, "cool", 200, rating=3.75, cost=0.01, rng=rng)
+    _aggregate()
+    sequential = _results(client_for("admin"), experiment)
+    assert sequential["analysis"]["mode"] == "sequential"
+    experiment.analysis = {"mode": "fixed"}
+    experiment.save(update_fields=["analysis"])
+    fixed = _results(client_for("admin"), experiment)
+    assert (
+        sequential["variants"][1]["metrics"]["primary"]["confidence"]
+        < fixed["variants"][1]["metrics"]["primary"]["confidence"]
+    )
