@@ -12,6 +12,13 @@ from django.utils import timezone
 from catalog.models import GovernanceEvent, GovernanceField, ModelRegistry, ModelStatus
 from catalog.selectors import invalidate_catalog_facets
 from modelhub.api.exceptions import AppError, Conflict, ErrorCode, InvalidRequest
+from modelhub.registry import Slot
+
+DEMO_SEEDED = Slot(
+    "catalog.demo_seeded",
+    "Providers ``(*, admin, stdout) -> None`` that add the demo data of apps above the catalog once "
+    "``seed_demo`` has created the users and the catalog (marketplace: demo listings). Idempotent, like the command.",
+)
 
 # Model field -> API field (camelCase, as the spec writes it), for error details.
 API_FIELD_NAMES: dict[str, str] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from marketplace.constants import (
@@ -53,7 +54,7 @@ class PurchaseRequestSerializer(StrictInputSerializer):
     planId = serializers.UUIDField()
     termsVersion = serializers.IntegerField(min_value=1, max_value=1_000_000)
     expectedPrice = MoneyInputSerializer()
-    scope = EnumField(choices=EntitlementScope.values, required=False, default=EntitlementScope.USER)
+    scope = EnumField(choices=EntitlementScope.choices, required=False, default=EntitlementScope.USER)
 
 
 class ListingCreateSerializer(StrictInputSerializer):
@@ -61,14 +62,14 @@ class ListingCreateSerializer(StrictInputSerializer):
     publisher = StrictRegexField(r"^\S(.*\S)?$", max_length=200)
     summary = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
     category = StrictCharField(max_length=100, required=False, allow_blank=True, default="")
-    accessMode = EnumField(choices=AccessMode.values, required=False, default=AccessMode.OPEN)
+    accessMode = EnumField(choices=AccessMode.choices, required=False, default=AccessMode.OPEN)
 
 
 class ListingUpdateSerializer(StrictInputSerializer):
     publisher = StrictRegexField(r"^\S(.*\S)?$", max_length=200, required=False)
     summary = StrictCharField(max_length=500, required=False, allow_blank=True)
     category = StrictCharField(max_length=100, required=False, allow_blank=True)
-    accessMode = EnumField(choices=AccessMode.values, required=False)
+    accessMode = EnumField(choices=AccessMode.choices, required=False)
 
 
 class TermsCreateSerializer(StrictInputSerializer):
@@ -79,10 +80,10 @@ class TermsCreateSerializer(StrictInputSerializer):
 
 class PlanCreateSerializer(StrictInputSerializer):
     name = StrictRegexField(r"^\S(.*\S)?$", max_length=100)
-    pricingModel = EnumField(choices=PricingModel.values)
+    pricingModel = EnumField(choices=PricingModel.choices)
     price = MoneyInputSerializer()
-    interval = EnumField(choices=BillingInterval.values, required=False)
-    unit = EnumField(choices=UsageUnit.values, required=False)
+    interval = EnumField(choices=BillingInterval.choices, required=False)
+    unit = EnumField(choices=UsageUnit.choices, required=False)
     replacesPlanId = serializers.UUIDField(required=False)
 
 
@@ -124,11 +125,11 @@ class PageQuerySerializer(QuerySerializer):
 
 
 class EntitlementQuerySerializer(PageQuerySerializer):
-    status = EnumField(choices=EntitlementStatus.values, required=False)
+    status = EnumField(choices=EntitlementStatus.choices, required=False)
 
 
 class ManagedListingQuerySerializer(PageQuerySerializer):
-    status = EnumField(choices=ListingStatus.values, required=False)
+    status = EnumField(choices=ListingStatus.choices, required=False)
 
 
 # --- Outputs (the shapes selectors build) ------------------------------------------------------
@@ -145,11 +146,11 @@ class MoneySerializer(serializers.Serializer):
 class PlanSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
-    pricingModel = serializers.ChoiceField(choices=PricingModel.values)
+    pricingModel = serializers.ChoiceField(choices=PricingModel.choices)
     price = MoneySerializer(help_text="For usage plans: per `unit`.")
-    interval = serializers.ChoiceField(choices=BillingInterval.values, allow_null=True)
-    unit = serializers.ChoiceField(choices=UsageUnit.values, allow_null=True)
-    status = serializers.ChoiceField(choices=PlanStatus.values)
+    interval = serializers.ChoiceField(choices=BillingInterval.choices, allow_null=True)
+    unit = serializers.ChoiceField(choices=UsageUnit.choices, allow_null=True)
+    status = serializers.ChoiceField(choices=PlanStatus.choices)
     replacesPlanId = serializers.UUIDField(allow_null=True)
     createdAt = serializers.DateTimeField()
 
@@ -188,8 +189,8 @@ class _Rating(serializers.Serializer):
 
 class _HeldRef(serializers.Serializer):
     id = serializers.UUIDField()
-    status = serializers.ChoiceField(choices=EntitlementStatus.values)
-    scope = serializers.ChoiceField(choices=EntitlementScope.values)
+    status = serializers.ChoiceField(choices=EntitlementStatus.choices)
+    scope = serializers.ChoiceField(choices=EntitlementScope.choices)
     planId = serializers.UUIDField()
 
     class Meta:
@@ -219,11 +220,11 @@ class ListingSerializer(serializers.Serializer):
     summary = serializers.CharField(allow_blank=True)
     category = serializers.CharField(allow_blank=True)
     publisher = _Publisher()
-    accessMode = serializers.ChoiceField(choices=AccessMode.values)
-    status = serializers.ChoiceField(choices=ListingStatus.values)
+    accessMode = serializers.ChoiceField(choices=AccessMode.choices)
+    status = serializers.ChoiceField(choices=ListingStatus.choices)
     terms = TermsSerializer(allow_null=True)
     plans = PlanSerializer(many=True, help_text="Plans on sale.")
-    pricingModels = serializers.ListField(child=serializers.ChoiceField(choices=PricingModel.values))
+    pricingModels = serializers.ListField(child=serializers.ChoiceField(choices=PricingModel.choices))
     startingPrice = MoneySerializer(allow_null=True)
     rating = _Rating()
     popularity = serializers.IntegerField(help_text="Entitlements granted.")
@@ -237,6 +238,7 @@ class ListingEnvelopeSerializer(serializers.Serializer):
     listing = ListingSerializer()
 
 
+@extend_schema_serializer(many=False)  # a list action's whole answer, not an array of it
 class ListingListSerializer(serializers.Serializer):
     listings = ListingSerializer(many=True)
     pagination = PaginationSerializer()
@@ -255,10 +257,10 @@ class EntitlementSerializer(serializers.Serializer):
     modelId = serializers.UUIDField()
     listingId = serializers.UUIDField()
     modelName = serializers.CharField()
-    scope = serializers.ChoiceField(choices=EntitlementScope.values)
+    scope = serializers.ChoiceField(choices=EntitlementScope.choices)
     holder = serializers.CharField(allow_null=True, help_text="The holding user; null for hub-wide.")
     acquiredBy = serializers.CharField()
-    status = serializers.ChoiceField(choices=EntitlementStatus.values)
+    status = serializers.ChoiceField(choices=EntitlementStatus.choices)
     statusReason = serializers.CharField(allow_null=True)
     plan = PlanSerializer()
     termsVersion = serializers.IntegerField()
@@ -278,6 +280,7 @@ class EntitlementEnvelopeSerializer(serializers.Serializer):
     entitlement = EntitlementSerializer()
 
 
+@extend_schema_serializer(many=False)  # a list action's whole answer, not an array of it
 class EntitlementListSerializer(serializers.Serializer):
     entitlements = EntitlementSerializer(many=True)
     pagination = PaginationSerializer()
@@ -288,11 +291,11 @@ class PurchaseSerializer(serializers.Serializer):
     entitlementId = serializers.UUIDField()
     modelId = serializers.UUIDField()
     planId = serializers.UUIDField()
-    kind = serializers.ChoiceField(choices=PurchaseKind.values)
+    kind = serializers.ChoiceField(choices=PurchaseKind.choices)
     price = MoneySerializer()
     termsVersion = serializers.IntegerField()
     termsHash = serializers.CharField()
-    status = serializers.ChoiceField(choices=PurchaseStatus.values)
+    status = serializers.ChoiceField(choices=PurchaseStatus.choices)
     buyer = serializers.CharField()
     createdAt = serializers.DateTimeField()
     refundedAt = serializers.DateTimeField(allow_null=True)
@@ -330,11 +333,13 @@ class ReviewEnvelopeSerializer(serializers.Serializer):
     review = ReviewSerializer()
 
 
+@extend_schema_serializer(many=False)  # a list action's whole answer, not an array of it
 class ReviewListSerializer(serializers.Serializer):
     reviews = ReviewSerializer(many=True)
     pagination = PaginationSerializer()
 
 
+@extend_schema_serializer(many=False)  # a list action's whole answer, not an array of it
 class PurchaseListSerializer(serializers.Serializer):
     purchases = PurchaseSerializer(many=True)
     pagination = PaginationSerializer()

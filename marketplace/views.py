@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db.models import F, Q, QuerySet
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -81,12 +81,22 @@ def filter_listings(qs: QuerySet, params: dict[str, Any]) -> QuerySet:
     return qs.order_by(column, "model__name", "id")
 
 
+class _MarketplaceViewSet(BaseViewSet):
+    """The marketplace's lists parse their parameters with query serializers and page with
+    :class:`PagePagination` themselves (answers are built by the selectors), so the schema takes the
+    declared response shapes as they are."""
+
+    pagination_class = None
+    filter_backends: list = []
+    serializer_class = serializers.Serializer  # (OPTIONS' metadata; the actions name their own bodies)
+
+
 def _paginate(view: BaseViewSet, qs: QuerySet) -> tuple[PagePagination, list[Any]]:
     paginator = PagePagination()
     return paginator, paginator.paginate_queryset(qs, view.request, view=None)
 
 
-class MarketplaceModelViewSet(BaseViewSet):
+class MarketplaceModelViewSet(_MarketplaceViewSet):
     """``/marketplace/models``: published listings, one per catalog model; ``{pk}`` is the model id."""
 
     queryset = selectors.published_listings()
@@ -137,6 +147,7 @@ class MarketplaceModelViewSet(BaseViewSet):
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
+                str,
                 OpenApiParameter.HEADER,
                 required=True,
                 description="1-255 printable ASCII characters (a UUID). The same key with the same body "
@@ -230,9 +241,10 @@ class MarketplaceModelViewSet(BaseViewSet):
         return Response({"review": selectors.review_data(review)}, status=201 if created else 200)
 
 
-class MyModelsViewSet(BaseViewSet):
+class MyModelsViewSet(_MarketplaceViewSet):
     """``GET /marketplace/my-models``: the caller's entitlements (own and hub-wide)."""
 
+    queryset = selectors.entitlement_queryset().none()  # (for the schema: the list reads my_entitlements)
     permission_map = {"list": "marketplace.read"}
     resource_name = "Entitlement"
     not_found_code = ErrorCode.ENTITLEMENT_NOT_FOUND
@@ -254,7 +266,7 @@ class MyModelsViewSet(BaseViewSet):
         return Response({"entitlements": items, "pagination": paginator.pagination_data()})
 
 
-class EntitlementViewSet(BaseViewSet):
+class EntitlementViewSet(_MarketplaceViewSet):
     """``/marketplace/entitlements``: the approval queue and decisions, cancellation by the holder."""
 
     queryset = selectors.entitlement_queryset()
@@ -361,7 +373,7 @@ def request_data(request: Request) -> Any:
     return request.data if request.data not in (None, "") else {}
 
 
-class PurchaseViewSet(BaseViewSet):
+class PurchaseViewSet(_MarketplaceViewSet):
     """``/marketplace/purchases/{id}/refund`` (admins)."""
 
     queryset = selectors.purchase_queryset()
@@ -401,7 +413,7 @@ class PurchaseViewSet(BaseViewSet):
         return Response({"purchase": selectors.purchase_data(purchase)})
 
 
-class ListingManagementViewSet(BaseViewSet):
+class ListingManagementViewSet(_MarketplaceViewSet):
     """``/marketplace/listings``: create, change, publish and delist listings; their terms and plans."""
 
     queryset = selectors.listing_queryset()

@@ -35,6 +35,8 @@ class Command(BaseCommand):
             if not ModelRegistry.objects.filter(name=spec["name"], version=spec["version"]).exists():
                 services.model_register(actor=admin, **spec)
                 created_models += 1
+        # The apps above the catalog add theirs (marketplace listings, ...) through the registry.
+        services.DEMO_SEEDED.notify(admin=admin, stdout=self.stdout)
         self.stdout.write(
             f"seed_demo: {created_users} user(s) and {created_models} model(s) created "
             f"({User.objects.count()} users, {ModelRegistry.objects.count()} models in total)."
