@@ -233,3 +233,33 @@ def test_purchase_through_the_ui_with_a_double_click(site, driver, personas):
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, '[data-entitlement-status="active"]'), "the purchase answer")
     site.shot("marketplace")
     assert Purchase.objects.filter(plan=plan).count() == 1 and Entitlement.objects.count() == 1
+
+
+def test_an_api_refusal_is_shown_where_the_action_was(site, driver, personas):
+    """The price changed after the page was drawn: the API's 409 (naming the current price) shows in the plan."""
+    from decimal import Decimal
+
+    from selenium.webdriver.common.by import By
+
+    from marketplace import services
+    from marketplace.models import Purchase
+    from tests.marketplace.helpers import make_listing
+
+    listing, plan, _ = make_listing(personas["admin"], name="repriced-model")
+    site.login("developer")
+    site.go(f"/console/marketplace/{listing.model_id}")
+    services.plan_create(
+        listing=listing,
+        actor=personas["admin"],
+        name="one_time",
+        pricing_model="one_time",
+        amount=Decimal("25.00"),
+        currency="USD",
+        replaces_plan_id=plan.pk,
+    )
+    form = driver.find_element(By.CSS_SELECTOR, "form.purchase")
+    form.find_element(By.CSS_SELECTOR, "input[name=accept]").click()
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    error = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, f"#purchase-{plan.pk} .error"), "the refusal")
+    assert "request id" in error[0].text
+    assert not Purchase.objects.exists()

@@ -217,6 +217,16 @@
     refreshSoon("#deployment-results"); // the actions a status allows change with it
   });
 
+  // The API's refusals (4xx) are answers to show, not failures: htmx swaps them in like 200s (the
+  // partials render the error envelope's message and request id).
+  document.addEventListener("htmx:beforeSwap", (e) => {
+    const status = e.detail.xhr.status;
+    if (status >= 400 && status < 500) {
+      e.detail.shouldSwap = true;
+      e.detail.isError = false;
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", () => {
     drawDashboard(readJson("trends-data"));
     const model = readJson("model-trends");
