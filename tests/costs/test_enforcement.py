@@ -186,3 +186,34 @@ def test_fifty_concurrent_calls_across_two_server_processes(gw):
     assert statuses.count(200) == 10 and statuses.count(429) == 40, statuses
     gw.drain()
     assert _spend() == WORST * 10
+
+
+def test_a_client_that_gives_up_leaves_no_hold(gw):
+    """The client disconnects while the upstream is still working: the call finishes, is recorded and settled."""
+    deployment = gw.deployment(model=_model(gw), upstreamModel="stub-slow-800")
+    budget(gw.personas["admin"], WORST * 10)
+    key = gw.key()
+    with pytest.raises(httpx.TimeoutException):
+        gw.post(deployment, BODY, key=key, timeout=0.2)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not gw.drain().get("accepted"):
+        time.sleep(0.1)
+    key_all = counter_key(period_of(), "all")
+    assert get_ledger().values([key_all])[0] == to_units(_spend())
+    assert get_ledger().held([key_all])[0] == 0
+
+
+def test_stale_holds_lapse(db):
+    """A hold whose process died is never settled: its expiry gives the amount back on the next reservation."""
+    from costs.ledger import get_ledger
+
+    ledger = get_ledger()
+    keys = [counter_key(period_of(), "all")]
+    ledger.seed(keys, [0])
+    assert ledger.reserve(keys, "dead", 500, 50, period_of(), [1000]).status == 1
+    assert ledger.reserve(keys, "other", 600, 60_000, period_of(), [1000]).status == 0  # 500 held: no room
+    time.sleep(0.1)
+    assert ledger.reserve(keys, "other", 600, 60_000, period_of(), [1000]).status == 1  # lapsed
+    assert ledger.values(keys) == [600] and ledger.held(keys) == [600]
+    assert ledger.settle(keys, "dead", 0, period_of()) is False  # settling a lapsed hold adds its actual (0)
+    assert ledger.values(keys) == [600]
