@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,9 @@ import rule_engine
 
 from experiments.constants import RULE_CONTEXT, TrafficType
 
+# ``user.tier`` (the spec's syntax) is dot access into a mapping, which rule-engine 5 supports and plans to
+# drop in 6 (pinned to 5.x; README "Experiments" says so). The deprecation is not the rule author's problem.
+warnings.filterwarnings("ignore", category=rule_engine.errors.MappingAttributeLookupDeprecation)
 _T = rule_engine.DataType
 _CONTEXT = rule_engine.Context(
     type_resolver=rule_engine.type_resolver_from_dict(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -41,6 +42,7 @@ from django.conf import settings
 
 from analytics.services import token_cost
 from costs import services as cost_services
+from experiments import selectors as experiment_selectors
 from gateway import buffer as usage_buffer
 from gateway import cache as response_cache
 from gateway import routes as route_store
@@ -256,6 +258,7 @@ class Call:
         self.use_case = headers.get(b"x-modelhub-use-case", b"").decode("utf-8", "replace")[:100]
         self.items: list[dict[str, Any]] = []
         self.prompt_hash = ""
+        self.experiment: tuple[str, str] | None = None  # (experimentId, variant) when the call is in one
 
     def record(
         self,
@@ -285,6 +288,8 @@ class Call:
             "attempt": len(self.items) + 1,
             "cached": cached,
         }
+        if self.experiment is not None:
+            event["experimentId"], event["variant"] = self.experiment
         if cached:
             event["cost"] = 0.0
         if error is not None:
@@ -587,6 +592,66 @@ async def _feedback(route: Route, raw: bytes) -> bytes:
     return orjson.dumps({"requestId": request_id, "recorded": True})
 
 
+# --- experiments (issue #11): the variant of the call's end user -------------------------------
+
+
+async def _experiment_route(
+    route: Route, headers: dict[bytes, bytes], body: dict[str, Any], principal: Principal | None
+) -> tuple[Route, tuple[str, str, str] | None]:
+    """For a deployment with a running experiment: the route that serves the unit's variant (another
+    model's running deployment in the same environment when the variant names one) with the variant's
+    parameter defaults, and ``(experimentId, variant, unit)``. The plan is cached per process
+    (``experiments.selectors``); no database write here - assignments are stored from the tagged events."""
+    hit, plan, routes = experiment_selectors.cached_plan(route.deployment_id)
+    if not hit:
+        plan, routes = await sync_to_async(experiment_selectors.load_plan, thread_sensitive=False)(route.deployment_id)
+    if plan is None:
+        return route, None
+    unit = headers.get(b"x-modelhub-user", b"").decode("utf-8", "replace")[:255]
+    if not unit and isinstance(body.get("user"), str):
+        unit = body["user"][:255]
+    if not unit and principal is not None and principal.user_id:
+        unit = f"account:{principal.user_id}"
+    if not unit:
+        unit = f"req:{os.urandom(12).hex()}"  # no user at all: the request is the unit
+    attributes = _experiment_attributes(headers)
+    use_case = headers.get(b"x-modelhub-use-case", b"").decode("utf-8", "replace")[:100]
+    variant, _ = plan.assign(unit, attributes, {"environment": route.environment, "useCase": use_case})
+    if variant is None:
+        return route, None
+    target = route
+    if variant.name in routes:
+        other = await _route(routes[variant.name])
+        if other is None or other.status != route_store.RUNNING:
+            return route, None
+        target = other
+    elif variant.model_id != str(route.model_id):
+        return route, None  # the variant's model has no running deployment here: served as usual, not counted
+    if variant.configuration:
+        target = dataclasses.replace(target, parameters={**target.parameters, **variant.configuration})
+    return target, (plan.experiment_id, variant.name, unit)
+
+
+def _experiment_attributes(headers: dict[bytes, bytes]) -> dict[str, Any]:
+    """``X-Modelhub-User-Attributes``: a JSON object of the rule context's user attributes (<= 2 KB)."""
+    raw = headers.get(b"x-modelhub-user-attributes")
+    if not raw or len(raw) > 2048:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _expose(call: Call, exposure: tuple[str, str, str] | None) -> None:
+    if exposure is None:
+        return
+    call.experiment = (exposure[0], exposure[1])
+    if not call.user and not exposure[2].startswith("req:"):
+        call.user = exposure[2]  # the unit the variant was drawn for is the event's user
+
+
 async def _handle(scope, receive, send) -> None:
     headers = _headers(scope)
     match = PATH.match(scope["path"])
@@ -621,11 +686,13 @@ async def _handle(scope, receive, send) -> None:
         await _send_json(send, 200, await _feedback(route, raw), limit_headers)
         return
     body = parse_json(raw)
+    route, exposure = await _experiment_route(route, headers, body, principal)
     if op == "embeddings":
         if route.model_type != "embedding":
             raise GatewayError("wrong_model_type", f"{route.model_name} is a {route.model_type} model, not embeddings.")
         upstream_body, chars, user = embedding_request(body, max_inputs=settings.GATEWAY_MAX_EMBEDDING_INPUTS)
         call = Call(route, principal, headers, user)
+        _expose(call, exposure)
         await _complete(call, "embeddings", upstream_body, chars, send, limit_headers)
         return
     if route.model_type == "embedding":
@@ -639,6 +706,7 @@ async def _handle(scope, receive, send) -> None:
     )
     call = Call(route, principal, headers, request.user)
     call.prompt_hash = request.prompt_hash
+    _expose(call, exposure)
     if request.stream:
         await _stream(call, request.body, request.include_usage, request.prompt_chars, receive, send, limit_headers)
     else:
