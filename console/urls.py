@@ -18,6 +18,7 @@ urlpatterns = [
     path("console/deployments", views.deployments, name="deployments"),
     path("console/deployments/<uuid:deployment_id>/scale", views.deployment_scale, name="deployment-scale"),
     path("console/deployments/<uuid:deployment_id>/stop", views.deployment_stop, name="deployment-stop"),
+    path("console/costs", views.costs, name="costs"),
     path("console/marketplace", views.marketplace, name="marketplace"),
     path("console/marketplace/mine", views.my_models, name="my-models"),
     path("console/marketplace/<uuid:model_id>", views.listing, name="listing"),

@@ -312,3 +312,22 @@ def my_models(request: HttpRequest) -> HttpResponse:
     data = answer.data if answer.ok else {}
     items = data.get("entitlements", data.get("models", []))
     return _page(request, "console/my_models.html", {"page": "marketplace", "items": items}, answer)
+
+
+# --- costs -------------------------------------------------------------------------------------------
+
+COST_FILTERS = ("environment", "provider", "modelId")
+
+
+@login_required
+@require_GET
+def costs(request: HttpRequest) -> HttpResponse:
+    query = _query(request, COST_FILTERS)
+    answer = internal.call(request, "GET", "/cost/analysis", query=query)
+    context: dict[str, Any] = {"page": "costs", "analysis": answer.data if answer.ok else None, "applied": dict(query)}
+    if answer.ok:
+        budgets = internal.call(request, "GET", "/cost/budgets", query=[("limit", "50")])
+        context["budgets"] = (budgets.data or {}).get("budgets", []) if budgets.ok else []
+        context["budgets_error"] = budgets.error
+        context["environments"] = Environment.values
+    return _page(request, "console/costs.html", context, answer)

@@ -167,6 +167,8 @@ def test_each_page_renders_for_each_role_and_refuses_where_it_must(site, driver,
         ("/console/models", "models.read"),
         (f"/console/models/{model.pk}", "models.read"),
         ("/console/deployments", "deployments.read"),
+        ("/console/costs", "costs.read"),
+        ("/console/marketplace", "marketplace.read"),
         ("/console/alerts", "analytics.read"),
     ):
         site.go(path)

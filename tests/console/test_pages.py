@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 
 from analytics.services import ingest_usage
-from tests.conftest import ROLES
+from tests.conftest import API, ROLES
 from tests.factories import DeploymentFactory
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +24,7 @@ PAGES = {
     "/console/models": set(ROLES),
     "/console/deployments": set(ROLES),
     "/console/marketplace": set(ROLES),
+    "/console/costs": {"admin", "manager", "developer", "analyst"},
     "/console/alerts": {"admin", "manager", "developer", "analyst"},
 }
 
@@ -220,3 +221,35 @@ def test_a_purchase_through_the_console_is_idempotent_per_form(browser_for, list
     assert conflict.status_code == 409 and b"request id" in conflict.content
     mine = client.get("/console/marketplace/mine").content.decode()
     assert "market-model" in mine and "active" in mine
+
+
+# --- costs ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_costs_page_for_every_role(browser_for, model, role):
+    response = browser_for(role).get("/console/costs")
+    html = response.content.decode()
+    if role == "viewer":  # no costs.read
+        assert response.status_code == 403 and "FORBIDDEN" in html
+        assert 'href="/console/costs"' not in html
+    else:
+        assert response.status_code == 200, html[:400]
+        assert "Spend this period" in html and 'id="chart-costs"' in html
+
+
+def test_the_costs_page_shows_spend_from_usage_and_the_budget(browser_for, model, client_for):
+    from analytics.tasks import rollup
+    from tests.analytics.helpers import event
+
+    ingest_usage([event(model, cost=1.25) for _ in range(4)])
+    rollup()
+    body = {
+        "monthlyBudget": 100,
+        "alerts": [{"threshold": 80, "action": "notify", "channels": []}],
+        "categories": {},
+    }
+    assert client_for("manager").post(f"{API}/cost/budgets", body, format="json").status_code == 201
+    html = browser_for("analyst").get("/console/costs").content.decode()
+    assert "$5.00" in html  # 4 x 1.25, from the events
+    assert "$100.00" in html and "80% notify" in html

@@ -149,6 +149,20 @@
     drawChart("chart-model", ["requests", "errors"], [xs, trends.requests.map((p) => p.value), trends.errors.map((p) => p.value)]);
   }
 
+  function drawCosts(trends, budget) {
+    if (!trends || !trends.length) return;
+    const xs = trends.map((p) => Date.parse(`${p.date}T00:00:00Z`) / 1000);
+    let running = 0;
+    const cumulative = trends.map((p) => (running += p.cost));
+    const columns = [xs, trends.map((p) => p.cost), cumulative];
+    const labels = ["daily", "cumulative"];
+    if (budget) {
+      columns.push(xs.map(() => budget));
+      labels.push("budget");
+    }
+    drawChart("chart-costs", labels, columns);
+  }
+
   function readJson(id) {
     const node = document.getElementById(id);
     return node ? JSON.parse(node.textContent) : null;
@@ -231,6 +245,7 @@
     drawDashboard(readJson("trends-data"));
     const model = readJson("model-trends");
     if (model) drawModel(model);
+    drawCosts(readJson("cost-trends"), readJson("monthly-budget"));
     connect();
   });
 })();
