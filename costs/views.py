@@ -28,7 +28,7 @@ _OBJ = OpenApiTypes.OBJECT
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List budgets", responses=_OBJ, tags=_TAG),
+    list=extend_schema(summary="List budgets", operation_id="cost_budgets_list", responses=_OBJ, tags=_TAG),
     retrieve=extend_schema(summary="A budget", responses=_OBJ, tags=_TAG),
     create=extend_schema(
         summary="Set a budget (the spec's BudgetRequest)", request=BudgetRequestSerializer, responses=_OBJ, tags=_TAG
@@ -61,7 +61,10 @@ class BudgetViewSet(BaseViewSet):
 
 @extend_schema_view(
     list=extend_schema(
-        summary="List notification channels (webhook secrets are never returned)", responses=_OBJ, tags=_TAG
+        operation_id="cost_channels_list",
+        summary="List notification channels (webhook secrets are never returned)",
+        responses=_OBJ,
+        tags=_TAG,
     ),
     retrieve=extend_schema(summary="A notification channel", responses=_OBJ, tags=_TAG),
     create=extend_schema(
@@ -93,7 +96,10 @@ class ChannelViewSet(BaseViewSet):
 
 @extend_schema_view(
     list=extend_schema(
-        summary="The notification outbox: status and attempts of every delivery", responses=_OBJ, tags=_TAG
+        operation_id="cost_notifications_list",
+        summary="The notification outbox: status and attempts of every delivery",
+        responses=_OBJ,
+        tags=_TAG,
     ),
     retrieve=extend_schema(summary="One delivery", responses=_OBJ, tags=_TAG),
 )
