@@ -67,6 +67,7 @@ POSITIVE_DATA_OPERATIONS = {
     "GET /api/v1/modelhub/marketplace/entitlements",
     "GET /api/v1/modelhub/marketplace/listings",
     "GET /api/v1/modelhub/marketplace/purchases",
+    "GET /api/v1/modelhub/experiments",
 }
 # Every other operation, and why a schema-valid request to it may be refused by design.
 POSITIVE_DATA_EXCLUDED = {
@@ -141,6 +142,21 @@ POSITIVE_DATA_EXCLUDED = {
     "POST /api/v1/modelhub/marketplace/listings/{id}/terms": "404 for a well-formed id no listing has",
     "POST /api/v1/modelhub/marketplace/listings/{id}/plans": "404 for an unknown id; a free plan costs 0, a paid one "
     "more; interval only (and always) for subscriptions, unit for usage plans; replacesPlanId must be an active plan",
+    # experiments (issue #11)
+    "POST /api/v1/modelhub/experiments": "404 for an unknown modelId or deploymentId; weights must sum to 100, "
+    "versions must be the model's, rules must compile, endDate after startDate (rules across fields)",
+    "GET /api/v1/modelhub/experiments/{id}": "404 for a well-formed id no experiment has",
+    "PUT /api/v1/modelhub/experiments/{id}": "404 for an unknown id; 409 once finished or for a change a running "
+    "experiment may not make; the cross-field rules of POST",
+    "PATCH /api/v1/modelhub/experiments/{id}": "404 for an unknown id; 409 as for PUT; the rules of POST on the merge",
+    "DELETE /api/v1/modelhub/experiments/{id}": "404 for an unknown id; 409 while running",
+    "POST /api/v1/modelhub/experiments/{id}/start": "404 for an unknown id; 409 unless a draft before its endDate, "
+    "or while another experiment runs on the model",
+    "POST /api/v1/modelhub/experiments/{id}/stop": "404 for an unknown id; 409 once finished",
+    "POST /api/v1/modelhub/experiments/{id}/promote": "404 for an unknown id; 409 without a winner (force is for "
+    "admins: 403 otherwise) or without a live target deployment",
+    "GET /api/v1/modelhub/experiments/{id}/results": "404 for an unknown id; 409 for a draft",
+    "POST /api/v1/modelhub/experiments/{id}/assign": "404 for a well-formed id no experiment has",
 }
 ACCEPTED_STATUSES = ["2xx", "401", "403"]
 
