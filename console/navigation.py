@@ -19,6 +19,7 @@ NAV: tuple[Page, ...] = (
     Page("dashboard", "Dashboard", "console:dashboard", "analytics.read"),
     Page("models", "Models", "console:models", "models.read"),
     Page("deployments", "Deployments", "console:deployments", "deployments.read"),
+    Page("experiments", "Experiments", "console:experiments", "experiments.read"),
     Page("costs", "Costs", "console:costs", "costs.read"),
     Page("marketplace", "Marketplace", "console:marketplace", "marketplace.read"),
     Page("alerts", "Alerts", "console:alerts", "analytics.read"),

@@ -331,3 +331,62 @@ def costs(request: HttpRequest) -> HttpResponse:
         context["budgets_error"] = budgets.error
         context["environments"] = Environment.values
     return _page(request, "console/costs.html", context, answer)
+
+
+# --- experiments ---------------------------------------------------------------------------------------
+
+EXPERIMENT_FILTERS = ("status", "search", "page")
+
+
+@login_required
+@require_GET
+def experiments(request: HttpRequest) -> HttpResponse:
+    query = _query(request, EXPERIMENT_FILTERS)
+    answer = internal.call(request, "GET", "/experiments", query=query + [("limit", "50")])
+    data = answer.data if answer.ok else {}
+    return _page(
+        request,
+        "console/experiments.html",
+        {"page": "experiments", "experiments": data.get("experiments", []), "applied": dict(query)},
+        answer,
+    )
+
+
+def _experiment_context(request: HttpRequest, experiment_id: uuid.UUID) -> tuple[dict[str, Any], internal.Answer]:
+    answer = internal.call(request, "GET", f"/experiments/{experiment_id}")
+    context: dict[str, Any] = {"page": "experiments"}
+    if answer.ok:
+        experiment = answer.data["experiment"]
+        context["experiment"] = experiment
+        results = internal.call(request, "GET", f"/experiments/{experiment_id}/results")
+        context["results"] = results.data if results.ok else None
+        context["results_error"] = results.error
+        role = request.user.role
+        update = grant_for(role, "experiments.update")
+        mine = experiment.get("owner") == request.user.username
+        context["can_promote"] = (
+            has_permission(role, "models.deploy")
+            and (update is Grant.ALL or (update is Grant.OWN and mine))
+            and experiment["status"] in ("running", "completed", "stopped")
+        )
+    return context, answer
+
+
+@login_required
+@require_GET
+def experiment_detail(request: HttpRequest, experiment_id: uuid.UUID) -> HttpResponse:
+    context, answer = _experiment_context(request, experiment_id)
+    return _page(request, "console/experiment.html", context, answer)
+
+
+@login_required
+@require_POST
+def experiment_promote(request: HttpRequest, experiment_id: uuid.UUID) -> HttpResponse:
+    """Promote the winner to the target deployment; without a winner the API's 409 says why."""
+    answer = internal.call(request, "POST", f"/experiments/{experiment_id}/promote", body={})
+    return render(
+        request,
+        "console/_promote_result.html",
+        {"result": answer.data if answer.ok else None, "error": answer.error},
+        status=200 if answer.ok else answer.status,
+    )

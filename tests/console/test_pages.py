@@ -25,6 +25,7 @@ PAGES = {
     "/console/deployments": set(ROLES),
     "/console/marketplace": set(ROLES),
     "/console/costs": {"admin", "manager", "developer", "analyst"},
+    "/console/experiments": set(ROLES),
     "/console/alerts": {"admin", "manager", "developer", "analyst"},
 }
 
@@ -253,3 +254,39 @@ def test_the_costs_page_shows_spend_from_usage_and_the_budget(browser_for, model
     html = browser_for("analyst").get("/console/costs").content.decode()
     assert "$5.00" in html  # 4 x 1.25, from the events
     assert "$100.00" in html and "80% notify" in html
+
+
+# --- experiments -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_experiment_pages_for_every_role(browser_for, personas, model, role):
+    from tests.experiments.helpers import create_experiment
+
+    experiment = create_experiment(personas["developer"], model, start=True)
+    client = browser_for(role)
+    listing = client.get("/console/experiments").content.decode()
+    assert experiment.name in listing
+    detail = client.get(f"/console/experiments/{experiment.pk}")
+    html = detail.content.decode()
+    assert detail.status_code == 200 and experiment.name in html
+    assert '<table class="results">' in html and 'class="error"' not in html  # the results, per variant
+    # Promote: experiments.update (own only: the developer persona owns it) and models.deploy.
+    assert ("Promote the winner" in html) == (role in {"admin", "manager", "developer"})
+
+
+def test_promote_is_not_offered_on_someone_elses_experiment(browser_for, personas, model):
+    from tests.experiments.helpers import create_experiment
+
+    experiment = create_experiment(personas["developer"], model, start=True)
+    html = browser_for("outsider").get(f"/console/experiments/{experiment.pk}").content.decode()
+    assert experiment.name in html and "Promote the winner" not in html
+
+
+def test_promoting_without_a_winner_shows_why(browser_for, personas, model):
+    from tests.experiments.helpers import create_experiment
+
+    experiment = create_experiment(personas["developer"], model, start=True)
+    response = browser_for("developer").post(f"/console/experiments/{experiment.pk}/promote")
+    html = response.content.decode()
+    assert response.status_code == 409 and "request id" in html

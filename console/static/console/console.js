@@ -213,6 +213,17 @@
   }
 
   document.addEventListener("mh:dashboard:update", (e) => updateDashboard(e.detail));
+  document.addEventListener("mh:experiment:update", (e) => {
+    const d = e.detail;
+    for (const node of document.querySelectorAll(`[data-experiment-id="${d.experimentId}"]`)) {
+      const status = node.matches("[data-field], .badge") ? node : node.querySelector('[data-field="status"]');
+      if (status) {
+        status.textContent = d.status;
+        status.className = `badge status-${d.status}`;
+      }
+    }
+    refreshSoon("#experiment-results", "#experiment-results > *"); // the figures moved
+  });
   document.addEventListener("mh:alert:new", (e) => {
     toast(`${e.detail.severity}: ${e.detail.message}`, e.detail.severity);
     refreshSoon("#alert-rows", "#alert-rows > *");
