@@ -14,4 +14,8 @@ class AnalyticsConfig(AppConfig):
         from deployments.services import DEPLOYMENT_CHANGED
 
         MODEL_DETAIL.register(fill_model_detail)
+        from analytics.selectors.marketplace import fill_entitlement_usage
+        from marketplace.selectors import ENTITLEMENT_DETAILS
+
+        ENTITLEMENT_DETAILS.register(fill_entitlement_usage)
         DEPLOYMENT_CHANGED.register(services.dashboard_changed)

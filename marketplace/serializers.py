@@ -252,6 +252,18 @@ class _Period(serializers.Serializer):
         ref_name = "MarketplacePeriod"
 
 
+class _Usage(serializers.Serializer):
+    since = serializers.DateTimeField(help_text="The hour the current period started.")
+    requests = serializers.IntegerField()
+    promptTokens = serializers.IntegerField()
+    completionTokens = serializers.IntegerField()
+    cost = MoneySerializer(help_text="The providers' cost of that traffic (analytics).")
+    estimatedCharge = MoneySerializer(allow_null=True, help_text="Usage plans: tokens / unit x price.")
+
+    class Meta:
+        ref_name = "MarketplaceEntitlementUsage"
+
+
 class EntitlementSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     modelId = serializers.UUIDField()
@@ -271,9 +283,7 @@ class EntitlementSerializer(serializers.Serializer):
     createdAt = serializers.DateTimeField()
     updatedAt = serializers.DateTimeField()
     activeDeployments = serializers.IntegerField(required=False, help_text="In my-models: your live deployments of it.")
-    usage = serializers.DictField(
-        required=False, allow_null=True, help_text="In my-models: null until an app reports usage."
-    )
+    usage = _Usage(required=False, allow_null=True, help_text="In my-models: traffic under it since its period began.")
 
 
 class EntitlementEnvelopeSerializer(serializers.Serializer):

@@ -106,4 +106,27 @@ def test_my_models_shows_active_deployments(client_for, personas):
     purchase(client_for("developer"), listing, purchase_body(plan))
     deploy(client_for("developer"), listing.model)
     items = client_for("developer").get(f"{API}/marketplace/my-models").json()["entitlements"]
-    assert [(i["modelId"], i["activeDeployments"], i["usage"]) for i in items] == [(str(listing.model_id), 1, None)]
+    assert [(i["modelId"], i["activeDeployments"], i["usage"]["requests"]) for i in items] == [
+        (str(listing.model_id), 1, 0)
+    ]
+
+
+def test_my_models_reports_usage_under_the_entitlement(client_for, personas):
+    from analytics.rollup import rollup
+    from analytics.services import ingest_usage
+    from tests.analytics.helpers import event
+
+    listing, plan, _ = make_listing(personas["admin"], pricing_model="usage", amount="2.00", unit="1m_tokens")
+    purchase(client_for("developer"), listing, purchase_body(plan))
+    mine = DeploymentFactory(model=listing.model, owner=personas["developer"])
+    theirs = DeploymentFactory(model=listing.model, owner=personas["manager"])
+    ingest_usage(
+        [event(listing.model, deploymentId=str(mine.pk), cost=0.5, promptTokens=300_000, completionTokens=200_000)]
+        + [event(listing.model, deploymentId=str(theirs.pk), cost=9, promptTokens=1, completionTokens=1)]
+    )
+    rollup()
+    item = client_for("developer").get(f"{API}/marketplace/my-models").json()["entitlements"][0]
+    assert item["usage"]["requests"] == 1
+    assert item["usage"]["promptTokens"] == 300_000 and item["usage"]["completionTokens"] == 200_000
+    assert item["usage"]["cost"] == {"amount": "0.50", "currency": "USD"}
+    assert item["usage"]["estimatedCharge"] == {"amount": "1.00", "currency": "USD"}  # 0.5M tokens x $2 per 1M
