@@ -77,6 +77,9 @@ METRICS: dict[str, Metric] = {
     )
 }
 
+# (numerator, denominator) pairs whose per-user cross sums the ratio metrics need.
+RATIO_PAIRS: tuple[tuple[str, str], ...] = tuple(sorted({(m.numerator, m.denominator) for m in METRICS.values()}))
+
 # Guardrails: one-sided non-inferiority margins (a variant must be shown to be no worse than this).
 GUARDRAIL_DEFAULTS: dict[str, float] = {
     "costPerRequest": 0.05,  # relative: cost per request at most +5 %

@@ -27,7 +27,7 @@ from deployments import selectors as deployment_selectors
 from deployments import services as deployment_services
 from experiments import selectors
 from experiments.assignment import Plan, PlanVariant, RuleError, compile_rule
-from experiments.constants import MAX_DURATION_DAYS, METRICS, SUMS, TRANSITIONS, ExperimentStatus, TrafficType
+from experiments.constants import MAX_DURATION_DAYS, RATIO_PAIRS, SUMS, TRANSITIONS, ExperimentStatus, TrafficType
 from experiments.models import (
     Assignment,
     DirtyHour,
@@ -693,17 +693,12 @@ def recompute_hour(experiment_id: Any, hour: Any, model_ids: list[Any] | None = 
     return len(units)
 
 
-def _pairs() -> list[tuple[str, str]]:
-    """(numerator, denominator) pairs whose cross sums the catalogue's ratio metrics need."""
-    return sorted({(m.numerator, m.denominator) for m in METRICS.values()})
-
-
 def recompute_summary(experiment_id: Any) -> None:
     """Per variant: units and Σs, Σs² of every per-unit sum, Σ(num·den) for the metrics, the merged sketch."""
     table = ExperimentUnitHour._meta.db_table
     inner = ", ".join(f"SUM({s}) AS {s}" for s in SUMS)
     outer = ", ".join(f"SUM({s}), SUM({s} * {s})" for s in SUMS)
-    cross = ", ".join(f"SUM({a} * {b})" for a, b in _pairs())
+    cross = ", ".join(f"SUM({a} * {b})" for a, b in RATIO_PAIRS)
     # Column names come from constants.SUMS and METRICS, never from input.
     sql = (
         f"SELECT variant, COUNT(*), {outer}, {cross} FROM "  # noqa: S608
@@ -727,7 +722,7 @@ def recompute_summary(experiment_id: Any) -> None:
         for i, s in enumerate(SUMS):
             sums[s] = [values[2 * i], values[2 * i + 1]]
         offset = 2 * len(SUMS)
-        for j, (a, b) in enumerate(_pairs()):
+        for j, (a, b) in enumerate(RATIO_PAIRS):
             sums[f"{a}*{b}"] = values[offset + j]
         summaries.append(
             VariantSummary(
