@@ -75,7 +75,12 @@ def socket_token(request: HttpRequest) -> JsonResponse:
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     answer = internal.call(request, "GET", "/analytics/dashboard")
-    return _page(request, "console/dashboard.html", {"page": "dashboard", "dashboard": answer.data}, answer)
+    context: dict[str, Any] = {"page": "dashboard", "dashboard": answer.data}
+    if answer.ok and has_permission(request.user.role, "costs.read"):
+        # Cost against the budget: this month's spend, budget and projection (GET /cost/analysis).
+        analysis = internal.call(request, "GET", "/cost/analysis")
+        context["budget"] = analysis.data["budget"] if analysis.ok else None
+    return _page(request, "console/dashboard.html", context, answer)
 
 
 @login_required

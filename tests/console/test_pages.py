@@ -106,6 +106,7 @@ def test_the_dashboard_shows_figures_computed_from_usage(browser_for, model):
     assert re.search(r'data-summary="totalRequests">4<', html)
     assert re.search(r'data-summary="errorRate" data-format="percent">25.00%<', html)
     assert re.search(r'data-summary="totalCost" data-format="money">\$2.00<', html)
+    assert "Month to date / budget" in html  # analysts hold costs.read
     assert 'id="trends-data"' in html and "gpt-test" in html
 
 
