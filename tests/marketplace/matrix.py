@@ -4,10 +4,10 @@ path names (built through the services, so every row runs against real state) an
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 from typing import Any
 
 from marketplace import services
+from marketplace.models import Entitlement
 from tests.factories import ModelRegistryFactory
 from tests.marketplace.helpers import make_listing, purchase_body
 
@@ -46,7 +46,7 @@ def objects(template: str, personas: dict[str, Any], role: str) -> dict[str, Any
         ids["listed"] = listing.model_id
         if "/review" in template or "/cancel" in template:
             _buy(caller, listing, plan)  # the caller holds it (reviews and cancellation are the holder's)
-            ids["entitlement"] = services.Entitlement.objects.get(listing=listing).pk
+            ids["entitlement"] = Entitlement.objects.get(listing=listing).pk
         elif "{entitlement}" in template or "{purchase}" in template:
             bought, entitlement = _buy(admin, listing, plan, scope="hub")  # visible to everyone
             ids["entitlement"], ids["purchase"] = entitlement.pk, bought.pk
@@ -84,6 +84,3 @@ def purchase_request(template: str, ids: dict[str, Any]) -> dict[str, Any] | Non
 
 def headers(template: str) -> dict[str, str]:
     return {"HTTP_IDEMPOTENCY_KEY": str(uuid.uuid4())} if template.endswith("/purchase") else {}
-
-
-__all__ = ["Decimal"]
