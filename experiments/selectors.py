@@ -12,10 +12,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db.models import F, Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from deployments import selectors as deployment_selectors
 from experiments.assignment import Plan, PlanVariant
@@ -96,9 +98,11 @@ def summaries(experiment_id: Any) -> dict[str, VariantSummary]:
 
 def running_for_models(model_ids: list[Any]) -> list[tuple[Any, Any, set[Any]]]:
     """``[(experiment id, started_at, {model ids})]`` of experiments whose events may be in those models' hours:
-    running ones, and ended ones (late events and feedback still count toward them)."""
+    running ones, and those ended within the raw-event retention (late events and feedback still count)."""
+    recent = timezone.now() - timedelta(days=settings.ANALYTICS_RETENTION_DAYS["raw"])
     rows = (
         Experiment.objects.filter(Q(model_id__in=model_ids) | Q(variants__model_id__in=model_ids))
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gte=recent))
         .exclude(status=ExperimentStatus.DRAFT)
         .distinct()
         .values_list("pk", "started_at")
