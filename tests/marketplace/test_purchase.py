@@ -344,3 +344,15 @@ def test_an_expired_key_is_a_new_request(client_for, personas):
     IdempotencyKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     # not a replay: the purchase runs again and finds the entitlement held
     assert_error(purchase(client, listing, purchase_body(plan), key="old"), 409, "ENTITLEMENT_EXISTS")
+
+
+def test_a_blocking_budget_of_the_costs_app_refuses_a_purchase_that_would_pass_it(client_for, personas):
+    from tests.costs.helpers import budget
+
+    budget(personas["admin"], "100")
+    dear, dear_plan, _ = make_listing(personas["admin"], amount="150.00")
+    error = assert_error(purchase(client_for("developer"), dear, purchase_body(dear_plan)), 402, "BUDGET_EXCEEDED")
+    assert "150" in error["message"]
+    assert not Entitlement.objects.filter(listing=dear).exists()
+    cheap, cheap_plan, _ = make_listing(personas["admin"], amount="50.00")
+    assert purchase(client_for("developer"), cheap, purchase_body(cheap_plan)).status_code == 201
