@@ -51,7 +51,7 @@ def test_hashes_are_independent():
 
     x, y = np.array(pairs).T
     assert abs(np.corrcoef(x, y)[0, 1]) < 0.05
-    assert 0 <= x.min() and x.max() < 1
+    assert x.min() >= 0 and x.max() < 1
 
 
 def test_rules_and_filters():
