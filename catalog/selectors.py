@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Iterable
@@ -99,13 +101,52 @@ _local_facets: tuple[float, dict[str, list[str]]] | None = None
 
 
 def invalidate_catalog_facets() -> None:
-    """Called after a catalog write commits; the next list recomputes facets."""
+    """Called after a catalog write commits: the catalog's generation moves on, so the next list
+    recomputes its facets and no cached list answer (:func:`cached_list`) is served again."""
     global _local_facets
     _local_facets = None
     try:
         cache.incr(_FACETS_VERSION_KEY)
     except ValueError:
-        cache.set(_FACETS_VERSION_KEY, 1, None)
+        _new_generation()
+
+
+def _new_generation() -> int:
+    """A fresh generation when the counter is missing (never set, flushed or evicted): random, so it
+    cannot meet a generation that cached answers were stored under before."""
+    generation = secrets.randbits(62)
+    if not cache.add(_FACETS_VERSION_KEY, generation, None):
+        return cache.get(_FACETS_VERSION_KEY) or generation
+    return generation
+
+
+# --- whole list answers, cached per normalised query and catalog generation ------------------------
+# ``GET /models`` answers every reader the same (models.read is every role's, and nothing in it is
+# per user), so the rendered bytes of a page are cached under its query; the generation (bumped by
+# every catalog write after it commits) is read with the entry in one round trip, and an entry of an
+# older generation is never served: a write is visible on the next read, in every process.
+
+
+def list_cache_key(params: Any) -> str:
+    """The cache key of a list query: its parameters in a canonical order (values in given order)."""
+    items = sorted((name, tuple(params.getlist(name))) for name in params)
+    return "catalog:list:" + hashlib.sha256(repr(items).encode()).hexdigest()[:40]
+
+
+def cached_list(key: str) -> tuple[int, bytes | None]:
+    """``(generation, cached answer or None)`` for a list key."""
+    found = cache.get_many([_FACETS_VERSION_KEY, key])
+    generation = found.get(_FACETS_VERSION_KEY)
+    if generation is None:
+        return _new_generation(), None
+    entry = found.get(key)
+    hit = entry is not None and entry[0] == generation
+    metrics.cache_lookups.labels("catalog_list", "hit" if hit else "miss").inc()
+    return generation, entry[1] if hit else None
+
+
+def store_list(key: str, generation: int, content: bytes) -> None:
+    cache.set(key, (generation, content), settings.CATALOG_LIST_CACHE_SECONDS)
 
 
 def catalog_facets() -> dict[str, list[str]]:
@@ -124,8 +165,7 @@ def catalog_facets() -> dict[str, list[str]]:
 def _shared_facets() -> dict[str, list[str]]:
     version = cache.get(_FACETS_VERSION_KEY)
     if version is None:
-        version = 1
-        cache.add(_FACETS_VERSION_KEY, version, None)
+        version = _new_generation()
     key = f"catalog:facets:{version}"
     facets = cache.get(key)
     metrics.cache_lookups.labels("catalog_facets", "miss" if facets is None else "hit").inc()

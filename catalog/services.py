@@ -236,4 +236,6 @@ def model_usage_stats_set(stats: dict[Any, tuple[int, float | None]], *, only: s
             model.popularity, model.avg_rating = int(popularity), rating
             changed.append(model)
     ModelRegistry.objects.bulk_update(changed, ["popularity", "avg_rating"], batch_size=500)
+    if changed:  # the list sorts by popularity and filters by rating: its cached answers are stale
+        transaction.on_commit(invalidate_catalog_facets)
     return len(changed)

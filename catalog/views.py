@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework.request import Request
 
 from catalog import selectors, services
 from catalog.filters import ModelFilterSet
@@ -99,6 +102,26 @@ class ModelViewSet(BaseViewSet):
         "partial_update": "models.update",
         "destroy": "models.delete",
     }
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Any:
+        """A page of the catalog, from the whole-answer cache when this query was answered in the
+        catalog's current generation (see ``catalog.selectors.cached_list``); roles, rate limits and
+        the request id still apply (they run before the view)."""
+        if settings.CATALOG_LIST_CACHE_SECONDS <= 0:
+            return self._list(request)
+        key = selectors.list_cache_key(request.query_params)
+        generation, content = selectors.cached_list(key)
+        if content is not None:
+            return HttpResponse(content, content_type="application/json", headers={"X-Catalog-Cache": "hit"})
+        response = self._list(request)
+        response["X-Catalog-Cache"] = "miss"
+
+        def store(rendered: Any) -> None:
+            if rendered.status_code == 200:
+                selectors.store_list(key, generation, rendered.content)
+
+        response.add_post_render_callback(store)
+        return response
 
     def count_in_window(self) -> bool:
         """Relevance-ordered searches visit every match anyway: count them in the same query."""

@@ -287,6 +287,8 @@ RATE_LIMITS_ANONYMOUS = {
 # How long a process keeps a user's effective limits before reading them again.
 RATE_LIMITS_CACHE_SECONDS = 5
 CATALOG_FACETS_CACHE_SECONDS = env.positive_int("CATALOG_FACETS_CACHE_SECONDS", default=300)
+# Whole GET /models answers cached per query until the next catalog write (0 switches it off).
+CATALOG_LIST_CACHE_SECONDS = env.int("CATALOG_LIST_CACHE_SECONDS", default=300)
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
 
 # --- Realtime: websocket /modelhub/realtime and Socket.IO (modelhub.realtime) ------------
@@ -406,6 +408,7 @@ CELERY_BEAT_SCHEDULE = {
     "costs-reconcile": {"task": "costs.reconcile", "schedule": 10.0, "options": {"expires": 9}},
     "costs-evaluate-budgets": {"task": "costs.evaluate_budgets", "schedule": 60.0, "options": {"expires": 55}},
     "costs-sweep-outbox": {"task": "costs.sweep_outbox", "schedule": 15.0, "options": {"expires": 14}},
+    "costs-refresh-cost-days": {"task": "costs.refresh_cost_days", "schedule": 300.0, "options": {"expires": 290}},
     # Marketplace (issue #13): expired idempotency keys out; subscriptions renewed or ended at period end;
     # deployments whose entitlement ended more than the grace period ago stopped. All idempotent.
     "marketplace-purge-idempotency-keys": {
