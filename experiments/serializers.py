@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from experiments import selectors
@@ -237,6 +238,7 @@ class ExperimentResponseSerializer(serializers.Serializer):
     experiment = ExperimentSerializer()
 
 
+@extend_schema_serializer(many=False)
 class ExperimentListResponseSerializer(serializers.Serializer):
     experiments = ExperimentSerializer(many=True)
     pagination = PaginationSerializer()

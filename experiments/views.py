@@ -31,6 +31,9 @@ from modelhub.api.viewsets import BaseViewSet
 from modelhub.roles import Grant, grant_for
 
 _409 = OpenApiResponse(ErrorResponseSerializer, description="The experiment's status does not allow it.")
+_404 = OpenApiResponse(
+    ErrorResponseSerializer, description="EXPERIMENT_NOT_FOUND, or MODEL_NOT_FOUND / DEPLOYMENT_NOT_FOUND in the body."
+)
 TAGS = ["experiments"]
 
 
@@ -40,19 +43,22 @@ TAGS = ["experiments"]
     create=extend_schema(
         summary="Create an A/B test (draft; it starts at startDate or with /start)",
         request=CreateExperimentRequestSerializer,
-        responses={201: ExperimentResponseSerializer},
+        responses={
+            201: ExperimentResponseSerializer,
+            404: OpenApiResponse(ErrorResponseSerializer, description="MODEL_NOT_FOUND / DEPLOYMENT_NOT_FOUND."),
+        },
         tags=TAGS,
     ),
     update=extend_schema(
         summary="Replace an experiment (a running one changes only as the README lists)",
         request=CreateExperimentRequestSerializer,
-        responses={200: ExperimentResponseSerializer, 409: _409},
+        responses={200: ExperimentResponseSerializer, 404: _404, 409: _409},
         tags=TAGS,
     ),
     partial_update=extend_schema(
         summary="Change part of an experiment (sections merged)",
         request=PatchExperimentRequestSerializer,
-        responses={200: ExperimentResponseSerializer, 409: _409},
+        responses={200: ExperimentResponseSerializer, 404: _404, 409: _409},
         tags=TAGS,
     ),
     destroy=extend_schema(
