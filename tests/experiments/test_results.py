@@ -203,3 +203,19 @@ def test_sequential_mode_is_the_default_and_more_conservative(client_for, person
         sequential["variants"][1]["metrics"]["primary"]["confidence"]
         < fixed["variants"][1]["metrics"]["primary"]["confidence"]
     )
+
+
+def test_auto_stop_on_a_failed_guardrail(client_for, personas, model):
+    experiment = create_experiment(
+        personas["developer"], model, start=True, analysis={"mode": "fixed", "autoStop": True}
+    )
+    rng = np.random.default_rng(8)
+    _events(experiment, model, "control", 300, rating=3.0, cost=0.010, rng=rng)
+    _events(experiment, model, "cool", 300, rating=3.0, cost=0.013, rng=rng)
+    _aggregate()
+    experiment.refresh_from_db()
+    assert experiment.status == "stopped"
+    assert experiment.status_reason == "Auto-stopped: guardrail costPerRequest failed."
+    assert experiment.transitions.filter(to_status="stopped", actor__isnull=True).count() == 1
+    _aggregate()  # again: nothing more to do
+    assert experiment.transitions.filter(to_status="stopped").count() == 1

@@ -1,0 +1,194 @@
+"""The result aggregates of experiments: per variant × unit × hour sums recomputed from raw usage events.
+
+The analytics rollup tells :func:`mark_hours` (its ``HOURS_ROLLED_UP`` slot) which (model, hour) pairs it
+recomputed; :func:`experiments_aggregate` (a Celery task every minute) recomputes the marked hours of each
+experiment from their raw rows, replacing that hour's rows (never incrementing), then the per-variant
+summaries the results endpoint reads. Public through :mod:`experiments.services`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.utils import timezone
+
+from analytics.selectors import experiments as analytics_experiments
+from experiments import selectors
+from experiments.constants import RATIO_PAIRS, SUMS, ExperimentStatus
+from experiments.models import (
+    Assignment,
+    DirtyHour,
+    Experiment,
+    ExperimentUnitHour,
+    Variant,
+    VariantHourSketch,
+    VariantSummary,
+)
+
+PUBLISH_INTERVAL_SECONDS = 10
+
+
+def mark_hours(pairs: list[tuple[Any, Any]]) -> int:
+    """The analytics rollup recomputed these (model, hour) pairs: mark the hours of the experiments
+    whose arms serve those models (inside the rollup's transaction; an insert that ignores repeats)."""
+    if not pairs:
+        return 0
+    model_ids = list({m for m, _ in pairs})
+    marks = []
+    for experiment_id, started, models in selectors.running_for_models(model_ids):
+        first = started.replace(minute=0, second=0, microsecond=0) if started else None
+        for model_id, hour in pairs:
+            if model_id in models and (first is None or hour >= first - timedelta(hours=1)):
+                marks.append(DirtyHour(experiment_id=experiment_id, hour=hour))
+    if marks:
+        DirtyHour.objects.bulk_create(marks, ignore_conflicts=True)
+    return len(marks)
+
+
+def _model_ids(experiment_id: Any) -> list[Any]:
+    return list(Variant.objects.filter(experiment_id=experiment_id).values_list("model_id", flat=True).distinct())
+
+
+def recompute_hour(experiment_id: Any, hour: Any, model_ids: list[Any] | None = None) -> int:
+    """Recompute one (experiment, hour) from its raw events and replace its rows (idempotent)."""
+    model_ids = model_ids if model_ids is not None else _model_ids(experiment_id)
+    names = set(Variant.objects.filter(experiment_id=experiment_id).values_list("name", flat=True))
+    units, sketches = analytics_experiments.experiment_hour(experiment_id, model_ids, hour)
+    units = [u for u in units if u["variant"] in names]
+    ExperimentUnitHour.objects.filter(experiment_id=experiment_id, hour=hour).delete()
+    VariantHourSketch.objects.filter(experiment_id=experiment_id, hour=hour).delete()
+    ExperimentUnitHour.objects.bulk_create(
+        [
+            ExperimentUnitHour(
+                experiment_id=experiment_id,
+                hour=hour,
+                variant=u["variant"],
+                unit_id=u["unit"][:255],
+                **{name: u[name] or 0 for name in SUMS},
+            )
+            for u in units
+        ],
+        batch_size=5000,
+    )
+    VariantHourSketch.objects.bulk_create(
+        [
+            VariantHourSketch(experiment_id=experiment_id, hour=hour, variant=v, sketch=s)
+            for v, s in sketches.items()
+            if v in names
+        ]
+    )
+    Assignment.objects.bulk_create(
+        [
+            Assignment(experiment_id=experiment_id, unit_id=u["unit"][:255], variant=u["variant"], assigned_at=hour)
+            for u in units
+        ],
+        ignore_conflicts=True,
+        batch_size=5000,
+    )
+    return len(units)
+
+
+def recompute_summary(experiment_id: Any) -> None:
+    """Per variant: units and Σs, Σs² of every per-unit sum, Σ(num·den) for the metrics, the merged sketch."""
+    table = ExperimentUnitHour._meta.db_table
+    inner = ", ".join(f"SUM({s}) AS {s}" for s in SUMS)
+    outer = ", ".join(f"SUM({s}), SUM({s} * {s})" for s in SUMS)
+    cross = ", ".join(f"SUM({a} * {b})" for a, b in RATIO_PAIRS)
+    # Column names come from constants.SUMS and METRICS, never from input.
+    sql = (
+        f"SELECT variant, COUNT(*), {outer}, {cross} FROM "  # noqa: S608
+        f"(SELECT variant, unit_id, {inner} FROM {table} WHERE experiment_id = %s GROUP BY variant, unit_id) u "
+        "GROUP BY variant"
+    )
+    experiment_uuid = uuid.UUID(str(experiment_id))
+    key = experiment_uuid.hex if connection.vendor == "sqlite" else str(experiment_uuid)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key])
+        rows = cursor.fetchall()
+    sketches: dict[str, list[dict]] = {}
+    for variant, sketch in VariantHourSketch.objects.filter(experiment_id=experiment_id).values_list(
+        "variant", "sketch"
+    ):
+        sketches.setdefault(variant, []).append(sketch)
+    summaries = []
+    for row in rows:
+        variant, units, values = row[0], row[1], [float(v or 0) for v in row[2:]]
+        sums: dict[str, Any] = {}
+        for i, s in enumerate(SUMS):
+            sums[s] = [values[2 * i], values[2 * i + 1]]
+        offset = 2 * len(SUMS)
+        for j, (a, b) in enumerate(RATIO_PAIRS):
+            sums[f"{a}*{b}"] = values[offset + j]
+        summaries.append(
+            VariantSummary(
+                experiment_id=experiment_id,
+                variant=variant,
+                units=units,
+                sums=sums,
+                sketch=analytics_experiments.sketch_merge(sketches.get(variant, [])),
+            )
+        )
+    VariantSummary.objects.filter(experiment_id=experiment_id).delete()
+    VariantSummary.objects.bulk_create(summaries)
+    Experiment.objects.filter(pk=experiment_id).update(aggregated_at=timezone.now())
+
+
+def experiment_reaggregate(*, experiment: Experiment) -> int:
+    """Recompute every hour of the experiment from raw events (admin action, benchmarks, repairs)."""
+    model_ids = _model_ids(experiment.pk)
+    start = (experiment.started_at or experiment.start_date) - timedelta(hours=1)
+    end = (experiment.ended_at or timezone.now()) + timedelta(days=1)
+    hours = analytics_experiments.experiment_event_hours(experiment.pk, model_ids, start, end)
+    with transaction.atomic():
+        Experiment.objects.select_for_update().filter(pk=experiment.pk).first()
+        ExperimentUnitHour.objects.filter(experiment=experiment).exclude(hour__in=hours).delete()
+        VariantHourSketch.objects.filter(experiment=experiment).exclude(hour__in=hours).delete()
+        for hour in hours:
+            recompute_hour(experiment.pk, hour, model_ids)
+        recompute_summary(experiment.pk)
+    return len(hours)
+
+
+def experiments_aggregate(*, limit: int = 500) -> dict[str, int]:
+    """Claim dirty (experiment, hour) marks, recompute them and the experiments' summaries; publish
+    ``experiment:update`` with results (at most every 10 s per experiment), and stop an experiment whose
+    guardrail failed when it asked for ``autoStop``. Marks are deleted in the same transaction."""
+    from experiments.results import experiment_results
+    from experiments.services import _publish, experiment_stop
+
+    report = {"hours": 0, "experiments": 0}
+    experiment_ids = list(DirtyHour.objects.values_list("experiment_id", flat=True).distinct()[:limit])
+    for experiment_id in experiment_ids:
+        with transaction.atomic():
+            if Experiment.objects.select_for_update().filter(pk=experiment_id).first() is None:
+                continue
+            marks = list(DirtyHour.objects.filter(experiment_id=experiment_id).values_list("pk", "hour")[:limit])
+            model_ids = _model_ids(experiment_id)
+            for _, hour in marks:
+                recompute_hour(experiment_id, hour, model_ids)
+            recompute_summary(experiment_id)
+            DirtyHour.objects.filter(pk__in=[pk for pk, _ in marks]).delete()
+        report["hours"] += len(marks)
+        report["experiments"] += 1
+        experiment = selectors.experiment_queryset().get(pk=experiment_id)
+        results = experiment_results(experiment)
+        failed = [
+            g for v in results["variants"] for g, r in (v.get("guardrails") or {}).items() if r["status"] == "failed"
+        ]
+        throttle_key = f"experiments:published:{experiment_id}"
+        if failed or (results.get("srm") or {}).get("mismatch") or cache.add(throttle_key, 1, PUBLISH_INTERVAL_SECONDS):
+            _publish(experiment, results)
+        if (
+            failed
+            and experiment.status == ExperimentStatus.RUNNING
+            and selectors.analysis_settings(experiment)["autoStop"]
+        ):
+            with transaction.atomic():
+                experiment_stop(
+                    experiment=experiment, actor=None, reason=f"Auto-stopped: guardrail {failed[0]} failed."
+                )
+    return report
