@@ -83,3 +83,39 @@ def test_twenty_requests_with_different_keys_make_one_entitlement(personas):
     assert codes == {"ENTITLEMENT_EXISTS"}
     assert Entitlement.objects.filter(status__in=["active", "pending"]).count() == 1
     assert Purchase.objects.count() == 1
+
+
+def test_concurrent_decisions_on_one_request_leave_one_outcome(personas):
+    from marketplace import services
+    from marketplace.models import Entitlement
+    from modelhub.api.exceptions import AppError
+    from tests.marketplace.matrix import _buy
+
+    listing, plan, _ = make_listing(personas["admin"], access_mode="approval_required", amount="10.00")
+    _, pending = _buy(personas["developer"], listing, plan)
+
+    def decide(i: int) -> str:
+        service = services.entitlement_approve if i % 2 else services.entitlement_reject
+        try:
+            return service(entitlement=Entitlement.objects.get(pk=pending.pk), actor=personas["manager"]).status
+        except AppError as exc:
+            return exc.code
+
+    results = race(decide)
+    final = Entitlement.objects.get(pk=pending.pk).status
+    assert final in {"active", "rejected"}
+    # the winner and whoever asked for the same outcome see it; the others are refused with 409
+    assert set(results) <= {final, "INVALID_REQUEST"}, results
+    assert Purchase.objects.get().status == ("refunded" if final == "rejected" else "completed")
+
+
+def test_twenty_concurrent_refunds_refund_once(personas):
+    from marketplace import services
+    from tests.marketplace.matrix import _buy
+
+    listing, plan, _ = make_listing(personas["admin"])
+    bought, _ = _buy(personas["developer"], listing, plan)
+    results = race(lambda i: services.purchase_refund(purchase=bought, actor=personas["admin"]).status)
+    assert results == ["refunded"] * THREADS
+    bought.refresh_from_db()
+    assert bought.status == "refunded" and Entitlement.objects.get().status == "refunded"

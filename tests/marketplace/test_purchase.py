@@ -214,8 +214,7 @@ def test_invalid_bodies_are_400_and_do_not_use_up_the_key(client_for, personas, 
     listing, plan, _ = make_listing(personas["admin"])
     client = client_for("developer")
     response = purchase(client, listing, body, key="reusable")
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] in {"INVALID_REQUEST", "MISSING_REQUIRED_FIELD"}
+    assert_error(response, 400, "MISSING_REQUIRED_FIELD" if not body else "INVALID_REQUEST")
     assert purchase(client, listing, purchase_body(plan), key="reusable").status_code == 201
 
 
@@ -356,3 +355,36 @@ def test_a_blocking_budget_of_the_costs_app_refuses_a_purchase_that_would_pass_i
     assert not Entitlement.objects.filter(listing=dear).exists()
     cheap, cheap_plan, _ = make_listing(personas["admin"], amount="50.00")
     assert purchase(client_for("developer"), cheap, purchase_body(cheap_plan)).status_code == 201
+
+
+def test_unknown_ids_answer_their_not_found_codes(client_for, personas):
+    nil = uuid.uuid4()
+    assert_error(client_for("admin").get(f"{API}/marketplace/entitlements/{nil}"), 404, "ENTITLEMENT_NOT_FOUND")
+    assert_error(
+        client_for("admin").post(f"{API}/marketplace/entitlements/{nil}/approve"), 404, "ENTITLEMENT_NOT_FOUND"
+    )
+    assert_error(client_for("admin").post(f"{API}/marketplace/purchases/{nil}/refund"), 404, "INVALID_REQUEST")
+    assert_error(client_for("admin").get(f"{API}/marketplace/listings/{nil}"), 404, "LISTING_NOT_FOUND")
+    assert_error(client_for("admin").get(f"{API}/marketplace/models/{nil}/reviews"), 404, "LISTING_NOT_FOUND")
+    assert_error(
+        client_for("admin").put(f"{API}/marketplace/models/{nil}/review", {"rating": 3}, format="json"),
+        404,
+        "LISTING_NOT_FOUND",
+    )
+    assert_error(
+        client_for("developer").post(
+            f"{API}/marketplace/models/{nil}/purchase", {}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+        ),
+        400,
+        "MISSING_REQUIRED_FIELD",
+    )
+
+
+def test_another_users_entitlement_is_not_found_for_them(client_for, personas):
+    listing, plan, _ = make_listing(personas["admin"])
+    entitlement = purchase(client_for("developer"), listing, purchase_body(plan)).json()["entitlement"]
+    assert client_for("developer").get(f"{API}/marketplace/entitlements/{entitlement['id']}").status_code == 200
+    assert_error(
+        client_for("outsider").get(f"{API}/marketplace/entitlements/{entitlement['id']}"), 404, "ENTITLEMENT_NOT_FOUND"
+    )
+    assert client_for("manager").get(f"{API}/marketplace/entitlements/{entitlement['id']}").status_code == 200
