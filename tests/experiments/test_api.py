@@ -259,3 +259,36 @@ def test_promote_without_a_winner_is_409_unless_an_admin_forces(client_for, pers
     promote = ExperimentTransition.objects.get(experiment=experiment, action="promote")
     assert promote.actor_username == "admin" and promote.details["forced"] is True
     assert Experiment.objects.get(pk=experiment.pk).status == "completed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_starts_move_the_experiment_once(personas, model):
+    """Two concurrent starts (or a start racing the schedule task): one transition, the other a 409."""
+    import threading
+
+    from django.db import connection
+
+    from experiments import services
+    from modelhub.api.exceptions import Conflict
+
+    experiment = create_experiment(personas["developer"], model)
+    barrier = threading.Barrier(4)
+    outcomes = []
+
+    def start():
+        try:
+            barrier.wait(timeout=10)
+            services.experiment_start(experiment=Experiment.objects.get(pk=experiment.pk), actor=personas["developer"])
+            outcomes.append("started")
+        except Conflict:
+            outcomes.append("conflict")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(outcomes) == ["conflict", "conflict", "conflict", "started"]
+    assert ExperimentTransition.objects.filter(experiment=experiment, to_status="running").count() == 1

@@ -102,3 +102,27 @@ def test_total_percentage_and_stopping(gw, client_for):
     gw.post(deployment, key=key, headers={"X-Modelhub-User": "after-stop"})
     gw.drain()
     assert UsageEvent.objects.get(user_id="after-stop").experiment_id == ""  # the plan cache was cleared
+
+
+def test_a_variant_of_another_model_is_served_by_that_models_deployment(gw, client_for):
+    model = gw.model()
+    other = gw.model(name="other-provider-model", version="7")
+    deployment = gw.deployment(model=model, rateLimiting=UNLIMITED)
+    other_deployment = gw.deployment(model=other, rateLimiting=UNLIMITED)
+    other_deployment.environment = deployment.environment
+    other_deployment.save(update_fields=["environment"])
+    variants = [
+        {"name": "control", "version": model.version, "weight": 50},
+        {"name": "other", "version": "7", "weight": 50, "modelId": str(other.pk)},
+    ]
+    _start(client_for("developer"), model, deployment, variants=variants)
+    key = gw.key()
+    for i in range(60):
+        assert gw.post(deployment, key=key, headers={"X-Modelhub-User": f"o{i}"}).status_code == 200
+    gw.drain()
+    served = dict(UsageEvent.objects.filter(user_id__startswith="o").values_list("user_id", "deployment_id"))
+    variants_of = dict(UsageEvent.objects.filter(user_id__startswith="o").values_list("user_id", "variant"))
+    assert len(served) == 60
+    for user, variant in variants_of.items():
+        assert served[user] == (other_deployment.pk if variant == "other" else deployment.pk)
+    assert 10 < sum(1 for v in variants_of.values() if v == "other") < 50

@@ -219,3 +219,15 @@ def test_auto_stop_on_a_failed_guardrail(client_for, personas, model):
     assert experiment.transitions.filter(to_status="stopped", actor__isnull=True).count() == 1
     _aggregate()  # again: nothing more to do
     assert experiment.transitions.filter(to_status="stopped").count() == 1
+
+
+def test_a_slower_variant_fails_the_p95_latency_guardrail(client_for, running, model):
+    rng = np.random.default_rng(12)
+    _events(running, model, "control", 500, rating=3.0, cost=0.01, latency=200.0, rng=rng)
+    _events(running, model, "cool", 500, rating=4.0, cost=0.01, latency=260.0, rng=rng)  # +30 %
+    _aggregate()
+    body = _results(client_for("developer"), running)
+    p95 = body["variants"][1]["guardrails"]["p95Latency"]
+    assert p95["status"] == "failed" and 0.2 < p95["estimate"] < 0.4
+    assert "winner" not in body
+    assert body["variants"][1]["guardrails"]["costPerRequest"]["status"] == "passed"
