@@ -14,7 +14,6 @@ from marketplace.constants import (
     HELD_STATUSES,
     HUB_HOLDER,
     EntitlementStatus,
-    PlanStatus,
     PurchaseKind,
     PurchaseStatus,
 )
@@ -130,8 +129,8 @@ def entitlement_cancel(*, entitlement: Entitlement, actor: Any) -> Entitlement:
 
 def entitlements_end_periods(*, now: datetime | None = None) -> dict[str, int]:
     """At a subscription's period end: ``cancelled`` when the holder cancelled, otherwise renewed for
-    another period with a renewal purchase - unless a purchase check (a budget) refuses it, or the
-    plan is no longer on sale, which ends it ``expired``. Safe to run twice: each entitlement is moved
+    another period with a renewal purchase on the plan held - unless a purchase check (a budget)
+    refuses it, which ends it ``expired``. Safe to run twice: each entitlement is moved
     by a conditional UPDATE on the period end it was read with."""
     now = now or timezone.now()
     counts = {"cancelled": 0, "renewed": 0, "expired": 0}
@@ -145,9 +144,10 @@ def entitlements_end_periods(*, now: datetime | None = None) -> dict[str, int]:
             same = Entitlement.objects.select_for_update().filter(
                 pk=entitlement.pk, status=EntitlementStatus.ACTIVE, period_end=entitlement.period_end
             )
-            if not same.exists():
-                continue
-            if entitlement.cancel_at_period_end:
+            locked = same.first()  # the row as it is now, locked: a cancel that came meanwhile counts
+            if locked is None:
+                continue  # moved on since it was read (a second run, a revoke): nothing to do
+            if locked.cancel_at_period_end:
                 _move(
                     entitlement,
                     to=EntitlementStatus.CANCELLED,
@@ -158,22 +158,21 @@ def entitlements_end_periods(*, now: datetime | None = None) -> dict[str, int]:
                 )
                 counts["cancelled"] += 1
                 continue
+            # Renewed on the plan held, at its price, even if that plan was retired since (holders keep
+            # what they bought; a price change applies to new buyers). A refused budget check ends it.
             plan = entitlement.plan
             refusal = None
-            if plan.status != PlanStatus.ACTIVE:
-                refusal = "The plan is no longer on sale."
-            else:
-                try:
-                    with transaction.atomic():
-                        for check in PURCHASE_CHECKS.providers:
-                            check(
-                                user=entitlement.user,
-                                model_id=entitlement.listing.model_id,
-                                amount=plan.amount,
-                                currency=plan.currency,
-                            )
-                except AppError as exc:
-                    refusal = f"Renewal refused: {exc.message}"
+            try:
+                with transaction.atomic():
+                    for check in PURCHASE_CHECKS.providers:
+                        check(
+                            user=entitlement.user,
+                            model_id=entitlement.listing.model_id,
+                            amount=plan.amount,
+                            currency=plan.currency,
+                        )
+            except AppError as exc:
+                refusal = f"Renewal refused: {exc.message}"
             if refusal:
                 _move(
                     entitlement,

@@ -110,9 +110,12 @@ def purchase_create(
             details={"fields": {"scope": ["hub needs marketplace.manage"]}},
         )
     listing = selectors.listing_for_model(model_id)
-    # Serialise purchases of one listing per holder: the constraint makes the loser fail anyway, but
-    # the row lock lets it fail with the readable 409 instead of an IntegrityError.
+    # Purchases of a listing, and changes to its terms and plans, queue on its row: the constraint
+    # would make the loser of a race fail anyway, but this way it fails with the readable 409, and
+    # the terms and plans checked below are the ones current when the purchase is recorded (read again
+    # after the lock).
     Listing.objects.select_for_update().filter(pk=listing.pk).values_list("pk", flat=True).first()
+    listing = selectors.listing_for_model(model_id)
     plan = Plan.objects.filter(pk=plan_id, listing=listing).select_related("replaced_by").first() if plan_id else None
     plan = _check_current(listing, plan, plan_id, terms_version, expected_amount, expected_currency)
     holder = HUB_HOLDER if scope == EntitlementScope.HUB else selectors.holder_key(user)

@@ -388,3 +388,36 @@ def test_another_users_entitlement_is_not_found_for_them(client_for, personas):
         client_for("outsider").get(f"{API}/marketplace/entitlements/{entitlement['id']}"), 404, "ENTITLEMENT_NOT_FOUND"
     )
     assert client_for("manager").get(f"{API}/marketplace/entitlements/{entitlement['id']}").status_code == 200
+
+
+def test_renewal_keeps_the_retired_plan_and_a_refusing_budget_expires_it(client_for, personas):
+    from decimal import Decimal
+
+    from modelhub.api.exceptions import AppError, ErrorCode
+
+    listing, plan, _ = make_listing(personas["admin"], pricing_model="subscription", amount="10.00")
+    purchase(client_for("developer"), listing, purchase_body(plan))
+    services.plan_create(
+        listing=listing,
+        actor=personas["admin"],
+        name="new",
+        pricing_model="subscription",
+        amount=Decimal("12.00"),
+        currency="USD",
+        interval="month",
+        replaces_plan_id=plan.pk,
+    )
+    month = timezone.now() + timedelta(days=32)
+    assert services.entitlements_end_periods(now=month)["renewed"] == 1
+    assert Purchase.objects.filter(kind="renewal").get().amount == Decimal("10.00")
+
+    def refuse(*, user, model_id, amount, currency):
+        raise AppError("Over budget.", code=ErrorCode.BUDGET_EXCEEDED)
+
+    services.PURCHASE_CHECKS.register(refuse)
+    try:
+        assert services.entitlements_end_periods(now=month + timedelta(days=31))["expired"] == 1
+    finally:
+        services.PURCHASE_CHECKS._providers.remove(refuse)
+    entitlement = Entitlement.objects.get()
+    assert entitlement.status == "expired" and "Renewal refused" in entitlement.status_reason
