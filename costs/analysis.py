@@ -2,8 +2,9 @@
 has every formula).
 
 Usage figures come from the 1d metric buckets (exact decimal sums of the events' costs); the
-opportunities from bounded aggregates over the period's raw events; the budget block from the
-budgets and the month's spend. The answer is cached ``COSTS_ANALYSIS_CACHE_SECONDS`` per query.
+opportunities from the daily figures ``costs.refresh_cost_days`` keeps (``CostDay``: per day, model,
+environment and use case), so no request scans raw events; the budget block from the budgets and the
+month's spend. The answer is cached ``COSTS_ANALYSIS_CACHE_SECONDS`` per query.
 """
 
 from __future__ import annotations
@@ -169,15 +170,63 @@ def _compute(start, end, environment, provider, model_id, now) -> dict[str, Any]
 # --- opportunities ---------------------------------------------------------------------------------
 
 
+def _day_figures(start, end, model_ids, environments):
+    """Sums of the stored daily figures (``CostDay``, kept by ``costs.refresh_cost_days``) over the period."""
+    from costs.models import CostDay
+
+    qs = CostDay.objects.filter(day__gte=start.date(), day__lt=end.date())
+    if model_ids is not None:
+        qs = qs.filter(model_id__in=model_ids)
+    if environments:
+        qs = qs.filter(environment__in=environments)
+    zero = Decimal(0)
+    repeats: dict[Any, dict] = {}
+    offline: dict[Any, dict] = {}
+    failures: dict[Any, dict] = {}
+    success: dict[Any, Decimal] = defaultdict(Decimal)
+    quality: dict[tuple, dict] = {}
+    for r in qs.values().iterator(chunk_size=2000):
+        pk = r["model_id"]
+        success[pk] += r["success_cost"]
+        if r["repeat_count"]:
+            entry = repeats.setdefault(pk, {"count": 0, "cost": zero})
+            entry["count"] += r["repeat_count"]
+            entry["cost"] += r["repeat_cost"]
+        if r["offline_count"]:
+            entry = offline.setdefault(pk, {"count": 0, "cost": zero})
+            entry["count"] += r["offline_count"]
+            entry["cost"] += r["offline_cost"]
+        if r["failed"] or r["retries"]:
+            entry = failures.setdefault(pk, {"failed": 0, "failed_cost": zero, "retries": 0})
+            entry["failed"] += r["failed"]
+            entry["failed_cost"] += r["failed_cost"]
+            entry["retries"] += r["retries"]
+        if r["use_case"]:
+            q = quality.setdefault(
+                (r["use_case"], pk),
+                {
+                    "use_case": r["use_case"],
+                    "model_id": pk,
+                    "requests": 0,
+                    "successes": 0,
+                    "cost": zero,
+                    "accepted_count": 0,
+                    "rejected_count": 0,
+                    "rating_sum": 0,
+                    "rating_count": 0,
+                    "max_tokens": 0,
+                },
+            )
+            for key in ("requests", "successes", "accepted_count", "rejected_count", "rating_sum", "rating_count"):
+                q[key] += r[key]
+            q["cost"] += r["success_cost"]
+            q["max_tokens"] = max(q["max_tokens"], r["max_tokens"])
+    return repeats, offline, failures, list(quality.values()), dict(success)
+
+
 def _opportunities(start, end, model_ids, environments, total: Decimal, now) -> list[dict[str, Any]]:
     cfg = settings.COSTS_OPPORTUNITIES
-    quality = analytics_selectors.use_case_quality(start, end, model_ids=model_ids, environments=environments)
-    repeats = analytics_selectors.repeat_costs(
-        start, end, ttl_seconds=cfg["cache_ttl_seconds"], model_ids=model_ids, environments=environments
-    )
-    offline = analytics_selectors.offline_costs(start, end, model_ids=model_ids, environments=environments)
-    failures = analytics_selectors.failure_costs(start, end, model_ids=model_ids, environments=environments)
-    success_cost = analytics_selectors.success_costs(start, end, model_ids=model_ids, environments=environments)
+    repeats, offline, failures, quality, success_cost = _day_figures(start, end, model_ids, environments)
     ids = set(repeats) | set(offline) | set(failures) | set(success_cost) | {q["model_id"] for q in quality}
     catalog = catalog_selectors.models_in_bulk(ids)
     out: list[dict[str, Any]] = []
@@ -436,14 +485,22 @@ def projection(daily: dict[str, Decimal], now: datetime, month_to_date: Decimal)
 
 
 def _budget(now: datetime) -> dict[str, Any]:
-    from costs.selectors import budget_queryset, spend_by_scope
+    from costs.selectors import budget_queryset
 
     period = enforcement.period_of(now)
     month_start = enforcement.period_start(period)
     budgets = list(budget_queryset())
     monthly = min((b.monthly_budget for b in budgets), default=Decimal(0))
     binding = next((b for b in budgets if b.monthly_budget == monthly), None)
-    spend = spend_by_scope(period).get("all", Decimal(0))
+    # One read of the 1d buckets: the last 35 days hold this month (its spend) and the projection's weeks.
+    rows = analytics_selectors.cost_by_day(_day(now) - timedelta(days=35), _day(now) + timedelta(days=1))
+    daily: dict[str, Decimal] = defaultdict(Decimal)
+    spend = Decimal(0)
+    for r in rows:
+        cost = r["cost"] or Decimal(0)
+        daily[r["day"].date().isoformat()] += cost
+        if r["day"] >= month_start:
+            spend += cost
     try:
         from costs.ledger import counter_key, get_ledger
 
@@ -454,10 +511,6 @@ def _budget(now: datetime) -> dict[str, Any]:
             spend = max(spend, from_units(counter - held))
     except Exception:  # Redis down: the recorded spend alone
         logger.warning("budget counters unavailable for the analysis", exc_info=True)
-    rows = analytics_selectors.cost_by_day(_day(now) - timedelta(days=35), _day(now) + timedelta(days=1))
-    daily: dict[str, Decimal] = defaultdict(Decimal)
-    for r in rows:
-        daily[r["day"].date().isoformat()] += r["cost"] or Decimal(0)
     proj = projection(daily, now, spend)
     alerts = []
     if binding is not None:

@@ -127,3 +127,38 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel_id} {self.status} ({self.attempts})"
+
+
+class CostDay(models.Model):
+    """One UTC day's opportunity figures per (model, environment, useCase), recomputed from the raw events by
+    ``costs.refresh_cost_days`` (idempotent: a day is replaced whole), so the analysis reads days, not events."""
+
+    day = models.DateField()
+    model_id = models.UUIDField()
+    environment = models.CharField(max_length=16)
+    use_case = models.CharField(max_length=100, blank=True)
+    requests = models.BigIntegerField()
+    successes = models.BigIntegerField()
+    success_cost = models.DecimalField(max_digits=20, decimal_places=8)
+    failed = models.BigIntegerField()
+    failed_cost = models.DecimalField(max_digits=20, decimal_places=8)
+    retries = models.BigIntegerField()
+    offline_count = models.BigIntegerField()
+    offline_cost = models.DecimalField(max_digits=20, decimal_places=8)
+    repeat_count = models.BigIntegerField()
+    repeat_cost = models.DecimalField(max_digits=20, decimal_places=8)
+    accepted_count = models.BigIntegerField()
+    rejected_count = models.BigIntegerField()
+    rating_sum = models.BigIntegerField()
+    rating_count = models.BigIntegerField()
+    max_tokens = models.BigIntegerField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "model_id", "environment", "use_case"], name="costs_day_unique")
+        ]
+        indexes = [models.Index(fields=["day"], name="costs_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model_id} {self.environment} {self.use_case}"

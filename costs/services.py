@@ -239,6 +239,70 @@ def reconcile(*, now: datetime | None = None) -> dict[str, int]:
     return result
 
 
+# --- the analysis's daily figures --------------------------------------------------------------
+
+
+def _days_to_refresh(now: datetime) -> list[datetime]:
+    """Today and yesterday (still changing), plus retained days that have spend but no figures yet."""
+    from analytics import selectors as analytics_selectors
+    from costs.models import CostDay
+
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    oldest = today - timedelta(days=settings.ANALYTICS_RETENTION_DAYS["raw"] - 1)
+    with_spend = {r["day"] for r in analytics_selectors.cost_by_day(oldest, today + timedelta(days=1))}
+    done = set(CostDay.objects.filter(day__gte=oldest.date()).values_list("day", flat=True).distinct())
+    missing = sorted(d for d in with_spend if d.date() not in done)
+    return sorted({today, today - timedelta(days=1), *missing})
+
+
+def refresh_cost_days(*, days: list[datetime] | None = None, now: datetime | None = None) -> dict[str, int]:
+    """Recompute the opportunity figures of ``days`` (default :func:`_days_to_refresh`); each day is
+    replaced whole in one transaction, so a re-run or a concurrent run leaves the same rows."""
+    from analytics import selectors as analytics_selectors
+    from costs.models import CostDay
+
+    now = now or timezone.now()
+    ttl = settings.COSTS_OPPORTUNITIES["cache_ttl_seconds"]
+    rows = 0
+    for day in days if days is not None else _days_to_refresh(now):
+        stats = analytics_selectors.cost_day_stats(day, ttl_seconds=ttl)
+        objects = [
+            CostDay(
+                day=day.date(),
+                model_id=r["model_id"],
+                environment=r["environment"],
+                use_case=r["use_case"],
+                computed_at=now,
+                **{
+                    k: r[k] or 0
+                    for k in (
+                        "requests",
+                        "successes",
+                        "success_cost",
+                        "failed",
+                        "failed_cost",
+                        "retries",
+                        "offline_count",
+                        "offline_cost",
+                        "repeat_count",
+                        "repeat_cost",
+                        "accepted_count",
+                        "rejected_count",
+                        "rating_sum",
+                        "rating_count",
+                        "max_tokens",
+                    )
+                },
+            )
+            for r in stats
+        ]
+        with transaction.atomic():
+            CostDay.objects.filter(day=day.date()).delete()
+            CostDay.objects.bulk_create(objects, batch_size=1000)
+        rows += len(objects)
+    return {"rows": rows}
+
+
 # --- budget alerts and notifications ------------------------------------------------------------
 
 

@@ -31,3 +31,9 @@ def deliver_notifications(ids: list[Any]) -> dict[str, str]:
 def sweep_outbox() -> dict[str, int]:
     """Send due outbox rows: lost sends and retries after their backoff."""
     return services.sweep_outbox()
+
+
+@shared_task(name="costs.refresh_cost_days", acks_late=True)
+def refresh_cost_days() -> dict[str, int]:
+    """The analysis's daily opportunity figures: today, yesterday and any retained day still missing."""
+    return services.refresh_cost_days()

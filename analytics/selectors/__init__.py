@@ -8,15 +8,7 @@
 """
 
 from analytics.selectors.alerts import alert_event, alert_queryset, recent_window_by_model
-from analytics.selectors.costs import (
-    cost_by_day,
-    cost_by_reservation,
-    failure_costs,
-    offline_costs,
-    repeat_costs,
-    success_costs,
-    use_case_quality,
-)
+from analytics.selectors.costs import cost_by_day, cost_by_reservation, cost_day_stats
 from analytics.selectors.dashboard import ACTIVITY, dashboard, open_alerts, recent_activity
 from analytics.selectors.performance import load_series, performance, performance_metrics, performance_window
 from analytics.selectors.usage import last_used_by_deployment, model_usage, refresh_unique_users, unique_users
@@ -27,11 +19,7 @@ __all__ = [
     "alert_queryset",
     "cost_by_day",
     "cost_by_reservation",
-    "failure_costs",
-    "offline_costs",
-    "repeat_costs",
-    "success_costs",
-    "use_case_quality",
+    "cost_day_stats",
     "dashboard",
     "last_used_by_deployment",
     "load_series",

@@ -38,43 +38,30 @@ def cost_by_day(start: datetime, end: datetime, *, model_ids: list[Any] | None =
     ]
 
 
-def _events(start: datetime, end: datetime, model_ids, environments):
-    qs = UsageEvent.objects.filter(timestamp__gte=start, timestamp__lt=end)
-    if model_ids is not None:
-        qs = qs.filter(model_id__in=model_ids)
-    if environments:
-        qs = qs.filter(environment__in=environments)
-    return qs
+def cost_day_stats(day_start: datetime, *, ttl_seconds: int) -> list[dict[str, Any]]:
+    """One UTC day's figures per (model, environment, useCase) for the costs app's opportunities (its
+    background job stores them, so ``GET /cost/analysis`` never scans raw events):
 
+    requests, successes, ``success_cost`` (successful, not cached), failures and their cost, retries
+    (attempt > 1), ``offline_*`` (successful, not cached, no end user), feedback counts, rating sums, the
+    largest call (prompt + completion), and ``repeat_*``: successful calls whose (model, promptHash) was
+    answered successfully less than ``ttl_seconds`` before (looking back across midnight)."""
+    from datetime import timedelta
 
-def repeat_costs(start, end, *, ttl_seconds: int, model_ids=None, environments=None) -> dict[Any, dict[str, Any]]:
-    """Per model: the events whose (model, promptHash) was already answered successfully less than
-    ``ttl_seconds`` before (``{"count", "cost"}``) - what a response cache would have answered."""
-    base = _events(start, end, model_ids, environments).filter(success=True, cached=False).exclude(prompt_hash="")
-    ranked = base.annotate(
-        previous=Window(Lag("timestamp"), partition_by=[F("model_id"), F("prompt_hash")], order_by=F("timestamp").asc())
-    ).values("model_id", "timestamp", "previous", "cost")
-    out: dict[Any, dict[str, Any]] = {}
-    for row in ranked.iterator(chunk_size=5000):
-        previous = row["previous"]
-        if previous is None or (row["timestamp"] - previous).total_seconds() >= ttl_seconds:
-            continue
-        entry = out.setdefault(row["model_id"], {"count": 0, "cost": 0})
-        entry["count"] += 1
-        entry["cost"] += row["cost"]
-    return out
-
-
-def use_case_quality(start, end, *, model_ids=None, environments=None) -> list[dict[str, Any]]:
-    """Per (useCase, model): requests, successes, cost, accepted/rejected counts, rating sum/count
-    (first attempts and cache misses alike: everything that was paid)."""
-    qs = _events(start, end, model_ids, environments).exclude(use_case="")
+    day_end = day_start + timedelta(days=1)
+    day = UsageEvent.objects.filter(timestamp__gte=day_start, timestamp__lt=day_end)
+    ok = Q(success=True, cached=False)
     rows = (
-        qs.values("use_case", "model_id")
+        day.values("model_id", "environment", "use_case")
         .annotate(
             requests=Count("id"),
             successes=Count("id", filter=Q(success=True)),
-            cost=Sum("cost"),
+            success_cost=Sum("cost", filter=ok),
+            failed=Count("id", filter=Q(success=False)),
+            failed_cost=Sum("cost", filter=Q(success=False)),
+            retries=Count("id", filter=Q(attempt__gt=1)),
+            offline_count=Count("id", filter=ok & Q(user_id="")),
+            offline_cost=Sum("cost", filter=ok & Q(user_id="")),
             accepted_count=Count("id", filter=Q(accepted=True)),
             rejected_count=Count("id", filter=Q(accepted=False)),
             rating_sum=Sum("user_rating"),
@@ -83,31 +70,21 @@ def use_case_quality(start, end, *, model_ids=None, environments=None) -> list[d
         )
         .order_by()
     )
-    return list(rows)
-
-
-def failure_costs(start, end, *, model_ids=None, environments=None) -> dict[Any, dict[str, Any]]:
-    """Per model: cost and count of failed calls, and of retries/fallbacks (attempt > 1) that succeeded."""
-    qs = _events(start, end, model_ids, environments)
-    rows = (
-        qs.values("model_id")
-        .annotate(
-            failed=Count("id", filter=Q(success=False)),
-            failed_cost=Sum("cost", filter=Q(success=False)),
-            retries=Count("id", filter=Q(attempt__gt=1)),
-            retry_cost=Sum("cost", filter=Q(attempt__gt=1, success=True)),
-        )
-        .order_by()
-    )
-    return {r["model_id"]: r for r in rows}
-
-
-def offline_costs(start, end, *, model_ids=None, environments=None) -> dict[Any, dict[str, Any]]:
-    """Per model: cost and count of successful, non-cached events without an end user (batch-able traffic:
-    nobody waits for the answer) - the costs app applies the provider's batch discount."""
-    qs = _events(start, end, model_ids, environments).filter(success=True, cached=False, user_id="")
-    rows = qs.values("model_id").annotate(count=Count("id"), cost=Sum("cost")).order_by()
-    return {r["model_id"]: r for r in rows}
+    out = {(r["model_id"], r["environment"], r["use_case"]): {**r, "repeat_count": 0, "repeat_cost": 0} for r in rows}
+    lookback = UsageEvent.objects.filter(
+        timestamp__gte=day_start - timedelta(seconds=ttl_seconds), timestamp__lt=day_end, success=True, cached=False
+    ).exclude(prompt_hash="")
+    ranked = lookback.annotate(
+        previous=Window(Lag("timestamp"), partition_by=[F("model_id"), F("prompt_hash")], order_by=F("timestamp").asc())
+    ).values_list("model_id", "environment", "use_case", "timestamp", "previous", "cost")
+    for model_id, environment, use_case, ts, previous, cost in ranked.iterator(chunk_size=5000):
+        if ts < day_start or previous is None or (ts - previous).total_seconds() >= ttl_seconds:
+            continue
+        entry = out.get((model_id, environment, use_case))
+        if entry is not None:
+            entry["repeat_count"] += 1
+            entry["repeat_cost"] += cost
+    return list(out.values())
 
 
 def cost_by_reservation(reservation_ids: list[str]) -> dict[str, Any]:
@@ -119,9 +96,3 @@ def cost_by_reservation(reservation_ids: list[str]) -> dict[str, Any]:
         .order_by()
     )
     return {r["reservation_id"]: r["cost"] for r in rows}
-
-
-def success_costs(start, end, *, model_ids=None, environments=None) -> dict[Any, Any]:
-    """Per model: the cost of successful, non-cached calls (what caching, routing and batching act on)."""
-    qs = _events(start, end, model_ids, environments).filter(success=True, cached=False)
-    return {r["model_id"]: r["cost"] for r in qs.values("model_id").annotate(cost=Sum("cost")).order_by()}

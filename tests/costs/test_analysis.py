@@ -13,6 +13,7 @@ from analytics.models import UsageEvent
 from analytics.rollup import rollup
 from analytics.services import ingest_usage
 from costs.analysis import _day, projection
+from costs.services import refresh_cost_days
 from tests.analytics.helpers import event
 from tests.conftest import API
 from tests.costs.helpers import budget
@@ -69,6 +70,19 @@ def traffic():
         )
     assert ingest_usage(items).accepted == 77
     rollup()
+    from costs.models import CostDay
+
+    def stored():
+        return sorted(
+            tuple(sorted(r.items()))
+            for r in CostDay.objects.values().iterator()
+            if r.pop("id") and r.pop("computed_at")
+        )
+
+    refresh_cost_days()
+    once = stored()
+    refresh_cost_days()  # the job run again (or twice at once): the same rows
+    assert once and stored() == once
     return a, b
 
 
@@ -112,6 +126,7 @@ def test_too_few_samples_suggest_an_experiment_and_count_nothing(client_for):
     items += [event(b, at=at, useCase="qa", userId="u", promptTokens=1000, completionTokens=0) for _ in range(5)]
     ingest_usage(items)
     rollup()
+    refresh_cost_days()
     body = client_for("admin").get(f"{API}/cost/analysis").json()
     routing = [o for o in body["optimization"]["opportunities"] if o["type"] == "model_routing"]
     assert routing and routing[0]["requiresExperiment"] is True and "A/B test" in routing[0]["title"]
