@@ -92,7 +92,15 @@ class MarketplaceModelViewSet(_MarketplaceViewSet):
                 required=True,
                 description="1-255 printable ASCII characters (a UUID). The same key with the same body "
                 "answers the first answer again (with `Idempotent-Replayed: true`), for 24 hours.",
-            )
+            ),
+            OpenApiParameter(
+                REPLAY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                response=True,
+                enum=["true", "false"],
+                description="`true` when this is the stored answer of an earlier request with the same key.",
+            ),
         ],
         responses={
             201: PurchaseResultSerializer,
