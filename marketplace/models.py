@@ -165,6 +165,15 @@ class Plan(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.pricing_model} {self.amount} {self.currency})"
 
+    PRICE_FIELDS = ("listing_id", "pricing_model", "amount", "currency", "interval", "unit")
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            stored = type(self).objects.filter(pk=self.pk).values(*self.PRICE_FIELDS).first()
+            if stored is not None and any(stored[f] != getattr(self, f) for f in self.PRICE_FIELDS):
+                raise ValidationError("A plan's price is never edited: create a new plan that replaces it.")
+        super().save(*args, **kwargs)
+
     @property
     def is_paid(self) -> bool:
         return self.pricing_model != PricingModel.FREE and self.amount > 0

@@ -243,3 +243,14 @@ def test_money_is_exact(personas):
         "1500.00",
         "0.00",
     ]
+
+
+def test_a_plans_price_cannot_be_edited(personas):
+    from django.core.exceptions import ValidationError
+
+    _, plan, _ = make_listing(personas["admin"])
+    plan.name = "Renamed"
+    plan.save()  # the name is not the price
+    plan.amount = Decimal("1.00")
+    with pytest.raises(ValidationError):
+        plan.save()
