@@ -60,3 +60,31 @@ def test_unknown_per_user_events_are_refused():
 
     with pytest.raises(ValueError):
         realtime.publish_to_user("u", "deployment:status", {})
+
+
+@pytest.mark.slow  # a live uvicorn
+def test_socketio_clients_get_their_own_entitlement_updates(live_server_url, personas):
+    from asgiref.sync import sync_to_async
+    from django.db import transaction
+
+    from modelhub import realtime
+    from tests.realtime.conftest import NAMESPACE
+    from tests.realtime.test_socketio import Client
+
+    def push(user_id, data):
+        with transaction.atomic():
+            realtime.publish_to_user(user_id, "entitlement:update", data)
+
+    async def scenario():
+        holder, other = Client(), Client()
+        for client in (holder, other):
+            client.sio.on("entitlement:update", client._queue("entitlement:update"), namespace=NAMESPACE)
+        await holder.connect(live_server_url, auth={"token": token_for(personas["developer"])})
+        await other.connect(live_server_url, auth={"token": token_for(personas["outsider"])})
+        await sync_to_async(push)(personas["developer"].pk, {"id": "e-1", "status": "active"})
+        assert await holder.next() == ("entitlement:update", {"id": "e-1", "status": "active"})
+        assert await other.nothing()
+        await holder.sio.disconnect()
+        await other.sio.disconnect()
+
+    run(scenario)
