@@ -108,7 +108,8 @@ class MarketplaceModelViewSet(_MarketplaceViewSet):
                 PurchaseResultSerializer, description="Approval required: the entitlement is pending."
             ),
             400: _error("INVALID_REQUEST / IDEMPOTENCY_KEY_REQUIRED."),
-            403: _error("FORBIDDEN (role; scope hub needs marketplace.manage) / BUDGET_EXCEEDED from a budget check."),
+            402: _error("BUDGET_EXCEEDED: a blocking budget (costs) cannot hold the price."),
+            403: _error("FORBIDDEN: the role may not purchase, or scope hub without marketplace.manage."),
             404: _error("LISTING_NOT_FOUND."),
             409: _error(
                 "TERMS_VERSION_MISMATCH / PRICE_MISMATCH (details name the current values) / ENTITLEMENT_EXISTS / "
