@@ -306,9 +306,11 @@ def _recommend(
     return recs
 
 
-def experiment_results(experiment: Experiment) -> dict[str, Any]:
+def experiment_results(experiment: Experiment, *, mode: str | None = None) -> dict[str, Any]:
     """The spec's ``ExperimentResults`` (plus documented extensions) of a started experiment."""
     settings = selectors.analysis_settings(experiment)
+    if mode:  # GET .../results?mode=fixed
+        settings = {**settings, "mode": mode}
     variants = [{"name": v.name, "weight": v.weight} for v in experiment.variants.all()]
     summaries = {
         name: {"units": s.units, "sums": s.sums, "sketch": s.sketch}

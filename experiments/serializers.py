@@ -27,6 +27,7 @@ from experiments.constants import (
     TrafficType,
 )
 from modelhub.api.fields import EnumField
+from modelhub.api.params import QuerySerializer
 from modelhub.api.schema import PaginationSerializer
 from modelhub.api.serializers import StrictCharField, StrictInputSerializer
 
@@ -187,6 +188,14 @@ class AssignRequestSerializer(StrictInputSerializer):
             if len(str(name)) > 64 or not isinstance(item, (str, int, float, bool)) or len(str(item)) > 255:
                 raise serializers.ValidationError(f"{str(name)[:64]}: a string, number or boolean (255 chars).")
         return value
+
+
+class ResultsQuerySerializer(QuerySerializer):
+    mode = EnumField(
+        choices=[m.value for m in TestMode],
+        required=False,
+        help_text="Override the experiment's analysis mode for this answer (e.g. fixed for a planned final look).",
+    )
 
 
 # --- responses -------------------------------------------------------------------------------

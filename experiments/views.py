@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from django.http import Http404
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -23,6 +26,7 @@ from experiments.serializers import (
     ExperimentSerializer,
     PatchExperimentRequestSerializer,
     PromoteRequestSerializer,
+    ResultsQuerySerializer,
     StopRequestSerializer,
 )
 from modelhub.api.exceptions import Conflict, ErrorCode, Forbidden
@@ -83,6 +87,7 @@ TAGS = ["experiments"]
     ),
     results=extend_schema(
         summary="A/B test results (spec ExperimentResults)",
+        parameters=[ResultsQuerySerializer],
         responses={200: ExperimentResultsSerializer, 409: _409},
         tags=TAGS,
     ),
@@ -168,12 +173,23 @@ class ExperimentViewSet(BaseViewSet):
 
     @action(detail=True, methods=["get"])
     def results(self, request: Request, pk: str | None = None) -> Response:
-        experiment = self.get_object()
+        params = ResultsQuerySerializer.parse(request.query_params)
+        experiment = self._unfiltered_object()
         if experiment.status == ExperimentStatus.DRAFT:
             raise Conflict(
                 "A draft experiment has no results yet; start it.", details={"currentStatus": experiment.status}
             )
-        return Response(experiment_results(experiment))
+        return Response(experiment_results(experiment, mode=params.get("mode")))
+
+    def _unfiltered_object(self) -> Any:
+        """The object without the list's filterset (whose parameters are not this action's)."""
+        try:
+            pk = uuid.UUID(str(self.kwargs.get(self.lookup_url_kwarg)))
+        except ValueError:
+            raise Http404 from None
+        experiment = get_object_or_404(self.get_queryset(), pk=pk)
+        self.check_object_permissions(self.request, experiment)
+        return experiment
 
     @action(detail=True, methods=["post"])
     def assign(self, request: Request, pk: str | None = None) -> Response:

@@ -196,9 +196,27 @@ def test_sequential_mode_is_the_default_and_more_conservative(client_for, person
     _aggregate()
     sequential = _results(client_for("admin"), experiment)
     assert sequential["analysis"]["mode"] == "sequential"
+    on_request = client_for("admin").get(f"{API}/experiments/{experiment.pk}/results?mode=fixed").json()
+    assert on_request["analysis"]["mode"] == "fixed"
+    assert_error(
+        client_for("admin").get(f"{API}/experiments/{experiment.pk}/results?mode=bayes"), 400, "INVALID_PARAMETER"
+    )
+    assert_error(
+        client_for("admin").get(f"{API}/experiments/{experiment.pk}/results?colour=1"), 400, "INVALID_PARAMETER"
+    )
+    on_request = client_for("admin").get(f"{API}/experiments/{experiment.pk}/results?mode=fixed").json()
+    assert on_request["analysis"]["mode"] == "fixed"
+    assert_error(
+        client_for("admin").get(f"{API}/experiments/{experiment.pk}/results?mode=bayes"), 400, "INVALID_PARAMETER"
+    )
+    assert_error(
+        client_for("admin").get(f"{API}/experiments/{experiment.pk}/results?colour=1"), 400, "INVALID_PARAMETER"
+    )
     experiment.analysis = {"mode": "fixed"}
     experiment.save(update_fields=["analysis"])
     fixed = _results(client_for("admin"), experiment)
+    assert fixed["variants"][1]["metrics"]["primary"] == on_request["variants"][1]["metrics"]["primary"]
+    assert fixed["variants"][1]["metrics"]["primary"] == on_request["variants"][1]["metrics"]["primary"]
     assert (
         sequential["variants"][1]["metrics"]["primary"]["confidence"]
         < fixed["variants"][1]["metrics"]["primary"]["confidence"]
@@ -231,3 +249,17 @@ def test_a_slower_variant_fails_the_p95_latency_guardrail(client_for, running, m
     assert p95["status"] == "failed" and 0.2 < p95["estimate"] < 0.4
     assert "winner" not in body
     assert body["variants"][1]["guardrails"]["costPerRequest"]["status"] == "passed"
+
+
+def test_results_without_data_or_with_one_arm_answer_with_nulls(client_for, running, model):
+    empty = _results(client_for("viewer"), running)
+    assert [v["sampleSize"] for v in empty["variants"]] == [0, 0]
+    assert empty["variants"][1]["metrics"]["primary"]["value"] is None
+    assert empty["srm"] is None and "winner" not in empty
+    assert empty["recommendations"][0]["type"] == "continue_testing"
+    _events(running, model, "control", 30, rating=3.0, cost=0.01)
+    _aggregate()
+    one = _results(client_for("viewer"), running)
+    assert one["variants"][0]["sampleSize"] == 30 and one["variants"][1]["sampleSize"] == 0
+    assert one["srm"]["mismatch"] is True  # 30 against 0 at 50/50
+    assert one["variants"][1]["guardrails"]["costPerRequest"]["status"] == "inconclusive"
