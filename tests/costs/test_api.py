@@ -189,7 +189,14 @@ def test_concurrent_reseeding_seeds_once(personas):
     target = (str(model.pk), model.provider, "production")
 
     def reserve(_):
-        return enforcement.reserve_sync(plan, target, Decimal("0.5"), hold_id=enforcement.new_hold_id(), ttl_seconds=60)
+        from django.db import connections
+
+        try:
+            return enforcement.reserve_sync(
+                plan, target, Decimal("0.5"), hold_id=enforcement.new_hold_id(), ttl_seconds=60
+            )
+        finally:
+            connections.close_all()  # give the pooled connection back (a worker thread never does by itself)
 
     with ThreadPoolExecutor(8) as pool:
         holds = list(pool.map(reserve, range(16)))
