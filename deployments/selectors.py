@@ -147,6 +147,11 @@ def invocation_targets(ids: Iterable[Any]) -> dict[uuid.UUID, dict[str, Any]]:
     }
 
 
+def owned_deployment_ids(owner_id: Any, ids: Iterable[Any]) -> set[uuid.UUID]:
+    """Which of ``ids`` ``owner_id`` created (the console shows own-only actions on those)."""
+    return set(Deployment.objects.filter(id__in=_uuids(ids), owner_id=owner_id).values_list("id", flat=True))
+
+
 def fill_entitlement_details(items: list[dict[str, Any]], user: Any) -> None:
     """``activeDeployments`` of ``GET /marketplace/my-models`` items: the caller's live deployments of
     each model (through ``marketplace.selectors.ENTITLEMENT_DETAILS``)."""
