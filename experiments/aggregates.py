@@ -18,12 +18,13 @@ from django.utils import timezone
 
 from analytics.selectors import experiments as analytics_experiments
 from experiments import selectors
-from experiments.constants import RATIO_PAIRS, SUMS, ExperimentStatus
+from experiments.constants import METRICS, PRE_PERIOD_DAYS, RATIO_PAIRS, SUMS, ExperimentStatus
 from experiments.models import (
     Assignment,
     DirtyHour,
     Experiment,
     ExperimentUnitHour,
+    PreUnit,
     Variant,
     VariantHourSketch,
     VariantSummary,
@@ -109,6 +110,7 @@ def recompute_summary(experiment_id: Any) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, [key])
         rows = cursor.fetchall()
+    pre = _pre_sums(experiment_id, key)
     sketches: dict[str, list[dict]] = {}
     for variant, sketch in VariantHourSketch.objects.filter(experiment_id=experiment_id).values_list(
         "variant", "sketch"
@@ -123,6 +125,8 @@ def recompute_summary(experiment_id: Any) -> None:
         offset = 2 * len(SUMS)
         for j, (a, b) in enumerate(RATIO_PAIRS):
             sums[f"{a}*{b}"] = values[offset + j]
+        if variant in pre:
+            sums["pre"] = pre[variant]
         summaries.append(
             VariantSummary(
                 experiment_id=experiment_id,
@@ -137,12 +141,74 @@ def recompute_summary(experiment_id: Any) -> None:
     Experiment.objects.filter(pk=experiment_id).update(aggregated_at=timezone.now())
 
 
+def _pre_sums(experiment_id: Any, key: str) -> dict[str, dict[str, Any]]:
+    """CUPED: per variant, the primary metric's pre-period sums of its units and their cross sums with the
+    experiment-period ones (units without a pre-period count as zeros). Empty without pre-period data."""
+    experiment = Experiment.objects.filter(pk=experiment_id).values("metrics", "pre_period_at").first()
+    if not experiment or experiment["pre_period_at"] is None:
+        return {}
+    metric = METRICS[experiment["metrics"]["primary"]]
+    x, y = metric.numerator, metric.denominator  # column names from the catalogue, never from input
+    sql = (
+        f"SELECT u.variant, SUM(p.{x}), SUM(p.{x} * p.{x}), SUM(p.{y}), SUM(p.{y} * p.{y}), SUM(p.{x} * p.{y}), "  # noqa: S608
+        f"SUM(u.x * p.{x}), SUM(u.x * p.{y}), SUM(u.y * p.{x}), SUM(u.y * p.{y}) FROM "
+        f"(SELECT variant, unit_id, SUM({x}) AS x, SUM({y}) AS y FROM {ExperimentUnitHour._meta.db_table} "
+        "WHERE experiment_id = %s GROUP BY variant, unit_id) u "
+        f"JOIN {PreUnit._meta.db_table} p ON p.experiment_id = %s AND p.unit_id = u.unit_id GROUP BY u.variant"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, key])
+        rows = cursor.fetchall()
+    out = {}
+    for row in rows:
+        v = [float(value or 0) for value in row[1:]]
+        out[row[0]] = {
+            "metric": experiment["metrics"]["primary"],
+            "x0": [v[0], v[1]],
+            "y0": [v[2], v[3]],
+            "x0*y0": v[4],
+            "x*x0": v[5],
+            "x*y0": v[6],
+            "y*x0": v[7],
+            "y*y0": v[8],
+        }
+    return out
+
+
+def take_pre_period(experiment: Experiment) -> int:
+    """CUPED's covariate, once per experiment: its users' sums over the ``PRE_PERIOD_DAYS`` before the start
+    (replaced if taken again; idempotent)."""
+    started = experiment.started_at or experiment.start_date
+    model_ids = _model_ids(experiment.pk)
+    rows = analytics_experiments.experiment_pre_period(model_ids, started - timedelta(days=PRE_PERIOD_DAYS), started)
+    with transaction.atomic():
+        PreUnit.objects.filter(experiment_id=experiment.pk).delete()
+        PreUnit.objects.bulk_create(
+            [
+                PreUnit(experiment_id=experiment.pk, unit_id=r["unit"][:255], **{n: r[n] or 0 for n in SUMS})
+                for r in rows
+            ],
+            batch_size=5000,
+        )
+        Experiment.objects.filter(pk=experiment.pk).update(pre_period_at=timezone.now())
+    return len(rows)
+
+
+def _wants_pre_period(experiment_id: Any) -> Experiment | None:
+    experiment = Experiment.objects.filter(pk=experiment_id, pre_period_at__isnull=True).first()
+    if experiment is None or not (experiment.analysis or {}).get("cuped"):
+        return None
+    return experiment
+
+
 def experiment_reaggregate(*, experiment: Experiment) -> int:
     """Recompute every hour of the experiment from raw events (admin action, benchmarks, repairs)."""
     model_ids = _model_ids(experiment.pk)
     start = (experiment.started_at or experiment.start_date) - timedelta(hours=1)
     end = (experiment.ended_at or timezone.now()) + timedelta(days=1)
     hours = analytics_experiments.experiment_event_hours(experiment.pk, model_ids, start, end)
+    if (experiment.analysis or {}).get("cuped") and experiment.status != ExperimentStatus.DRAFT:
+        take_pre_period(experiment)
     with transaction.atomic():
         Experiment.objects.select_for_update().filter(pk=experiment.pk).first()
         ExperimentUnitHour.objects.filter(experiment=experiment).exclude(hour__in=hours).delete()
@@ -163,6 +229,9 @@ def experiments_aggregate(*, limit: int = 500) -> dict[str, int]:
     report = {"hours": 0, "experiments": 0}
     experiment_ids = list(DirtyHour.objects.values_list("experiment_id", flat=True).distinct()[:limit])
     for experiment_id in experiment_ids:
+        wanting = _wants_pre_period(experiment_id)
+        if wanting is not None:
+            take_pre_period(wanting)
         with transaction.atomic():
             if Experiment.objects.select_for_update().filter(pk=experiment_id).first() is None:
                 continue

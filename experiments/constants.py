@@ -91,6 +91,7 @@ DEFAULT_SIGNIFICANCE = 0.95
 DEFAULT_MIN_SAMPLE = 100  # end users per arm before a winner can be declared
 DEFAULT_TUNING = 5000.0  # the confidence sequence is narrowest near this many users (GrowthBook's default)
 SRM_THRESHOLD = 0.001
+PRE_PERIOD_DAYS = 14  # CUPED's covariate window before the start
 
 MAX_VARIANTS = 10
 MAX_RULES = 50

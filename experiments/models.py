@@ -51,6 +51,7 @@ class Experiment(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     aggregated_at = models.DateTimeField(null=True, blank=True)
+    pre_period_at = models.DateTimeField(null=True, blank=True)  # CUPED: when the pre-period sums were taken
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -204,6 +205,31 @@ class VariantSummary(models.Model):
 
     def __str__(self) -> str:
         return f"{self.experiment_id}:{self.variant} ({self.units} units)"
+
+
+class PreUnit(models.Model):
+    """CUPED's covariate: a unit's sums over the pre-period (``PRE_PERIOD_DAYS`` before the start) of the
+    experiment's models' untagged events; taken once, at the first aggregation after the start."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    unit_id = models.CharField(max_length=255)
+    requests = models.BigIntegerField(default=0)
+    successes = models.BigIntegerField(default=0)
+    latency_sum = models.FloatField(default=0)
+    cost_sum = models.FloatField(default=0)
+    tokens_sum = models.BigIntegerField(default=0)
+    rated = models.BigIntegerField(default=0)
+    rating_sum = models.BigIntegerField(default=0)
+    feedback = models.BigIntegerField(default=0)
+    accepted = models.BigIntegerField(default=0)
+    scored = models.BigIntegerField(default=0)
+    confidence_sum = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "unit_id"], name="experiments_preunit_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id}:{self.unit_id} (pre-period)"
 
 
 class DirtyHour(models.Model):

@@ -64,6 +64,23 @@ def _p95(summary: dict[str, Any]) -> stats.Estimate:
     return stats.quantile_estimate({0.94: q[0], 0.95: q[1], 0.96: q[2]}, n)
 
 
+def _pre(summary: dict[str, Any], metric: str) -> stats.PrePeriod | None:
+    pre = summary["sums"].get("pre")
+    if not pre or pre.get("metric") != metric:
+        return None
+    return stats.PrePeriod(
+        pre["x0"][0], pre["x0"][1], pre["y0"][0], pre["y0"][1], pre["x0*y0"],
+        pre["x*x0"], pre["x*y0"], pre["y*x0"], pre["y*y0"],
+    )  # fmt: skip
+
+
+def _cuped(control: dict[str, Any], arm: dict[str, Any], metric: str) -> stats.Cuped | None:
+    a_pre, b_pre = _pre(control, metric), _pre(arm, metric)
+    if a_pre is None or b_pre is None:
+        return None
+    return stats.cuped(_moments(control, metric), a_pre, _moments(arm, metric), b_pre)
+
+
 def guardrails(control: dict, arm: dict, *, margins: dict[str, float], alpha: float, sequential: bool, tuning: float):
     """The three non-inferiority tests of one arm against the control."""
     out: dict[str, Any] = {}
@@ -124,15 +141,18 @@ def compute(
     arms = [summaries.get(v["name"], _EMPTY) for v in variants]
     control = arms[0]
     total_units = sum(a["units"] for a in arms) or 0
+    adjustments: list[stats.Cuped | None] = [None] + [
+        _cuped(control, a, primary) if settings.get("cuped") else None for a in arms[1:]
+    ]
     comparisons = [None] + [
         stats.compare(
-            stats.ratio(_moments(control, primary)),
-            stats.ratio(_moments(a, primary)),
+            adj.a if adj else stats.ratio(_moments(control, primary)),
+            adj.b if adj else stats.ratio(_moments(a, primary)),
             alpha=alpha,
             sequential=sequential,
             tuning=tuning,
         )
-        for a in arms[1:]
+        for a, adj in zip(arms[1:], adjustments[1:], strict=True)
     ]
     raw_p = [c.p_value if c else 1.0 for c in comparisons[1:]]
     adjusted = [None, *stats.holm(raw_p)] if raw_p else [None]
@@ -167,6 +187,12 @@ def compute(
                 "costPerRequest": _num(_sum(arm, "cost_sum") / requests if requests else 0.0),
             },
         }
+        if adjustments[i] is not None:
+            entry["metrics"]["primary"]["cuped"] = {
+                "theta": _num(adjustments[i].theta),
+                "varianceReduction": _num(adjustments[i].variance_reduction),
+                "adjustedValue": _num(adjustments[i].b.value),
+            }
         for metric in secondary:
             value = stats.ratio(_moments(arm, metric))
             sc = (
@@ -349,6 +375,7 @@ def experiment_results(experiment: Experiment, *, mode: str | None = None) -> di
         "minSampleSize": settings["minSampleSize"],
         "guardrails": settings["guardrails"],
         "correction": "holm",
+        "cuped": settings["cuped"],
         "control": variants[0]["name"],
         "primaryMetric": metrics["primary"],
         "aggregatedAt": iso(experiment.aggregated_at) if experiment.aggregated_at else None,

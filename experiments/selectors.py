@@ -50,6 +50,7 @@ def analysis_settings(experiment: Experiment) -> dict[str, Any]:
         "sequentialTuning": stored.get("sequentialTuning", DEFAULT_TUNING),
         "guardrails": {**GUARDRAIL_DEFAULTS, **(stored.get("guardrails") or {})},
         "autoStop": bool(stored.get("autoStop", False)),
+        "cuped": bool(stored.get("cuped", False)),
     }
 
 

@@ -130,6 +130,9 @@ class _Analysis(StrictInputSerializer):
     sequentialTuning = serializers.FloatField(min_value=1, max_value=1e9, required=False)
     guardrails = _Guardrails(required=False)
     autoStop = serializers.BooleanField(required=False)
+    cuped = serializers.BooleanField(
+        required=False, help_text="Adjust the primary metric by its pre-period value (CUPED) when that data exists."
+    )
 
     class Meta:
         ref_name = "ExperimentAnalysis"

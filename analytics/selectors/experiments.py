@@ -5,6 +5,7 @@
   feedback both re-mark an hour), so experiments can mark its own aggregates dirty.
 * :func:`experiment_hour` - one experiment's tagged events of one hour, summed per variant and unit,
   plus a latency sketch per variant (the rollup's DDSketch mapping).
+* :func:`experiment_pre_period` - per user sums over a pre-period (CUPED's covariate).
 * :func:`experiment_event_hours` - the hours that hold an experiment's events (full recompute).
 * :func:`sketch_merge` / :func:`sketch_quantiles` - merging stored sketches and reading quantiles.
 """
@@ -43,6 +44,41 @@ def _blank(field: str) -> Q:
     return Q(**{field: ""})
 
 
+def _sums(grouped: Any) -> list[dict[str, Any]]:
+    """The per-unit sums of a ``values(...)`` grouping (the columns of the experiments' aggregates)."""
+    rows = grouped.annotate(
+        requests=Count("id"),
+        successes=Sum(Case(When(success=True, then=1), default=0, output_field=IntegerField())),
+        latency_sum=Sum("latency_ms"),
+        cost_sum=Sum("cost"),
+        tokens_sum=Sum(F("prompt_tokens") + F("completion_tokens")),
+        rated=Count("user_rating"),
+        rating_sum=Sum("user_rating"),
+        feedback=Count("accepted"),
+        accepted=Sum(Case(When(accepted=True, then=1), default=0, output_field=IntegerField())),
+        scored=Count("confidence_score"),
+        confidence_sum=Sum("confidence_score"),
+    ).order_by()
+    return [
+        {
+            **row,
+            "cost_sum": float(row["cost_sum"] or 0),
+            "rating_sum": row["rating_sum"] or 0,
+            "confidence_sum": row["confidence_sum"] or 0.0,
+        }
+        for row in rows
+    ]
+
+
+def experiment_pre_period(model_ids: Iterable[Any], start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """CUPED's covariate: per end user (``unit``), the same sums over the models' untagged events in
+    ``[start, end)`` (the pre-period). Users only: a request-level unit has no past."""
+    events = UsageEvent.objects.filter(
+        model_id__in=list(model_ids), timestamp__gte=start, timestamp__lt=end, experiment_id=""
+    ).exclude(user_id="")
+    return _sums(events.annotate(unit=F("user_id")).values("unit"))
+
+
 def experiment_hour(
     experiment_id: Any, model_ids: Iterable[Any], hour: datetime
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[int]]]]:
@@ -55,33 +91,7 @@ def experiment_hour(
         timestamp__lt=hour + timedelta(hours=1),
         experiment_id=str(experiment_id),
     )
-    rows = (
-        events.annotate(unit=_unit_expression())
-        .values("variant", "unit")
-        .annotate(
-            requests=Count("id"),
-            successes=Sum(Case(When(success=True, then=1), default=0, output_field=IntegerField())),
-            latency_sum=Sum("latency_ms"),
-            cost_sum=Sum("cost"),
-            tokens_sum=Sum(F("prompt_tokens") + F("completion_tokens")),
-            rated=Count("user_rating"),
-            rating_sum=Sum("user_rating"),
-            feedback=Count("accepted"),
-            accepted=Sum(Case(When(accepted=True, then=1), default=0, output_field=IntegerField())),
-            scored=Count("confidence_score"),
-            confidence_sum=Sum("confidence_score"),
-        )
-        .order_by()
-    )
-    units = [
-        {
-            **row,
-            "cost_sum": float(row["cost_sum"] or 0),
-            "rating_sum": row["rating_sum"] or 0,
-            "confidence_sum": row["confidence_sum"] or 0.0,
-        }
-        for row in rows
-    ]
+    units = _sums(events.annotate(unit=_unit_expression()).values("variant", "unit"))
     sketches: dict[str, dict[int, int]] = {}
     for variant, latency in events.values_list("variant", "latency_ms").iterator(chunk_size=20_000):
         sketch = sketches.setdefault(variant, {})

@@ -101,6 +101,7 @@ REASONS: dict[str, dict[str, str]] = {
         "started_at": "shown in the resource and results; `status` is the filter",
         "ended_at": "shown in the resource and results; `status` is the filter",
         "aggregated_at": "internal: when the results' aggregates were last recomputed",
+        "pre_period_at": "internal: when CUPED's pre-period sums were taken",
         "created_at": "an ordering (`sortBy=createdAt`), not a filter",
         "updated_at": "an ordering (`sortBy=updatedAt`), not a filter",
     },

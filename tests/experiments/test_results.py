@@ -263,3 +263,44 @@ def test_results_without_data_or_with_one_arm_answer_with_nulls(client_for, runn
     assert one["variants"][0]["sampleSize"] == 30 and one["variants"][1]["sampleSize"] == 0
     assert one["srm"]["mismatch"] is True  # 30 against 0 at 50/50
     assert one["variants"][1]["guardrails"]["costPerRequest"]["status"] == "inconclusive"
+
+
+def test_cuped_uses_the_pre_period_and_matches_scipy_on_adjusted_values(client_for, personas, model):
+    experiment = create_experiment(personas["developer"], model, start=True, analysis={"mode": "fixed", "cuped": True})
+    rng = np.random.default_rng(31)
+    before = timezone.now() - timedelta(days=2)
+    pre, post = [], []
+    levels = {}
+    for variant, effect in (("control", 0.0), ("cool", 0.25)):
+        for u in range(250):
+            user = f"{variant}-{u}"
+            levels[user] = rng.normal(3.2, 0.9)
+            pre.append(
+                event(
+                    model,
+                    at=before,
+                    userId=user,
+                    userRating=int(np.clip(round(levels[user] + rng.normal(0, 0.5)), 1, 5)),
+                )
+            )
+            post.append(
+                event(model, at=timezone.now() - timedelta(minutes=1), userId=user, experimentId=str(experiment.pk),
+                      variant=variant, userRating=int(np.clip(round(levels[user] + effect + rng.normal(0, 0.5)), 1, 5)))
+            )  # fmt: skip
+    assert ingest_usage(pre).accepted == 500 and ingest_usage(post).accepted == 500
+    _aggregate()
+    body = _results(client_for("analyst"), experiment)
+    assert body["analysis"]["cuped"] is True
+    cuped = body["variants"][1]["metrics"]["primary"]["cuped"]
+    assert cuped["varianceReduction"] > 0.3
+    x = {e["userId"]: e["userRating"] for e in post}
+    x0 = {e["userId"]: e["userRating"] for e in pre}
+    arms = {v: [u for u in x if u.startswith(v)] for v in ("control", "cool")}
+    xa, xb = (np.array([x[u] for u in arms[v]], float) for v in ("control", "cool"))
+    x0a, x0b = (np.array([x0[u] for u in arms[v]], float) for v in ("control", "cool"))
+    cov = np.cov(xa, x0a)[0, 1] / len(xa) + np.cov(xb, x0b)[0, 1] / len(xb)
+    theta = cov / (np.var(x0a, ddof=1) / len(xa) + np.var(x0b, ddof=1) / len(xb))
+    pooled = np.concatenate([x0a, x0b]).mean()
+    reference = sps.ttest_ind(xb - theta * (x0b - pooled), xa - theta * (x0a - pooled), equal_var=False)
+    assert cuped["theta"] == pytest.approx(theta, rel=1e-9)
+    assert body["variants"][1]["metrics"]["primary"]["confidence"] == pytest.approx(1 - reference.pvalue, abs=1e-6)

@@ -160,3 +160,35 @@ def test_a_a_experiments_watched_continuously_stay_within_alpha(seed):
     assert sequential <= alpha
     fixed = _peeking_false_positives(rng, sequential=False, sims=150, peeks=40, batch=50, alpha=alpha)
     assert fixed > alpha
+
+
+def _theta(xa, x0a, xb, x0b):
+    cov = np.cov(xa, x0a)[0, 1] / len(xa) + np.cov(xb, x0b)[0, 1] / len(xb)
+    return cov / (np.var(x0a, ddof=1) / len(xa) + np.var(x0b, ddof=1) / len(xb))
+
+
+def _pre(x, x0):
+    ones = np.ones_like(x0)
+    return stats.PrePeriod(
+        x0.sum(), (x0**2).sum(), ones.sum(), ones.sum(), x0.sum(), (x * x0).sum(), x.sum(), x0.sum(), len(x)
+    )
+
+
+def test_cuped_equals_welch_on_the_regression_adjusted_values():
+    rng = np.random.default_rng(21)
+    n_a, n_b = 900, 1100
+    level_a, level_b = rng.normal(10, 3, n_a), rng.normal(10, 3, n_b)
+    x0a, x0b = level_a + rng.normal(0, 1, n_a), level_b + rng.normal(0, 1, n_b)  # pre-period
+    xa, xb = level_a + rng.normal(0, 1, n_a), level_b + 0.2 + rng.normal(0, 1, n_b)  # experiment period
+    result = stats.cuped(stats.Moments.of(list(xa)), _pre(xa, x0a), stats.Moments.of(list(xb)), _pre(xb, x0b))
+    theta = _theta(xa, x0a, xb, x0b)
+    assert result.theta == pytest.approx(theta, rel=1e-9)
+    pooled = np.concatenate([x0a, x0b]).mean()
+    adj_a, adj_b = xa - theta * (x0a - pooled), xb - theta * (x0b - pooled)
+    c = stats.compare(result.a, result.b, alpha=0.05, sequential=False)
+    reference = sps.ttest_ind(adj_b, adj_a, equal_var=False)
+    assert c.p_value == pytest.approx(reference.pvalue, abs=1e-9)
+    assert c.difference == pytest.approx(adj_b.mean() - adj_a.mean(), abs=1e-9)
+    plain = _fixed(list(xa), list(xb))
+    # the user level explains 9 of 10 parts of the variance: rho^2 = 0.81 expected
+    assert result.variance_reduction > 0.7 and c.p_value < plain.p_value
