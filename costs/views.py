@@ -25,15 +25,32 @@ from modelhub.api.viewsets import BaseViewSet
 _TAG = ["costs"]
 # The bodies are {"budget": ...}, {"budgets": [...], "pagination": ...} etc. (README "Costs").
 _OBJ = OpenApiTypes.OBJECT
+_BUDGET_WRITE = {
+    200: _OBJ,
+    201: _OBJ,
+    400: OpenApiResponse(ErrorResponseSerializer, description="INVALID_REQUEST: a field, or an unknown channel."),
+    404: OpenApiResponse(
+        ErrorResponseSerializer, description="MODEL_NOT_FOUND / DEPLOYMENT_NOT_FOUND: categories.models, rerouteTo."
+    ),
+    409: OpenApiResponse(ErrorResponseSerializer, description="At most 100 budgets."),
+}
 
 
 @extend_schema_view(
     list=extend_schema(summary="List budgets", operation_id="cost_budgets_list", responses=_OBJ, tags=_TAG),
     retrieve=extend_schema(summary="A budget", responses=_OBJ, tags=_TAG),
     create=extend_schema(
-        summary="Set a budget (the spec's BudgetRequest)", request=BudgetRequestSerializer, responses=_OBJ, tags=_TAG
+        summary="Set a budget (the spec's BudgetRequest)",
+        request=BudgetRequestSerializer,
+        responses={k: v for k, v in _BUDGET_WRITE.items() if k != 200},
+        tags=_TAG,
     ),
-    update=extend_schema(summary="Replace a budget", request=BudgetRequestSerializer, responses=_OBJ, tags=_TAG),
+    update=extend_schema(
+        summary="Replace a budget",
+        request=BudgetRequestSerializer,
+        responses={k: v for k, v in _BUDGET_WRITE.items() if k != 201},
+        tags=_TAG,
+    ),
     destroy=extend_schema(
         summary="Delete a budget (its limits stop applying at once)", responses={204: None}, tags=_TAG
     ),
@@ -71,7 +88,11 @@ class BudgetViewSet(BaseViewSet):
         summary="Add a channel: email, slack or webhook", request=ChannelRequestSerializer, responses=_OBJ, tags=_TAG
     ),
     update=extend_schema(summary="Replace a channel", request=ChannelRequestSerializer, responses=_OBJ, tags=_TAG),
-    destroy=extend_schema(summary="Delete a channel no budget sends to", responses={204: None}, tags=_TAG),
+    destroy=extend_schema(
+        summary="Delete a channel no budget sends to",
+        responses={204: None, 409: OpenApiResponse(ErrorResponseSerializer, description="A budget still sends to it.")},
+        tags=_TAG,
+    ),
 )
 class ChannelViewSet(BaseViewSet):
     queryset = selectors.channel_queryset()
@@ -119,7 +140,10 @@ class AuthorizeView(APIView):
     @extend_schema(
         summary="Authorize spend for a call the client makes itself: allow / throttle / block + a reservation",
         request=AuthorizeRequestSerializer,
-        responses={200: OpenApiResponse(description="{decision, reservationId, expiresAt, estimatedCost, ...}")},
+        responses={
+            200: OpenApiResponse(description="{decision, reservationId, expiresAt, estimatedCost, ...}"),
+            404: OpenApiResponse(ErrorResponseSerializer, description="MODEL_NOT_FOUND: modelId names no model."),
+        },
         tags=_TAG,
     )
     def post(self, request: Request) -> Response:
