@@ -166,3 +166,19 @@ def test_query_is_bounded(client_for):
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_PARAMETER"
     assert client_for("admin").get(f"{API}/cost/analysis", {"sort": "x"}).status_code == 400
     assert client_for("viewer").get(f"{API}/cost/analysis").status_code == 403
+
+
+def test_a_day_far_above_its_weekday_is_unusual_spend(client_for):
+    model = ModelRegistryFactory(baseline_cost_per_1k_tokens=Decimal("1"))
+    today = _day(timezone.now())  # midnight: never in the future, always today
+    items = [
+        event(model, at=today - timedelta(days=7 * k), promptTokens=1000, completionTokens=0) for k in (1, 2, 3, 4)
+    ]
+    items.append(event(model, at=today - timedelta(days=14), promptTokens=500, completionTokens=0))
+    items.append(event(model, at=today, promptTokens=10_000, completionTokens=0))  # 10 USD today
+    assert ingest_usage(items).accepted == 6
+    rollup()
+    alerts = client_for("admin").get(f"{API}/cost/analysis").json()["budget"]["alerts"]
+    unusual = [a for a in alerts if a["type"] == "unusual_spend"]
+    # the same weekday before: 1, 1.5, 1, 1 -> mean 1.125, sd 0.25: the limit is max(1.875, 2.25) = 2.25
+    assert unusual and unusual[-1]["threshold"] == 2.25 and "10" in unusual[-1]["message"]
