@@ -94,22 +94,12 @@ def cost_analysis(*, start, end, environment=None, provider=None, model_id=None,
 
 
 def _model_filter(provider, model_id) -> list[Any] | None:
-    if model_id is not None:
-        ids = [model_id]
-    elif provider is not None:
-        ids = None
-    else:
+    """The model ids the filters allow (None: every model)."""
+    if model_id is None and provider is None:
         return None
-    models = catalog_selectors.models_in_bulk(ids) if ids is not None else None
-    if provider is None:
-        return list(models)
-    if models is None:
-        return [pk for pk in catalog_selectors.model_ids() if pk in _providers_of([pk], provider)]
-    return [pk for pk, m in models.items() if m.provider == provider]
-
-
-def _providers_of(ids, provider) -> set:
-    return {pk for pk, m in catalog_selectors.models_in_bulk(ids).items() if m.provider == provider}
+    ids = [model_id] if model_id is not None else catalog_selectors.model_ids()
+    models = catalog_selectors.models_in_bulk(ids)
+    return [pk for pk, m in models.items() if provider is None or m.provider == provider]
 
 
 def _compute(start, end, environment, provider, model_id, now) -> dict[str, Any]:

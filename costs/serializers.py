@@ -92,7 +92,8 @@ def _uuid_key(key: str) -> str | None:
     import uuid
 
     try:
-        uuid.UUID(key)
+        if str(uuid.UUID(key)) != key:
+            return "Must be a model id in canonical form (lower-case UUID with dashes)."
     except ValueError:
         return "Must be a model id (UUID)."
     return None

@@ -88,10 +88,8 @@ def traffic():
 
 def test_totals_and_opportunities_match_the_hand_computed_values(traffic, client_for):
     a, b = traffic
-    response = client_for("analyst").get(
-        f"{API}/cost/analysis",
-        {"from": (_day(timezone.now()) - timedelta(days=15)).isoformat(), "to": _day(timezone.now()).isoformat()},
-    )
+    period = {"from": (_day(timezone.now()) - timedelta(days=15)).isoformat(), "to": _day(timezone.now()).isoformat()}
+    response = client_for("analyst").get(f"{API}/cost/analysis", period)
     assert response.status_code == 200, response.content
     body = response.json()
     usage = body["currentUsage"]
@@ -116,6 +114,12 @@ def test_totals_and_opportunities_match_the_hand_computed_values(traffic, client
     assert body["optimization"]["savingsPercentage"] == 39.09
     for o in found.values():
         assert o["effort"] in {"low", "medium", "high"} and o["implementation"]["steps"]
+    only_b = client_for("analyst").get(f"{API}/cost/analysis", {**period, "modelId": str(b.pk)}).json()["currentUsage"]
+    assert only_b["totalCost"] == 0.12 and list(only_b["costByModel"]) == [str(b.pk)]
+    other = client_for("analyst").get(f"{API}/cost/analysis", {**period, "provider": "anthropic"}).json()
+    assert other["currentUsage"]["totalCost"] == 0.0 and other["optimization"]["opportunities"] == []
+    staging = client_for("analyst").get(f"{API}/cost/analysis", {**period, "environment": "staging"}).json()
+    assert staging["currentUsage"]["totalCost"] == 0.0
 
 
 def test_too_few_samples_suggest_an_experiment_and_count_nothing(client_for):
