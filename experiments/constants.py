@@ -77,6 +77,9 @@ METRICS: dict[str, Metric] = {
     )
 }
 
+# The metric catalogue's names, in the order the API documents them (one OpenAPI enum: MetricEnum).
+METRIC_NAMES: list[str] = sorted(METRICS)
+
 # (numerator, denominator) pairs whose per-user cross sums the ratio metrics need.
 RATIO_PAIRS: tuple[tuple[str, str], ...] = tuple(sorted({(m.numerator, m.denominator) for m in METRICS.values()}))
 

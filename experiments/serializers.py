@@ -21,7 +21,7 @@ from experiments.constants import (
     MAX_RULES,
     MAX_SECONDARY,
     MAX_VARIANTS,
-    METRICS,
+    METRIC_NAMES,
     ExperimentStatus,
     TestMode,
     TrafficType,
@@ -31,7 +31,7 @@ from modelhub.api.params import QuerySerializer
 from modelhub.api.schema import PaginationSerializer
 from modelhub.api.serializers import StrictCharField, StrictInputSerializer
 
-_METRIC_NAMES = sorted(METRICS)
+_METRIC_NAMES = METRIC_NAMES
 
 
 class _Variant(StrictInputSerializer):

@@ -252,6 +252,7 @@ SPECTACULAR_SETTINGS = {
         "PurchaseStatusEnum": "marketplace.constants.PurchaseStatus",
         "PurchaseKindEnum": "marketplace.constants.PurchaseKind",
         "CurrencyEnum": "marketplace.constants.CURRENCIES",
+        "ExperimentMetricEnum": "experiments.constants.METRIC_NAMES",
     },
 }
 
