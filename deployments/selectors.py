@@ -65,6 +65,8 @@ def _activity_message(entry: DeploymentTransition, model_label: str) -> str:
         text = f"{where} scaling to {entry.replicas} replica(s){by}"
     elif entry.from_status == DeploymentStatus.SCALING and entry.to_status == DeploymentStatus.RUNNING:
         text = f"{where} scaled to {entry.replicas} replica(s)"
+    elif entry.from_status == entry.to_status:  # reconfigured by another app (an experiment's promotion)
+        text = f"{where} reconfigured{by}: {entry.reason}"
     else:
         text = f"{where} {entry.from_status} → {entry.to_status}{by}"
     if entry.reason and entry.to_status in (DeploymentStatus.FAILED, DeploymentStatus.STOPPED):

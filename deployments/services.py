@@ -271,12 +271,14 @@ def deployment_create(
 
 @transaction.atomic
 def deployment_update(
-    *, deployment: Deployment, actor: Any, configuration: dict[str, Any], partial: bool
+    *, deployment: Deployment, actor: Any, configuration: dict[str, Any], partial: bool, reason: str = ""
 ) -> Deployment:
     """Replace (PUT) or merge into (PATCH, see :func:`deployments.config.merge`) the configuration.
 
     Only a live deployment can be reconfigured (409 otherwise). ``replicas`` may be
-    repeated but not changed here: that is a scale, with its own lifecycle step.
+    repeated but not changed here: that is a scale, with its own lifecycle step. With a
+    ``reason`` (another app changing it: an experiment's promotion) the change is also a step of
+    the deployment's own trail (status unchanged) and a ``deployment:status`` event.
     """
     locked = Deployment.objects.select_for_update().select_related("model").get(pk=deployment.pk)
     if locked.status not in LIVE_STATUSES:
@@ -298,6 +300,8 @@ def deployment_update(
     check_configuration(new, locked.model, locked.pk)
     locked.configuration = config_schema.nest(new)
     locked.save(update_fields=["configuration", "updated_at"])
+    if reason:
+        _record(locked, from_status=locked.status, to_status=locked.status, actor=actor, reason=reason)
     return locked
 
 

@@ -584,7 +584,11 @@ def experiment_promote(
             details={"variantModelId": str(arm.model_id), "deploymentModelId": str(deployment.model_id)},
         )
     updated = deployment_services.deployment_update(
-        deployment=deployment, actor=actor, configuration=dict(arm.configuration), partial=True
+        deployment=deployment,
+        actor=actor,
+        configuration=dict(arm.configuration),
+        partial=True,
+        reason=f"Experiment {locked.name!r} ({locked.pk}): promoted variant {chosen!r}.",
     )
     details = {
         "variant": chosen,

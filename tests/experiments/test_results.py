@@ -152,6 +152,11 @@ def test_a_clear_winner_within_guardrails_is_declared_and_promoted(client_for, r
     assert done.json()["promoted"]["variant"] == "cool"
     running.deployment.refresh_from_db()
     assert running.deployment.config["parameters"]["temperature"] == 0.2
+    # Recorded in both audit trails: the experiment's and the deployment's own.
+    step = running.deployment.transitions.order_by("-created_at", "-id").first()
+    assert step.from_status == step.to_status == "running" and step.actor_username == "developer"
+    assert "promoted variant 'cool'" in step.reason
+    assert running.transitions.filter(reason__icontains="cool").exists()
 
 
 def test_sample_ratio_mismatch_is_detected(client_for, running, model):
