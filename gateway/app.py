@@ -50,6 +50,7 @@ from gateway.adapters import Outcome, Stream, get_adapter, upstream_for
 from gateway.openai import GatewayError, chat_request, embedding_request, estimate_tokens, parse_json
 from gateway.routes import Route
 from gateway.services import find_api_key, hash_secret, key_cache, key_problem
+from modelhub import metrics
 from modelhub.accounts.limits import MINUTE_MS, SECOND_MS
 from modelhub.api.authentication import API_KEY_PREFIX
 from modelhub.api.ratelimit import Window, async_hit
@@ -226,6 +227,7 @@ async def _rate_limit(route: Route) -> dict[str, str]:
     if not decision.allowed:
         retry = decision.retry_after_seconds
         headers["Retry-After"] = str(retry)
+        metrics.rate_limited.labels("gateway").inc()
         raise GatewayError(
             "rate_limit_exceeded",
             f"Rate limit of this deployment reached ({decision.tightest.window.name}); retry in {retry} s.",
@@ -243,6 +245,21 @@ async def _route(deployment_id: uuid.UUID) -> Route | None:
 
 
 # --- usage events -----------------------------------------------------------------------------
+
+
+def _observe(route: Route, event: dict[str, Any], failed: bool) -> None:
+    """An upstream attempt in /metrics: its latency, tokens and cost (the catalog's price, as ingestion)."""
+    provider, model = route.provider, route.model_name
+    metrics.gateway_upstream_duration.labels(provider, model, "error" if failed else "ok").observe(
+        event["latencyMs"] / 1000
+    )
+    prompt, completion = event["promptTokens"], event["completionTokens"]
+    if prompt:
+        metrics.gateway_tokens.labels(provider, model, "prompt").inc(prompt)
+    if completion:
+        metrics.gateway_tokens.labels(provider, model, "completion").inc(completion)
+    if prompt or completion:
+        metrics.gateway_cost.labels(provider, model).inc(float(token_cost(prompt + completion, route.price_per_1k)))
 
 
 class Call:
@@ -296,6 +313,8 @@ class Call:
             event["errorCode"] = error.situation[:64]
             event["errorMessage"] = error.message[:1000]
         self.items.append({"event": event, "apiKeyId": self.principal.key_id if self.principal else None})
+        if not cached:
+            _observe(route, event, error is not None)
         return request_id
 
     async def flush(self) -> None:
@@ -442,6 +461,7 @@ async def _complete(call: Call, kind: str, body: dict[str, Any], prompt_chars: i
         cache_key = response_cache.key(route.deployment_id, kind, body)
         started = time.perf_counter()
         hit = await response_cache.get(cache_key)
+        metrics.cache_lookups.labels("gateway_response", "miss" if hit is None else "hit").inc()
         if hit is not None:
             entry = orjson.loads(hit)
             request_id = call.record(

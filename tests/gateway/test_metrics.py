@@ -1,0 +1,67 @@
+"""The gateway's calls in /metrics: upstream latency, tokens and cost by provider and model, the
+response cache's hits, the deployment rate limit's refusals."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+
+from tests.api.test_metrics import samples, value
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def scrape() -> dict:
+    response = Client().get("/metrics")
+    assert response.status_code == 200
+    return samples(response.content.decode())
+
+
+def test_an_upstream_call_is_counted_with_its_tokens_and_cost(gw):
+    model = gw.model(name="metered", baseline_cost_per_1k_tokens=Decimal("2.0"))
+    deployment = gw.deployment(model=model)
+    key = gw.key()
+    before = scrape()
+    response = gw.post(deployment, key=key)
+    assert response.status_code == 200, response.text
+    usage = response.json()["usage"]
+    after = scrape()
+    labels = {"provider": model.provider, "model": "metered"}
+
+    def delta(name, **extra):
+        return value(after, name, **labels, **extra) - value(before, name, **labels, **extra)
+
+    assert delta("modelhub_gateway_upstream_duration_seconds_count", outcome="ok") == 1
+    assert delta("modelhub_gateway_tokens_total", kind="prompt") == usage["prompt_tokens"]
+    assert delta("modelhub_gateway_tokens_total", kind="completion") == usage["completion_tokens"]
+    expected_cost = 2.0 * (usage["prompt_tokens"] + usage["completion_tokens"]) / 1000
+    assert delta("modelhub_gateway_cost_usd_total") == pytest.approx(expected_cost)
+
+
+def test_cache_hits_and_rate_limit_refusals_are_counted(gw):
+    deployment = gw.deployment(
+        responseCache={"enabled": True, "ttlSeconds": 60}, rateLimiting={"requestsPerMinute": 2, "burstLimit": 10}
+    )
+    key = gw.key()
+    body = {"messages": [{"role": "user", "content": "same"}], "temperature": 0}
+    before = scrape()
+    assert gw.post(deployment, body, key=key).status_code == 200
+    assert gw.post(deployment, body, key=key).headers.get("x-modelhub-cache") == "hit"
+    after = scrape()
+    hits = "modelhub_cache_lookups_total"
+    assert (
+        value(after, hits, cache="gateway_response", result="hit")
+        - value(before, hits, cache="gateway_response", result="hit")
+        == 1
+    )
+    assert (
+        value(after, hits, cache="gateway_response", result="miss")
+        - value(before, hits, cache="gateway_response", result="miss")
+        == 1
+    )
+    refused = gw.post(deployment, {**body, "temperature": 0.5}, key=key)  # the third call of the minute
+    assert refused.status_code == 429
+    rejected = "modelhub_rate_limit_rejections_total"
+    assert value(scrape(), rejected, scope="gateway") - value(before, rejected, scope="gateway") == 1
