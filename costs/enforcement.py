@@ -289,7 +289,7 @@ def reserve_sync(plan: Plan, target: tuple, amount: Decimal, *, hold_id: str, tt
 
 async def reserve(plan: Plan, target: tuple, amount: Decimal, *, hold_id: str, ttl_seconds: float) -> Hold | None:
     """The async form (the gateway): one round trip when the counters exist."""
-    from asgiref.sync import sync_to_async
+    from modelhub.db import db_in_thread
 
     if not plan.active:
         return None
@@ -304,13 +304,13 @@ async def reserve(plan: Plan, target: tuple, amount: Decimal, *, hold_id: str, t
             if result.status != -1:
                 break
             missing = tuple(plan.scopes[i] for i in result.values)
-            values = await sync_to_async(db_spend_units, thread_sensitive=False)(period, missing)
+            values = await db_in_thread(db_spend_units)(period, missing)
             await ledger.aseed([counter_key(period, s) for s in missing], values)
         else:
             raise RuntimeError("budget counters could not be seeded")
     except Exception as exc:
         logger.warning("budget ledger unavailable (%s); deciding from the database", exc)
-        await sync_to_async(_degraded, thread_sensitive=False)(plan, period, units, str(exc))
+        await db_in_thread(_degraded)(plan, period, units, str(exc))
         return None
     _remember(target, plan.scopes, result.values, units if result.status == 1 else 0)
     if result.status == 0:

@@ -37,7 +37,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from analytics.services import token_cost
@@ -54,6 +53,7 @@ from modelhub import metrics
 from modelhub.accounts.limits import MINUTE_MS, SECOND_MS
 from modelhub.api.authentication import API_KEY_PREFIX
 from modelhub.api.ratelimit import Window, async_hit
+from modelhub.db import db_in_thread
 from modelhub.roles import has_permission
 
 logger = logging.getLogger("modelhub.gateway")
@@ -141,7 +141,7 @@ def _now_iso() -> str:
 async def _key_principal(secret: str, route: Route) -> Principal:
     hit, key = key_cache.get(hash_secret(secret))
     if not hit:
-        key = await sync_to_async(find_api_key, thread_sensitive=False)(secret)
+        key = await db_in_thread(find_api_key)(secret)
     if key is None:
         raise GatewayError("invalid_api_key", "Incorrect API key provided.")
     problem = key_problem(key)
@@ -174,7 +174,7 @@ async def _jwt_principal(token: str) -> Principal:
         ) from None
     entry = _users.get(user_id)
     if entry is None or entry[0] < time.monotonic():
-        found = await sync_to_async(_user_role, thread_sensitive=False)(user_id)
+        found = await db_in_thread(_user_role)(user_id)
         if len(_users) > 10_000:
             _users.clear()
         entry = (time.monotonic() + 5.0, found)
@@ -240,7 +240,7 @@ async def _route(deployment_id: uuid.UUID) -> Route | None:
     hit, route = route_store.cached_route(deployment_id)
     if hit:
         return route
-    found = await sync_to_async(route_store.routes, thread_sensitive=False)([deployment_id])
+    found = await db_in_thread(route_store.routes)([deployment_id])
     return found.get(deployment_id)
 
 
@@ -326,7 +326,7 @@ class Call:
             await usage_buffer.get_buffer().push(items)
         except Exception as exc:
             _warn("usage buffer unavailable; storing events directly", exc)
-            await sync_to_async(usage_buffer._ingest, thread_sensitive=False)(items)
+            await db_in_thread(usage_buffer._ingest)(items)
 
 
 # --- budgets (costs, issue #12): reserve before every attempt, settle after -----------------------
@@ -349,9 +349,7 @@ async def _budget_plan(route: Route):
     if plan is not None:
         return plan
     try:
-        return await sync_to_async(cost_services.gate_plan, thread_sensitive=False)(
-            route.model_id, route.provider, route.environment
-        )
+        return await db_in_thread(cost_services.gate_plan)(route.model_id, route.provider, route.environment)
     except Exception as exc:
         _warn("budgets cannot be read; calls are refused until they can", exc)
         raise GatewayError("service_unavailable", "Budgets cannot be read right now; retry shortly.") from None
@@ -395,7 +393,7 @@ async def _budget_start(route: Route) -> Route:
     target = cost_services.gate_reroute_target(plan, _budget_target(route)) if plan.reroutes else None
     if target is None or target == route.deployment_id:
         return route
-    found = await sync_to_async(route_store.routes, thread_sensitive=False)([target])
+    found = await db_in_thread(route_store.routes)([target])
     other = found.get(target)
     return other if other is not None and other.status == route_store.RUNNING else route
 
@@ -407,7 +405,7 @@ async def _chain(route: Route) -> list[Route]:
     """The deployment, then its running fallbacks in order."""
     if not route.fallbacks:
         return [route]
-    found = await sync_to_async(route_store.routes, thread_sensitive=False)(list(route.fallbacks))
+    found = await db_in_thread(route_store.routes)(list(route.fallbacks))
     return [route] + [found[f] for f in route.fallbacks if f in found and found[f].status == route_store.RUNNING]
 
 
@@ -607,7 +605,7 @@ async def _feedback(route: Route, raw: bytes) -> bytes:
         usage_buffer.drain(max_batches=5)  # the call may still be in the buffer
         return analytics_services.record_feedback(**kwargs)
 
-    if not await sync_to_async(record, thread_sensitive=False)():
+    if not await db_in_thread(record)():
         raise GatewayError("request_not_found", f"No call {request_id!r} of this deployment was recorded.")
     return orjson.dumps({"requestId": request_id, "recorded": True})
 
@@ -624,7 +622,7 @@ async def _experiment_route(
     (``experiments.selectors``); no database write here - assignments are stored from the tagged events."""
     hit, plan, routes = experiment_selectors.cached_plan(route.deployment_id)
     if not hit:
-        plan, routes = await sync_to_async(experiment_selectors.load_plan, thread_sensitive=False)(route.deployment_id)
+        plan, routes = await db_in_thread(experiment_selectors.load_plan)(route.deployment_id)
     if plan is None:
         return route, None
     unit = headers.get(b"x-modelhub-user", b"").decode("utf-8", "replace")[:255]

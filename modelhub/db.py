@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import migrations
 
 
@@ -48,3 +50,26 @@ def iter_values_rows(qs, chunk: int = 5000):
         cursor.execute(sql, params)
         while batch := cursor.fetchmany(chunk):
             yield from batch
+
+
+def db_in_thread(fn: Any) -> Any:
+    """``fn`` (synchronous, touching the database) as a coroutine function for async code.
+
+    It runs on a worker thread (``sync_to_async(thread_sensitive=False)``) and gives the thread's
+    database connection back when it returns - to the pool on PostgreSQL - as Django does at the end
+    of a request. Without that every executor thread of every event loop keeps a connection of the
+    pool for as long as it lives, and the pool runs dry (PoolTimeout) under enough loops and threads.
+    """
+    import functools
+
+    from asgiref.sync import sync_to_async
+    from django.db import close_old_connections
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False)

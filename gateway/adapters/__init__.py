@@ -21,9 +21,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
 from gateway.openai import GatewayError
+from modelhub.db import db_in_thread
 
 PROVIDER_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -107,7 +106,7 @@ async def upstream_for(route: Any) -> Upstream:
         return Upstream(adapter="openai", base_url=base.rstrip("/"))
     entry = _credentials.get(route.provider)
     if entry is None or entry[0] < time.monotonic():
-        found = await sync_to_async(_credential, thread_sensitive=False)(route.provider)
+        found = await db_in_thread(_credential)(route.provider)
         entry = (time.monotonic() + CREDENTIAL_CACHE_SECONDS, found)
         _credentials[route.provider] = entry
     upstream = entry[1]
