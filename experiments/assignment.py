@@ -18,20 +18,26 @@ Rules
     user.language, user.segment, request.useCase, request.environment`` - strings; absent = ``""``).
     The first rule that matches assigns its variant. In ``rules-based`` traffic a unit no rule
     matches is not in the experiment; in ``percentage`` traffic it gets a variant by weight.
+    Regular-expression comparisons (``=~ =~~ !~ !~~``) are refused when a rule is compiled: a
+    backtracking pattern over a long attribute would stall the gateway's event loop (ReDoS). Attribute
+    values are cut to :data:`MAX_ATTRIBUTE_CHARS` wherever they enter (:func:`context_for`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import rule_engine
+import rule_engine.ast
+import rule_engine.parser
 
-from experiments.constants import RULE_CONTEXT, TrafficType
+from experiments.constants import MAX_ATTRIBUTE_CHARS, RULE_CONTEXT, TrafficType
 
 # ``user.tier`` (the spec's syntax) is dot access into a mapping, which rule-engine 5 supports and plans to
 # drop in 6 (pinned to 5.x; README "Experiments" says so). The deprecation is not the rule author's problem.
@@ -45,18 +51,60 @@ _CONTEXT = rule_engine.Context(
 _ATTRIBUTE = re.compile(r"\b(" + "|".join(RULE_CONTEXT) + r")\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
+_REGEX_TOKENS = frozenset({"EQ_FZM", "EQ_FZS", "NE_FZM", "NE_FZS"})  # =~ =~~ !~ !~~
+_LEXER = rule_engine.parser.Parser()._lexer
+_LEXER_LOCK = threading.Lock()
+
+
 class RuleError(ValueError):
     pass
 
 
+def _regex_operator(condition: str) -> str | None:
+    """The first regex comparison operator among the condition's tokens (before parsing: rule-engine folds
+    constant sub-expressions while it parses, so a literal ``"aaa…" =~ "(a+)+$"`` would run at save time)."""
+    with _LEXER_LOCK:
+        lexer = _LEXER.clone()
+    lexer.input(condition)
+    try:
+        for token in lexer:
+            if token.type in _REGEX_TOKENS:
+                return token.value
+    except Exception:  # a lexing error: the compile below names it  # noqa: S110
+        pass
+    return None
+
+
+def _nodes(node: Any) -> Any:
+    """Every AST node under ``node`` (rule-engine's nodes keep their children in slots)."""
+    yield node
+    for klass in type(node).__mro__:
+        for slot in getattr(klass, "__slots__", ()):
+            value = getattr(node, slot, None)
+            items = (
+                value if isinstance(value, (list, tuple)) else value.values() if isinstance(value, dict) else (value,)
+            )
+            for item in items:
+                if isinstance(item, (rule_engine.ast.ExpressionBase, rule_engine.ast.Statement)):
+                    yield from _nodes(item)
+    for value in getattr(node, "__dict__", {}).values():
+        if isinstance(value, (rule_engine.ast.ExpressionBase, rule_engine.ast.Statement)):
+            yield from _nodes(value)
+
+
 def compile_rule(condition: str) -> rule_engine.Rule:
-    """The compiled rule, or :class:`RuleError` naming what is wrong."""
+    """The compiled rule, or :class:`RuleError` naming what is wrong (regex comparisons are refused)."""
+    operator = _regex_operator(condition)
+    if operator is not None:
+        raise RuleError(f"regular-expression comparisons ({operator}) are not allowed; use ==, != or in")
     try:
         rule = rule_engine.Rule(condition, context=_CONTEXT)
     except rule_engine.errors.EngineError as exc:
         raise RuleError(getattr(exc, "message", str(exc))) from None
     except Exception as exc:  # the parser raises plain errors on some inputs
         raise RuleError(str(exc)) from None
+    if any(isinstance(n, rule_engine.ast.FuzzyComparisonExpression) for n in _nodes(rule.statement)):
+        raise RuleError("regular-expression comparisons are not allowed; use ==, != or in")
     for scope, name in _ATTRIBUTE.findall(condition):
         if name not in RULE_CONTEXT[scope]:
             raise RuleError(f"unknown attribute {scope}.{name}; known: {', '.join(RULE_CONTEXT[scope])}")
@@ -64,10 +112,10 @@ def compile_rule(condition: str) -> rule_engine.Rule:
 
 
 def context_for(unit: str, attributes: Mapping[str, Any], request: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The rule context: declared attributes as strings, absent ones ``""``."""
-    user = {name: str(attributes.get(name, "") or "") for name in RULE_CONTEXT["user"]}
-    user["id"] = unit
-    req = {name: str((request or {}).get(name, "") or "") for name in RULE_CONTEXT["request"]}
+    """The rule context: declared attributes as strings (cut to ``MAX_ATTRIBUTE_CHARS``), absent ones ``""``."""
+    user = {name: str(attributes.get(name, "") or "")[:MAX_ATTRIBUTE_CHARS] for name in RULE_CONTEXT["user"]}
+    user["id"] = unit[:MAX_ATTRIBUTE_CHARS]
+    req = {name: str((request or {}).get(name, "") or "")[:MAX_ATTRIBUTE_CHARS] for name in RULE_CONTEXT["request"]}
     return {"user": user, "request": req}
 
 

@@ -102,6 +102,7 @@ MAX_RULE_LENGTH = 500
 MAX_SECONDARY = 10
 MAX_FILTERS = 20
 MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_CHARS = 255  # an attribute value rules and filters see (longer ones are cut where they enter)
 MAX_DURATION_DAYS = 366
 
 # What rules and audience filters see (strings). user.id is the unit id.

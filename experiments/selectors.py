@@ -5,6 +5,7 @@ Other apps use only:
 * :func:`cached_plan` / :func:`load_plan` - the running experiment of a deployment as a compiled
   :class:`experiments.assignment.Plan` (the gateway, cached ``EXPERIMENTS_PLAN_CACHE_SECONDS``
   per process, cleared by :func:`invalidate_plans` when an experiment changes here).
+* :data:`MAX_ATTRIBUTE_CHARS` - the longest attribute value assignment looks at (the gateway cuts to it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from experiments.constants import (
     DEFAULT_SIGNIFICANCE,
     DEFAULT_TUNING,
     GUARDRAIL_DEFAULTS,
+    MAX_ATTRIBUTE_CHARS,  # noqa: F401 - re-exported for the gateway
     ExperimentStatus,
     TestMode,
 )

@@ -295,3 +295,19 @@ def test_concurrent_starts_move_the_experiment_once(personas, model):
         t.join(timeout=30)
     assert sorted(outcomes) == ["conflict", "conflict", "conflict", "started"]
     assert ExperimentTransition.objects.filter(experiment=experiment, to_status="running").count() == 1
+
+
+def test_a_regex_rule_is_invalid_parameter_pointing_at_the_rule(dev, model):
+    rules = [
+        {"condition": "user.tier == 'premium'", "variantName": "cool"},
+        {"condition": 'user.tier =~ "(a+)+$"', "variantName": "cool"},
+    ]
+    response = dev.post(
+        URL,
+        experiment_body(model, traffic={"type": "rules-based", "totalPercentage": 100, "rules": rules}),
+        format="json",
+    )
+    error = assert_error(response, 400, "INVALID_PARAMETER")
+    assert error["details"]["ruleIndex"] == 1
+    assert "regular-expression" in error["details"]["fields"]["traffic.rules[1].condition"][0]
+    assert not Experiment.objects.exists()

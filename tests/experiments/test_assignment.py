@@ -74,3 +74,46 @@ def test_bad_rules_are_refused(condition):
 def test_no_escape_into_python_attributes():
     plan = _plan(rules=[{"condition": "user.tier.__class__ != null", "variantName": "c"}], kind="rules-based")
     assert plan.assign("x", {"tier": "premium"}) == (None, "no_rule_matched")  # refused at evaluation: no match
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        'user.tier =~ "(a+)+$"',
+        "user.tier =~~ 'a'",
+        "user.tier !~ 'a'",
+        "user.country == 'US' and user.tier !~~ '(a|aa)+$'",
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!\" =~ '(a+)+$'",  # constant: folded while parsing
+        "[t for t in [user.tier] if t =~ 'x'] == []",
+    ],
+)
+def test_regex_comparisons_are_refused_at_compile_time(condition):
+    with pytest.raises(RuleError, match="regular-expression"):
+        compile_rule(condition)
+
+
+def test_a_regex_comparison_node_is_found_in_the_compiled_ast():
+    import rule_engine
+
+    from experiments.assignment import _nodes
+
+    rule = rule_engine.Rule("tier == null or (1 == 1 and tier =~ 'a')")
+    assert any(isinstance(n, rule_engine.ast.FuzzyComparisonExpression) for n in _nodes(rule.statement))
+
+
+def test_attribute_values_are_cut_before_rules_see_them():
+    from experiments.assignment import context_for
+    from experiments.constants import MAX_ATTRIBUTE_CHARS
+
+    ctx = context_for("u" * 1000, {"tier": "a" * 100_000}, {"useCase": "b" * 1000})
+    assert len(ctx["user"]["tier"]) == MAX_ATTRIBUTE_CHARS == 255
+    assert len(ctx["user"]["id"]) == 255 and len(ctx["request"]["useCase"]) == 255
+
+
+def test_gateway_attribute_header_values_are_capped():
+    import orjson
+
+    from gateway.app import _experiment_attributes
+
+    raw = orjson.dumps({"tier": "a" * 1500, "country": "US", "plan": {"nested": 1}})
+    assert _experiment_attributes({b"x-modelhub-user-attributes": raw}) == {"tier": "a" * 255, "country": "US"}
