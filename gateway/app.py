@@ -659,7 +659,10 @@ def _experiment_attributes(headers: dict[bytes, bytes]) -> dict[str, Any]:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return {}
-    return value if isinstance(value, dict) else {}
+    if not isinstance(value, dict):
+        return {}
+    cap = experiment_selectors.MAX_ATTRIBUTE_CHARS  # rules never see a longer value (ReDoS, README "Experiments")
+    return {str(k)[:64]: str(v)[:cap] for k, v in value.items() if isinstance(v, (str, int, float, bool))}
 
 
 def _expose(call: Call, exposure: tuple[str, str, str] | None) -> None:
