@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from catalog import selectors as catalog_selectors
 from console import internal
 from console.navigation import allowed_pages
 from deployments import selectors as deployment_selectors
@@ -331,6 +332,11 @@ def costs(request: HttpRequest) -> HttpResponse:
     answer = internal.call(request, "GET", "/cost/analysis", query=query)
     context: dict[str, Any] = {"page": "costs", "analysis": answer.data if answer.ok else None, "applied": dict(query)}
     if answer.ok:
+        by_model = answer.data["currentUsage"]["costByModel"]  # keyed by model id: show the names
+        names = catalog_selectors.model_names([u for u in map(_uuid_or_none, by_model) if u])
+        context["cost_by_model"] = sorted(
+            ((names.get(_uuid_or_none(k), k), v) for k, v in by_model.items()), key=lambda item: -item[1]
+        )
         budgets = internal.call(request, "GET", "/cost/budgets", query=[("limit", "50")])
         context["budgets"] = (budgets.data or {}).get("budgets", []) if budgets.ok else []
         context["budgets_error"] = budgets.error
@@ -395,3 +401,10 @@ def experiment_promote(request: HttpRequest, experiment_id: uuid.UUID) -> HttpRe
         {"result": answer.data if answer.ok else None, "error": answer.error},
         status=200 if answer.ok else answer.status,
     )
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

@@ -254,6 +254,7 @@ def test_the_costs_page_shows_spend_from_usage_and_the_budget(browser_for, model
     assert client_for("manager").post(f"{API}/cost/budgets", body, format="json").status_code == 201
     html = browser_for("analyst").get("/console/costs").content.decode()
     assert "$5.00" in html  # 4 x 1.25, from the events
+    assert "gpt-test" in html  # cost by model, by name
     assert "$100.00" in html and "80% notify" in html
 
 
