@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from costs import enforcement
-from costs.constants import DeliveryStatus
+from costs import services
+from costs.constants import MAX_BUDGETS, DeliveryStatus
 from costs.models import Budget, BudgetAlert, Notification, NotificationChannel, Reservation
 from modelhub.api.admin import RoleMatrixAdminMixin
+from modelhub.api.exceptions import AppError
 
 _MANAGE = {"view": "costs.read", "add": "budgets.manage", "change": "budgets.manage", "delete": "budgets.manage"}
 
@@ -20,19 +22,80 @@ class ReadOnlyAdmin(RoleMatrixAdminMixin, admin.ModelAdmin):
     matrix_permissions = {"view": "costs.read", "add": None, "change": None, "delete": None}
 
 
+def _error_lines(detail: Any) -> list[str]:
+    """A serializer's errors as "path: message" lines (the API's field paths)."""
+    from modelhub.api.exceptions import validation_details
+
+    fields = validation_details(detail)[2]["fields"]
+    return [f"{path}: {message}" for path, msgs in fields.items() for message in msgs]
+
+
+class BudgetForm(forms.ModelForm):
+    """The API's rules in the admin: the body is checked by ``BudgetRequestSerializer`` and the references
+    (channels, models, reroute deployments) by the service's checks; errors are shown on the form."""
+
+    class Meta:
+        model = Budget
+        fields = ("name", "monthly_budget", "alerts", "categories")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("alerts", "categories"):  # [] and {} are values here (the serializer decides)
+            self.fields[name].required = False
+
+    def clean(self) -> dict[str, Any]:
+        from costs.serializers import BudgetRequestSerializer
+
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        body = {
+            "name": cleaned.get("name") or "",
+            "monthlyBudget": float(cleaned["monthly_budget"]),  # its bounds; the exact Decimal is kept below
+            "alerts": [] if cleaned.get("alerts") is None else cleaned["alerts"],
+            "categories": {} if cleaned.get("categories") is None else cleaned["categories"],
+        }
+        serializer = BudgetRequestSerializer(data=body)
+        if not serializer.is_valid():
+            raise forms.ValidationError(_error_lines(serializer.errors))
+        data = {**serializer.validated_data, "monthly_budget": cleaned["monthly_budget"]}
+        if self.instance._state.adding and Budget.objects.count() >= MAX_BUDGETS:
+            raise forms.ValidationError(f"At most {MAX_BUDGETS} budgets.")
+        try:
+            services._check_references(data["alerts"], data["categories"])
+        except AppError as exc:
+            raise forms.ValidationError([exc.message, *_error_lines((exc.details or {}).get("fields", {}))]) from None
+        self.validated = data
+        return cleaned
+
+
 @admin.register(Budget)
 class BudgetAdmin(RoleMatrixAdminMixin, admin.ModelAdmin):
+    """Saved through ``costs.services`` (budget_create / budget_update / budget_delete), as the API does."""
+
     matrix_permissions = _MANAGE
+    form = BudgetForm
     list_display = ("name", "monthly_budget", "owner", "updated_at")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("owner", "created_at", "updated_at")
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        enforcement.rules_cache.clear()
+        data = form.validated
+        try:
+            if change:
+                saved = services.budget_update(budget=obj, actor=request.user, **data)
+            else:
+                saved = services.budget_create(actor=request.user, **data)
+        except AppError as exc:  # e.g. the budget count limit (409), raced past the form's checks
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        obj.pk, obj.owner_id = saved.pk, saved.owner_id
 
     def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        enforcement.rules_cache.clear()
+        services.budget_delete(budget=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for budget in queryset:
+            services.budget_delete(budget=budget, actor=request.user)
 
 
 @admin.register(NotificationChannel)

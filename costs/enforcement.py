@@ -99,17 +99,36 @@ class Rules:
             scopes.append(scope)
             for limit in limits:
                 for alert in limit.alerts:
-                    at = limit.at(alert["threshold"])
-                    action = alert["action"]
-                    if action == AlertAction.BLOCK:
-                        plan.block[scope] = min(plan.block.get(scope, at), at)
-                    elif action == AlertAction.THROTTLE:
-                        plan.throttles.append((scope, at, float(alert.get("throttleFactor") or 0.5)))
-                    elif action == AlertAction.REROUTE and alert.get("rerouteTo"):
-                        plan.reroutes.append((scope, at, uuid.UUID(str(alert["rerouteTo"]))))
+                    try:
+                        _apply(plan, scope, limit, alert)
+                    except Exception as exc:  # written around the API's checks (a shell, an old row)
+                        logger.warning("budget %s: alert %r skipped (%s)", limit.budget_id, alert, exc)
         plan.scopes = tuple(scopes)
         self._plans[key] = plan
         return plan
+
+
+def _apply(plan: Plan, scope: str, limit: Limit, alert: dict[str, Any]) -> None:
+    at = limit.at(alert["threshold"])
+    action = alert["action"]
+    if action == AlertAction.BLOCK:
+        plan.block[scope] = min(plan.block.get(scope, at), at)
+    elif action == AlertAction.THROTTLE:
+        factor = float(alert.get("throttleFactor") or 0.5)
+        if not 0 < factor <= 1:
+            raise ValueError(f"throttleFactor {factor} is not in (0, 1]")
+        plan.throttles.append((scope, at, factor))
+    elif action == AlertAction.REROUTE and alert.get("rerouteTo"):
+        plan.reroutes.append((scope, at, uuid.UUID(str(alert["rerouteTo"]))))
+
+
+def usable_alert(alert: Any) -> bool:
+    """An alert the rules can apply: a dict with a finite positive threshold and a known action."""
+    try:
+        threshold = Decimal(str(alert["threshold"]))
+        return bool(threshold.is_finite() and threshold > 0 and alert["action"] in AlertAction.values)
+    except Exception:
+        return False
 
 
 def load_rules() -> Rules:
@@ -117,12 +136,22 @@ def load_rules() -> Rules:
 
     limits = []
     for budget in Budget.objects.all()[:1000]:
-        alerts = tuple(budget.alerts or ())
+        alerts = budget.alerts if isinstance(budget.alerts, list) else []
+        bad = [a for a in alerts if not usable_alert(a)]
+        if bad:  # written around the API's checks: skipped here, so the gate and the alert job keep working
+            logger.warning("budget %s: malformed alerts skipped: %r", budget.pk, bad[:5])
+        alerts = tuple(a for a in alerts if usable_alert(a))
         limits.append(Limit(str(budget.pk), "all", to_units(budget.monthly_budget), alerts))
-        categories = budget.categories or {}
+        categories = budget.categories if isinstance(budget.categories, dict) else {}
         for kind, prefix in (("models", "m"), ("providers", "p"), ("environments", "e")):
-            for name, amount in (categories.get(kind) or {}).items():
-                limits.append(Limit(str(budget.pk), f"{prefix}:{name}", to_units(Decimal(str(amount))), alerts))
+            entries = categories.get(kind)
+            for name, amount in (entries if isinstance(entries, dict) else {}).items():
+                try:
+                    units = to_units(Decimal(str(amount)))
+                except Exception:
+                    logger.warning("budget %s: malformed %s limit %r skipped", budget.pk, kind, name)
+                    continue
+                limits.append(Limit(str(budget.pk), f"{prefix}:{name}", units, alerts))
     return Rules(limits)
 
 

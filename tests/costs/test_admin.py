@@ -25,3 +25,82 @@ def test_admin_pages_show_the_outbox_and_hide_secrets(personas):
         "/admin/costs/notification/", {"action": "retry_now", "_selected_action": [str(note.pk)]}, follow=True
     )
     assert retried.status_code == 200 and "due now" in retried.content.decode()
+
+
+def _admin_add(client, alerts, categories="{}", monthly="100"):
+    return client.post(
+        "/admin/costs/budget/add/",
+        {"name": "ops", "monthly_budget": monthly, "alerts": alerts, "categories": categories},
+    )
+
+
+def test_admin_budget_saves_go_through_the_api_rules(personas):
+    """A manager's admin save is checked like POST /cost/budgets: a malformed alert or an unknown channel
+    is a form error and nothing is saved; a valid one is saved by the service (owner, rules refreshed)."""
+    from costs import enforcement
+    from costs.models import Budget
+
+    manager = personas["manager"]
+    manager.is_staff = True
+    manager.save()
+    client = Client()
+    client.force_login(manager)
+    for alerts, expected in (
+        ('[{"threshold": "80"}]', "alerts[0].threshold"),
+        ('[{"threshold": 80}]', "alerts[0].action"),
+        ('[{"threshold": "abc", "action": "block"}]', "alerts[0].threshold"),
+        ('[{"threshold": 80, "action": "notify", "channels": ["00000000-0000-4000-8000-000000000000"]}]', "no channel"),
+    ):
+        response = _admin_add(client, alerts)
+        assert response.status_code == 200 and expected in response.content.decode(), alerts
+    assert not Budget.objects.exists()
+    enforcement.rules_cache.get()  # a cached copy, which the service's save must clear
+    response = _admin_add(client, '[{"threshold": 100, "action": "block", "channels": []}]')
+    assert response.status_code == 302, response.content.decode()[:2000]
+    budget = Budget.objects.get()
+    assert budget.owner == manager and budget.alerts[0]["threshold"] == 100.0
+    assert enforcement.rules_cache.get().by_scope["all"][0].budget_id == str(budget.pk)
+    changed = client.post(
+        f"/admin/costs/budget/{budget.pk}/change/",
+        {"name": "ops", "monthly_budget": "100", "alerts": '[{"threshold": 0, "action": "block"}]', "categories": "{}"},
+    )
+    assert changed.status_code == 200 and "alerts[0].threshold" in changed.content.decode()
+    budget.refresh_from_db()
+    assert budget.alerts[0]["threshold"] == 100.0
+
+
+def test_malformed_alerts_written_around_the_api_are_skipped_not_raised(personas, model):
+    """Rows no API check saw (a shell, an old admin): the gate plans with the usable alerts only and the
+    alert job runs (neither raises, so the gateway does not 500)."""
+    from costs import enforcement, services
+    from costs.models import Budget
+
+    Budget.objects.create(
+        name="bad",
+        monthly_budget=100,
+        owner=personas["admin"],
+        alerts=[
+            {"threshold": "80"},
+            {"threshold": "abc", "action": "block"},
+            "junk",
+            {"threshold": 50, "action": "throttle", "throttleFactor": "x"},
+            {"threshold": 100, "action": "block", "channels": []},
+        ],
+        categories={"providers": {"openai": "abc"}, "environments": {"production": 50}},
+    )
+    plan = services.gate_plan_cached(model.pk, model.provider, "production")
+    assert plan is None  # not loaded yet
+    plan = services.gate_plan(model.pk, model.provider, "production")
+    assert plan.block == {"all": to_units(100), "e:production": to_units(50)} and plan.throttles == []
+    assert services.gate_plan_cached(model.pk, model.provider, "production") is plan
+    rules = enforcement.Rules([enforcement.Limit("b", "all", 100, ({"threshold": "80"}, {"action": "block"}))])
+    assert rules.plan(model.pk, model.provider, "production").block == {}
+    assert services.evaluate_budgets() == {"fired": 0}
+
+
+def to_units(usd):
+    from decimal import Decimal
+
+    from costs.constants import to_units as units
+
+    return units(Decimal(str(usd)))
