@@ -3,6 +3,8 @@ calls that go through the gateway into the events table."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core.management import call_command
 
@@ -32,3 +34,21 @@ def test_gateway_demo_calls_through_the_gateway_and_is_idempotent(personas, caps
     assert ApiKey.objects.filter(revoked_at__isnull=True).count() == 1
     assert ApiKey.objects.get(pk=first_key.pk).revoked_at is not None
     assert len({e.deployment_id for e in events}) <= 2
+
+
+def test_demo_traffic_calls_the_running_hub_steadily_and_rates_some(personas, capsys, hub_server):
+    """What ./scripts/run starts next to the server, so the console's figures move."""
+    from gateway import buffer
+
+    for i in range(2):
+        ModelRegistryFactory(name=f"live-{i}", provider="openai", baseline_success_rate=1.0)
+    call_command("gateway_demo", "--calls", "0", "--deployments", "2")
+    started = time.monotonic()
+    call_command("demo_traffic", "--count", "12", "--per-minute", "600", "--base-url", hub_server.url)
+    assert time.monotonic() - started >= 0.5  # paced (~0.1 s apart), not a burst
+    assert "12 call(s) sent" in capsys.readouterr().out
+    buffer.drain()
+    events = UsageEvent.objects.filter(use_case="demo")
+    assert events.count() == 12 and events.filter(success=True).count() == 12
+    assert events.exclude(user_rating=None).exists()  # some calls were rated through /v1/feedback
+    assert ApiKey.objects.filter(name="demo live traffic (scripts/run)", revoked_at__isnull=True).count() == 1
