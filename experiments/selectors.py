@@ -138,7 +138,8 @@ def cached_plan(deployment_id: uuid.UUID) -> tuple[bool, Plan | None, dict[str, 
 
 def load_plan(deployment_id: uuid.UUID) -> tuple[Plan | None, dict[str, uuid.UUID]]:
     """The running experiment assigning on this deployment (compiled), and for variants serving another
-    model the running deployment of that model in the same environment (``{variant name: deployment id}``);
+    model the running deployment of that model in the same environment with the target's owner
+    (``{variant name: deployment id}``);
     cached ``EXPERIMENTS_PLAN_CACHE_SECONDS``."""
     targets = deployment_selectors.invocation_targets([deployment_id])
     target = targets.get(deployment_id)
@@ -166,9 +167,17 @@ def load_plan(deployment_id: uuid.UUID) -> tuple[Plan | None, dict[str, uuid.UUI
             others = {v.model_id for v in variants if v.model_id != str(target["modelId"])}
             if others:
                 live = deployment_selectors.live_deployments_by_model(others)
+                owner = target["ownerId"]
                 for v in variants:
                     for deployment in live.get(uuid.UUID(v.model_id), []):
-                        if deployment.environment == target["environment"] and deployment.status == "running":
+                        # only a deployment of the target's owner: an experiment must not send traffic to (and
+                        # spend on) someone else's deployment; without one the variant is not served (not counted)
+                        if (
+                            deployment.environment == target["environment"]
+                            and deployment.status == "running"
+                            and owner is not None
+                            and deployment.owner_id == owner
+                        ):
                             routes[v.name] = deployment.pk
                             break
     ttl = float(getattr(settings, "EXPERIMENTS_PLAN_CACHE_SECONDS", 2.0))

@@ -13,6 +13,7 @@ lines on purpose: the definition rules and the state machine judge the same stor
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +36,7 @@ from experiments.models import (
 )
 from modelhub import realtime
 from modelhub.api.exceptions import Conflict, ErrorCode, Forbidden, InvalidParameter, InvalidRequest, NotFound
+from modelhub.roles import Grant, grant_for
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +189,36 @@ def check_definition(data: dict[str, Any]) -> dict[str, Any]:
     return {"model": model, "deployment_id": deployment, "variants": resolved}
 
 
+def _owns_target(actor: Any, deployment_owner_id: Any) -> bool:
+    """May ``actor`` change a deployment owned by ``deployment_owner_id`` (its ``deployments.update`` grant)?"""
+    grant = grant_for(getattr(actor, "role", None), "deployments.update")
+    if grant is Grant.ALL:
+        return True
+    return grant is Grant.OWN and deployment_owner_id is not None and str(deployment_owner_id) == str(actor.pk)
+
+
+def check_target(actor: Any, deployment_id: Any) -> None:
+    """An experiment changes what its target deployment serves, so the actor must be allowed to change that
+    deployment: an own-only ``deployments.update`` grant (developers) needs a ``deploymentId`` they own; no
+    ``deploymentId`` means every deployment of the model, which only all-deployments roles may target.
+    The system (no actor: the scheduler) is not checked."""
+    if _user(actor) is None:
+        return
+    if grant_for(getattr(actor, "role", None), "deployments.update") is Grant.ALL:
+        return
+    if not deployment_id:
+        raise Forbidden(
+            "Name a deploymentId you own: without one the experiment applies to every deployment of the model.",
+            details={"fields": {"deploymentId": ["Required for your role (deployments.update: own only)."]}},
+        )
+    target = deployment_selectors.invocation_targets([deployment_id]).get(uuid.UUID(str(deployment_id)))
+    if target is None or not _owns_target(actor, target["ownerId"]):
+        raise Forbidden(
+            "You may only experiment on deployments you own.",
+            details={"fields": {"deploymentId": ["Not a deployment you may change."]}},
+        )
+
+
 def request_shape(experiment: Experiment) -> dict[str, Any]:
     """The stored experiment as a request body (what PATCH merges into)."""
     return {
@@ -267,6 +299,7 @@ def _audit(
 @transaction.atomic
 def experiment_create(*, actor: Any, data: dict[str, Any]) -> Experiment:
     checked = check_definition(data)
+    check_target(actor, checked["deployment_id"])
     experiment = Experiment(owner=_user(actor), status=ExperimentStatus.DRAFT)
     _store(experiment, data, checked)
     experiment.save()
@@ -339,6 +372,7 @@ def experiment_update(*, experiment: Experiment, actor: Any, data: dict[str, Any
     current = request_shape(locked)
     new = _merge(current, data) if partial else dict(data)
     checked = check_definition(new)
+    check_target(actor, checked["deployment_id"])
     if locked.status == ExperimentStatus.RUNNING:
         problems = _running_change_problems(current, new)
         if problems:
@@ -424,6 +458,7 @@ def _transition(
 @transaction.atomic
 def experiment_start(*, experiment: Experiment, actor: Any, reason: str = "") -> Experiment:
     now = timezone.now()
+    check_target(actor, experiment.deployment_id)
     if experiment.end_date <= now:
         raise Conflict("The experiment's endDate has passed.", details={"endDate": experiment.end_date.isoformat()})
     return _transition(
@@ -559,6 +594,12 @@ def experiment_promote(
     locked = Experiment.objects.select_for_update().get(pk=experiment.pk)
     if locked.status == ExperimentStatus.DRAFT:
         raise Conflict("A draft experiment has no results to promote.", details={"currentStatus": locked.status})
+    deployment = _promotion_target(locked)
+    if _user(actor) is not None and not _owns_target(actor, deployment.owner_id):
+        raise Forbidden(
+            "Promoting changes the target deployment; you may only change deployments you own.",
+            details={"deploymentId": str(deployment.pk)},
+        )
     results = experiment_results(locked)
     winner = (results.get("winner") or {}).get("variant")
     if force and getattr(actor, "role", None) != "admin":
@@ -577,7 +618,6 @@ def experiment_promote(
     arm = locked.variants.filter(name=chosen).first()
     if arm is None:
         raise InvalidRequest(f"No variant {chosen!r}.", details={"fields": {"variant": ["No such variant."]}})
-    deployment = _promotion_target(locked)
     if str(arm.model_id) != str(deployment.model_id):
         raise Conflict(
             f"Variant {chosen!r} serves another model; deploy that model instead (a deployment keeps its model).",
@@ -639,6 +679,7 @@ from experiments.aggregates import (  # noqa: E402
 
 __all__ = [
     "check_definition",
+    "check_target",
     "experiment_assign",
     "experiment_create",
     "experiment_delete",

@@ -242,7 +242,7 @@ def test_role_against_endpoint(client_for, personas, method, template, body, rol
     elif isinstance(body, str) and body.startswith("costs-"):
         body = costs_matrix.body(body, model=model, caller=personas[role])
     elif isinstance(body, str) and body.startswith("exp-"):
-        body = experiments_matrix.body(body, model=model)
+        body = experiments_matrix.body(body, model=model, caller=personas[role])
     headers = marketplace_matrix.headers(template)
     response = (
         getattr(client_for(role), method)(path, body, format="json", **headers)

@@ -24,9 +24,10 @@ def objects(template: str, personas: dict[str, Any], model: Any) -> dict[str, An
     return out
 
 
-def body(name: str, *, model: Any) -> dict[str, Any]:
+def body(name: str, *, model: Any, caller: Any = None) -> dict[str, Any]:
+    """``exp-body`` targets a deployment the caller owns (own-only developers may target only those)."""
     from tests.experiments.helpers import experiment_body
 
     if name == "exp-body":
-        return experiment_body(model)
+        return experiment_body(model, owner=caller)
     raise KeyError(name)

@@ -18,7 +18,7 @@ def dev(client_for):
 
 
 def test_create_answers_the_experiment_in_an_envelope(dev, model):
-    response = dev.post(URL, experiment_body(model), format="json")
+    response = dev.post(URL, experiment_body(model, owner="developer"), format="json")
     assert response.status_code == 201, response.content
     body = response.json()["experiment"]
     assert body["status"] == "draft"
@@ -75,7 +75,7 @@ def test_create_answers_the_experiment_in_an_envelope(dev, model):
     ],
 )
 def test_definition_rules(dev, model, change, field):
-    response = dev.post(URL, experiment_body(model, **change), format="json")
+    response = dev.post(URL, experiment_body(model, owner="developer", **change), format="json")
     error = assert_error(response, 400, "INVALID_REQUEST")
     assert field in error["details"]["fields"], error
 
@@ -92,7 +92,7 @@ def test_definition_rules(dev, model, change, field):
     ],
 )
 def test_field_rules(dev, model, change):
-    response = dev.post(URL, experiment_body(model, **change), format="json")
+    response = dev.post(URL, experiment_body(model, owner="developer", **change), format="json")
     assert response.status_code == 400, response.content
 
 
@@ -127,7 +127,7 @@ def test_unknown_model_is_404(dev):
 
 def test_a_variant_may_be_another_model(dev, model):
     other = ModelRegistryFactory(name="other-provider", version="3")
-    body = experiment_body(model)
+    body = experiment_body(model, owner="developer")
     body["variants"][1] = {"name": "other", "version": "3", "weight": 50, "modelId": str(other.pk)}
     response = dev.post(URL, body, format="json")
     assert response.status_code == 201, response.content
@@ -311,3 +311,60 @@ def test_a_regex_rule_is_invalid_parameter_pointing_at_the_rule(dev, model):
     assert error["details"]["ruleIndex"] == 1
     assert "regular-expression" in error["details"]["fields"]["traffic.rules[1].condition"][0]
     assert not Experiment.objects.exists()
+
+
+def test_an_own_only_developer_must_target_a_deployment_they_own(client_for, personas, model):
+    dev = client_for("developer")
+    # no deploymentId = every deployment of the model: only all-deployments roles
+    error = assert_error(dev.post(URL, experiment_body(model), format="json"), 403, "FORBIDDEN")
+    assert "deploymentId" in error["details"]["fields"]
+    theirs = DeploymentFactory(model=model, owner=personas["outsider"])
+    assert_error(dev.post(URL, experiment_body(model, deploymentId=str(theirs.pk)), format="json"), 403, "FORBIDDEN")
+    assert not Experiment.objects.exists()
+    assert client_for("manager").post(URL, experiment_body(model), format="json").status_code == 201
+    # update: moving the target to someone else's deployment, or dropping it, is refused (PUT and PATCH)
+    mine = create_experiment(personas["developer"], model)
+    url = f"{URL}/{mine.pk}"
+    assert_error(dev.patch(url, {"deploymentId": str(theirs.pk)}, format="json"), 403, "FORBIDDEN")
+    assert_error(dev.patch(url, {"deploymentId": None}, format="json"), 403, "FORBIDDEN")
+    put = experiment_body(model, deploymentId=str(theirs.pk))
+    assert_error(dev.put(url, put, format="json"), 403, "FORBIDDEN")
+    mine.refresh_from_db()
+    assert mine.deployment.owner == personas["developer"]
+    # start: the target changed hands since (or the experiment predates the rule)
+    mine.deployment.owner = personas["outsider"]
+    mine.deployment.save(update_fields=["owner"])
+    assert_error(dev.post(url + "/start"), 403, "FORBIDDEN")
+    assert Experiment.objects.get(pk=mine.pk).status == "draft"
+    assert client_for("manager").post(url + "/start").status_code == 200
+
+
+def test_promote_checks_the_target_deployments_owner(client_for, personas, model):
+    experiment = create_experiment(personas["developer"], model, start=True)
+    url = f"{URL}/{experiment.pk}/promote"
+    dev = client_for("developer")
+    assert_error(dev.post(url, {}, format="json"), 409, "INVALID_REQUEST")  # own target: only "no winner"
+    experiment.deployment.owner = personas["outsider"]
+    experiment.deployment.save(update_fields=["owner"])
+    error = assert_error(dev.post(url, {}, format="json"), 403, "FORBIDDEN")
+    assert error["details"]["deploymentId"] == str(experiment.deployment_id)
+    done = client_for("admin").post(url, {"force": True, "variant": "cool"}, format="json")
+    assert done.status_code == 200, done.content
+
+
+def test_a_variant_is_routed_only_to_a_deployment_of_the_target_owner(personas, model):
+    from experiments.selectors import load_plan
+
+    other = ModelRegistryFactory(name="other-provider", version="3")
+    target = DeploymentFactory(model=model, owner=personas["developer"], environment="production", status="running")
+    foreign = DeploymentFactory(model=other, owner=personas["outsider"], environment="production", status="running")
+    variants = [
+        {"name": "control", "version": model.version, "weight": 50},
+        {"name": "other", "version": "3", "weight": 50, "modelId": str(other.pk)},
+    ]
+    create_experiment(personas["developer"], model, start=True, deploymentId=str(target.pk), variants=variants)
+    plan, routes = load_plan(target.pk)
+    assert plan is not None and routes == {}  # only the outsider's deployment serves that model: not used
+    own = DeploymentFactory(model=other, owner=personas["developer"], environment="production", status="running")
+    plan, routes = load_plan(target.pk)
+    assert routes == {"other": own.pk} and foreign.pk not in routes.values()
