@@ -52,10 +52,7 @@ class BudgetAlertSerializer(StrictInputSerializer):
         required=False, min_value=0.01, max_value=0.99, help_text="Extension, action throttle (default 0.5)."
     )
 
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict) and "threshold" in data and isinstance(data["threshold"], float):
-            data = {**data, "threshold": str(data["threshold"])}
-        return super().to_internal_value(data)
+    # A JSON number; DRF's DecimalField reads a float through str(), so 80.5 stays exactly 80.5.
 
     def validate(self, attrs: dict) -> dict:
         if attrs["action"] == AlertAction.REROUTE and not attrs.get("rerouteTo"):
@@ -123,6 +120,23 @@ class BudgetRequestSerializer(StrictInputSerializer):
     def validate(self, attrs: dict) -> dict:
         attrs["categories"] = {k: v for k, v in attrs["categories"].items() if v}
         attrs["alerts"] = list(attrs["alerts"])
+        # A threshold fires once per (budget, period, scope, threshold): two alerts at one threshold (e.g.
+        # block -> webhook and notify -> email) would fire only the first, so they are refused here; one
+        # alert takes several channels instead (README "Costs").
+        seen: dict[Decimal, int] = {}
+        duplicates: dict[int, dict[str, list[str]]] = {}
+        for index, alert in enumerate(attrs["alerts"]):
+            threshold = Decimal(str(alert["threshold"]))
+            if threshold in seen:
+                duplicates[index] = {
+                    "threshold": [
+                        f"alerts[{seen[threshold]}] has this threshold already; give one alert all its channels."
+                    ]
+                }
+            else:
+                seen[threshold] = index
+        if duplicates:
+            raise serializers.ValidationError({"alerts": duplicates})
         return attrs
 
 

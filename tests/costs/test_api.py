@@ -34,6 +34,7 @@ def test_budget_request_round_trip_exact_decimals(client_for):
         "alerts": [
             {"threshold": 80, "action": "notify", "channels": ["email"]},
             {"threshold": 100, "action": "block", "channels": []},
+            {"threshold": 99.5, "action": "notify", "channels": []},
         ],
         "categories": {"models": {str(model.pk): 100.1}, "providers": {"openai": 50}, "environments": {}},
     }
@@ -43,6 +44,7 @@ def test_budget_request_round_trip_exact_decimals(client_for):
     assert Budget.objects.get().monthly_budget == Decimal("1234.56789012")
     assert item["monthlyBudget"] == 1234.56789012 and item["categories"]["models"] == {str(model.pk): 100.1}
     assert item["alerts"][1] == {"threshold": 100.0, "action": "block", "channels": []}
+    assert item["alerts"][2]["threshold"] == 99.5  # a fractional threshold is a JSON number too
     listed = client_for("analyst").get(BUDGETS).json()
     assert listed["pagination"]["total"] == 1 and listed["budgets"][0]["id"] == item["id"]
     replaced = client_for("admin").put(f"{BUDGETS}/{item['id']}", {**body, "monthlyBudget": 10}, format="json")
@@ -64,6 +66,16 @@ def test_budget_request_round_trip_exact_decimals(client_for):
         ({"categories": {"providers": {"nobody": 1}}}, "categories.providers.nobody"),
         ({"categories": {"teams": {}}}, "categories.teams"),
         ({"extra": 1}, "extra"),
+        (
+            {
+                "alerts": [
+                    {"threshold": 100, "action": "block", "channels": ["webhook"]},
+                    {"threshold": 80, "action": "notify", "channels": []},
+                    {"threshold": 100, "action": "notify", "channels": ["email"]},
+                ]
+            },
+            "alerts[2].threshold",
+        ),
     ],
 )
 def test_budget_validation(client_for, change, field):
