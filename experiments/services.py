@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -362,6 +362,27 @@ def _running_change_problems(old: dict[str, Any], new: dict[str, Any]) -> list[s
     return problems
 
 
+def _revalidate(merged: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH validates its fields partially (so nested list items may lack required keys): the merged
+    definition is validated again as a whole request, answering 400 with field details, never a KeyError."""
+    from experiments.serializers import CreateExperimentRequestSerializer
+
+    def plain(value: Any) -> Any:  # request_shape's ids and datetimes as a JSON body carries them
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, datetime):
+            return value.isoformat()
+        return value
+
+    serializer = CreateExperimentRequestSerializer(data=plain(merged))
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
 @transaction.atomic
 def experiment_update(*, experiment: Experiment, actor: Any, data: dict[str, Any], partial: bool) -> Experiment:
     """PUT (the whole request) or PATCH (merged). A draft changes freely; a running experiment only in the
@@ -370,7 +391,7 @@ def experiment_update(*, experiment: Experiment, actor: Any, data: dict[str, Any
     if locked.status in (ExperimentStatus.COMPLETED, ExperimentStatus.STOPPED):
         raise Conflict(f"A {locked.status} experiment cannot be changed.", details={"currentStatus": locked.status})
     current = request_shape(locked)
-    new = _merge(current, data) if partial else dict(data)
+    new = _revalidate(_merge(current, data)) if partial else dict(data)
     checked = check_definition(new)
     check_target(actor, checked["deployment_id"])
     if locked.status == ExperimentStatus.RUNNING:

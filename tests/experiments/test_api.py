@@ -368,3 +368,23 @@ def test_a_variant_is_routed_only_to_a_deployment_of_the_target_owner(personas, 
     own = DeploymentFactory(model=other, owner=personas["developer"], environment="production", status="running")
     plan, routes = load_plan(target.pk)
     assert routes == {"other": own.pk} and foreign.pk not in routes.values()
+
+
+@pytest.mark.parametrize(
+    "patch, code, field",
+    [
+        ({"variants": [{"name": "a"}, {"name": "b"}]}, "MISSING_REQUIRED_FIELD", "variants[0].version"),
+        (
+            {"traffic": {"rules": [{"condition": "user.tier == 'x'"}]}},
+            "MISSING_REQUIRED_FIELD",
+            "traffic.rules[0].variantName",
+        ),
+        ({"variants": [{"name": "a", "version": "1", "weight": 50}]}, "INVALID_REQUEST", "variants"),
+    ],
+)
+def test_patch_revalidates_the_merged_definition(dev, personas, model, patch, code, field):
+    experiment = create_experiment(personas["developer"], model)
+    response = dev.patch(f"{URL}/{experiment.pk}", patch, format="json")
+    error = assert_error(response, 400, code)
+    assert field in error["details"]["fields"], error
+    assert [v.name for v in Experiment.objects.get(pk=experiment.pk).variants.all()] == ["control", "cool"]
