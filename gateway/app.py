@@ -543,22 +543,41 @@ async def _stream(call: Call, body: dict[str, Any], include_usage: bool, prompt_
                 disconnected = True
     finally:
         watcher.cancel()
-        await stream.aclose()
-        # What was relayed is billed: the provider's usage when it came, else the relayed chunks
-        # (one token each, as providers stream them) and the prompt's estimate.
-        complete = stream.completion_tokens is not None and not disconnected
-        prompt = stream.prompt_tokens if stream.prompt_tokens else estimate_tokens(prompt_chars)
-        completion = stream.completion_tokens if complete else stream.content_chunks
-        call.record(
-            answered_by,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            error=stream.failure,
-        )
-        call.items[-1]["event"]["requestId"] = request_id_hint
-        await _settle(call, call.hold, answered_by, prompt, completion)
-        await call.flush()
+
+        async def finish() -> None:
+            try:
+                await stream.aclose()
+            except Exception as exc:  # the upstream connection is gone anyway; the billing still happens
+                _warn("upstream stream could not be closed cleanly", exc)
+            # What was relayed is billed: the provider's usage when it came, else the relayed chunks
+            # (one token each, as providers stream them) and the prompt's estimate.
+            complete = stream.completion_tokens is not None and not disconnected
+            prompt = stream.prompt_tokens if stream.prompt_tokens else estimate_tokens(prompt_chars)
+            completion = stream.completion_tokens if complete else stream.content_chunks
+            call.record(
+                answered_by,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                error=stream.failure,
+            )
+            call.items[-1]["event"]["requestId"] = request_id_hint
+            await _settle(call, call.hold, answered_by, prompt, completion)
+            await call.flush()
+
+        # Close, record, settle and flush run to their end even when this task is cancelled meanwhile
+        # (server shutdown, a cancelled client task): shielded, and waited for until done; then the
+        # cancellation goes on. Otherwise the usage is lost and the hold sits until it lapses.
+        bookkeeping = asyncio.ensure_future(finish())
+        cancelled = False
+        while not bookkeeping.done():
+            try:
+                await asyncio.shield(bookkeeping)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        bookkeeping.result()
     if not disconnected:
         with contextlib.suppress(OSError):
             await send({"type": "http.response.body", "body": b"", "more_body": False})

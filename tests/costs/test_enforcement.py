@@ -8,6 +8,7 @@ with the output cap at 6 a call's worst case is exactly its cost: 9 tokens at 1 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from decimal import Decimal
 
@@ -217,3 +218,42 @@ def test_stale_holds_lapse(db):
     assert ledger.values(keys) == [600] and ledger.held(keys) == [600]
     assert ledger.settle(keys, "dead", 0, period_of()) is False  # settling a lapsed hold adds its actual (0)
     assert ledger.values(keys) == [600]
+
+
+def test_a_stream_cancelled_while_closing_is_still_recorded_and_settled(gw, monkeypatch):
+    """The handler task is cancelled during ``stream.aclose()`` in ``_stream``'s finally (a shutdown, a
+    cancelled client): the relayed usage is still recorded and the hold settled, not left to lapse."""
+    from gateway import adapters
+    from gateway import app as gateway_app
+
+    deployment = gw.deployment(model=_model(gw))
+    budget(gw.personas["admin"], WORST * 10)
+    key = gw.key()
+    handler: dict = {}
+    original_stream, original_close = gateway_app._stream, adapters.Stream.aclose
+
+    async def stream(*args, **kwargs):
+        handler["task"] = asyncio.current_task()
+        return await original_stream(*args, **kwargs)
+
+    async def aclose(self):
+        handler["task"].cancel()
+        await asyncio.sleep(0.05)
+        await original_close(self)
+
+    monkeypatch.setattr(gateway_app, "_stream", stream)
+    monkeypatch.setattr(adapters.Stream, "aclose", aclose)
+    auth = {"Authorization": f"Bearer {key}"}
+    with (
+        contextlib.suppress(httpx.HTTPError),
+        gw.http.stream("POST", gw.url(deployment), json={**BODY, "stream": True}, headers=auth) as r,
+    ):
+        list(r.iter_lines())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not UsageEvent.objects.exists():
+        gw.drain()
+        time.sleep(0.05)
+    key_all = counter_key(period_of(), "all")
+    assert UsageEvent.objects.count() == 1 and _spend() > 0
+    assert get_ledger().held([key_all])[0] == 0  # settled, no hold left to lapse
+    assert get_ledger().values([key_all])[0] == to_units(_spend())
