@@ -27,7 +27,25 @@ class ExperimentAdmin(admin.ModelAdmin):
     list_display = ("name", "model", "status", "start_date", "end_date", "owner", "created_at")
     list_filter = ("status",)
     search_fields = ("name",)
-    readonly_fields = ("seed", "status", "status_reason", "started_at", "ended_at", "aggregated_at", "weights_version")
+    # The definition is read-only here: the API's services check it (rules compile, targets the actor may
+    # change, dates, variants); a rule saved unchecked here would reach the gateway's plans.
+    readonly_fields = (
+        "model",
+        "deployment",
+        "traffic",
+        "start_date",
+        "end_date",
+        "metrics",
+        "audience",
+        "analysis",
+        "seed",
+        "status",
+        "status_reason",
+        "started_at",
+        "ended_at",
+        "aggregated_at",
+        "weights_version",
+    )
     inlines = (VariantInline, TransitionInline)
     actions = ("reaggregate",)
 

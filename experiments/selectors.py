@@ -10,6 +10,7 @@ Other apps use only:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -33,6 +34,8 @@ from experiments.constants import (
 )
 from experiments.models import Experiment, ExperimentTransition, Variant, VariantSummary
 from modelhub.api.dates import iso
+
+logger = logging.getLogger(__name__)
 
 
 def experiment_queryset() -> QuerySet[Experiment]:
@@ -156,14 +159,20 @@ def load_plan(deployment_id: uuid.UUID) -> tuple[Plan | None, dict[str, uuid.UUI
                 PlanVariant(v.name, v.weight, v.version, str(v.model_id), dict(v.configuration))
                 for v in experiment.variants.all()
             ]
-            plan = Plan.build(
-                experiment_id=experiment.pk,
-                seed=experiment.seed,
-                traffic=experiment.traffic,
-                audience=experiment.audience,
-                variants=variants,
-                weights_version=experiment.weights_version,
-            )
+            try:
+                plan = Plan.build(
+                    experiment_id=experiment.pk,
+                    seed=experiment.seed,
+                    traffic=experiment.traffic,
+                    audience=experiment.audience,
+                    variants=variants,
+                    weights_version=experiment.weights_version,
+                )
+            except Exception:  # a stored plan the services never checked (e.g. edited in the database)
+                logger.exception(
+                    "experiment %s has a broken plan; deployment %s serves without it", experiment.pk, deployment_id
+                )
+                plan, variants = None, []
             others = {v.model_id for v in variants if v.model_id != str(target["modelId"])}
             if others:
                 live = deployment_selectors.live_deployments_by_model(others)

@@ -572,7 +572,11 @@ def experiment_assign(*, experiment: Experiment, user_id: str, attributes: dict[
     }
     if experiment.status != ExperimentStatus.RUNNING:
         return {**out, "reason": f"experiment_{experiment.status}"}
-    plan = _plan(experiment)
+    try:
+        plan = _plan(experiment)
+    except Exception:  # a stored plan the services never checked (edited in the database): not assigning
+        logger.exception("experiment %s has a broken plan; /assign includes nobody", experiment.pk)
+        return {**out, "reason": "experiment_misconfigured"}
     stored = Assignment.objects.filter(experiment=experiment, unit_id=user_id).values_list("variant", flat=True).first()
     variant, reason = (plan.by_name(stored), "sticky") if stored else plan.assign(user_id, attributes)
     if variant is None:

@@ -388,3 +388,35 @@ def test_patch_revalidates_the_merged_definition(dev, personas, model, patch, co
     error = assert_error(response, 400, code)
     assert field in error["details"]["fields"], error
     assert [v.name for v in Experiment.objects.get(pk=experiment.pk).variants.all()] == ["control", "cool"]
+
+
+def test_the_admin_cannot_edit_the_definition(personas, rf):
+    from django.contrib.admin.sites import site
+
+    request = rf.get("/")
+    request.user = personas["admin"]
+    model_admin = site._registry[Experiment]
+    form = model_admin.get_form(request)
+    for name in ("traffic", "metrics", "audience", "analysis", "model", "deployment", "start_date", "end_date"):
+        assert name not in form.base_fields, name
+        assert name in model_admin.get_readonly_fields(request)
+
+
+def test_a_broken_stored_plan_means_no_experiment_not_a_500(client_for, personas, model, caplog):
+    from experiments.selectors import load_plan
+
+    experiment = create_experiment(personas["developer"], model, start=True)
+    Experiment.objects.filter(pk=experiment.pk).update(
+        traffic={
+            "type": "rules-based",
+            "totalPercentage": 100,
+            "rules": [{"condition": "user.tier ==", "variantName": "cool"}],
+        }
+    )
+    assert load_plan(experiment.deployment_id) == (None, {})
+    assert "broken plan" in caplog.text
+    Experiment.objects.filter(pk=experiment.pk).update(traffic={"type": "percentage", "totalPercentage": "lots"})
+    assert load_plan(experiment.deployment_id) == (None, {})
+    answer = client_for("developer").post(f"{URL}/{experiment.pk}/assign", {"userId": "u1"}, format="json")
+    assert answer.status_code == 200 and answer.json()["included"] is False
+    assert answer.json()["reason"] == "experiment_misconfigured"

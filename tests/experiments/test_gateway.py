@@ -126,3 +126,18 @@ def test_a_variant_of_another_model_is_served_by_that_models_deployment(gw, clie
     for user, variant in variants_of.items():
         assert served[user] == (other_deployment.pk if variant == "other" else deployment.pk)
     assert 10 < sum(1 for v in variants_of.values() if v == "other") < 50
+
+
+def test_a_broken_stored_plan_is_served_without_the_experiment(gw, client_for):
+    from experiments.models import Experiment
+
+    model = gw.model()
+    deployment = gw.deployment(model=model, rateLimiting=UNLIMITED)
+    experiment_id = _start(client_for("developer"), model, deployment)
+    bad = {"type": "rules-based", "totalPercentage": 100, "rules": [{"condition": "user.tier ==", "variantName": "x"}]}
+    Experiment.objects.filter(pk=experiment_id).update(traffic=bad)  # what an unchecked admin save once did
+    services.selectors.invalidate_plans()
+    key = gw.key()
+    assert gw.post(deployment, key=key, headers={"X-Modelhub-User": "broken-1"}).status_code == 200
+    gw.drain()
+    assert UsageEvent.objects.get(user_id="broken-1").experiment_id == ""
