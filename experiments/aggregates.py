@@ -222,7 +222,8 @@ def experiment_reaggregate(*, experiment: Experiment) -> int:
 def experiments_aggregate(*, limit: int = 500) -> dict[str, int]:
     """Claim dirty (experiment, hour) marks, recompute them and the experiments' summaries; publish
     ``experiment:update`` with results (at most every 10 s per experiment), and stop an experiment whose
-    guardrail failed when it asked for ``autoStop``. Marks are deleted in the same transaction."""
+    guardrail failed when it asked for ``autoStop``. Marks are claimed (deleted) at the start of the
+    transaction that recomputes them, so a mark re-created meanwhile survives for the next run."""
     from experiments.results import experiment_results
     from experiments.services import _publish, experiment_stop
 
@@ -235,12 +236,20 @@ def experiments_aggregate(*, limit: int = 500) -> dict[str, int]:
         with transaction.atomic():
             if Experiment.objects.select_for_update().filter(pk=experiment_id).first() is None:
                 continue
-            marks = list(DirtyHour.objects.filter(experiment_id=experiment_id).values_list("pk", "hour")[:limit])
+            # Claim the marks first: delete them, then recompute. A rollup re-marking an hour meanwhile inserts
+            # a new mark (it waits for this delete to commit), which the next run picks up; deleting after the
+            # recompute would delete that re-mark too and its events would never be aggregated.
+            marks = list(
+                DirtyHour.objects.select_for_update()
+                .filter(experiment_id=experiment_id)
+                .order_by("hour")
+                .values_list("pk", "hour")[:limit]
+            )
+            DirtyHour.objects.filter(pk__in=[pk for pk, _ in marks]).delete()
             model_ids = _model_ids(experiment_id)
             for _, hour in marks:
                 recompute_hour(experiment_id, hour, model_ids)
             recompute_summary(experiment_id)
-            DirtyHour.objects.filter(pk__in=[pk for pk, _ in marks]).delete()
         report["hours"] += len(marks)
         report["experiments"] += 1
         experiment = selectors.experiment_queryset().get(pk=experiment_id)

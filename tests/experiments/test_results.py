@@ -309,3 +309,33 @@ def test_cuped_uses_the_pre_period_and_matches_scipy_on_adjusted_values(client_f
     reference = sps.ttest_ind(xb - theta * (x0b - pooled), xa - theta * (x0a - pooled), equal_var=False)
     assert cuped["theta"] == pytest.approx(theta, rel=1e-9)
     assert body["variants"][1]["metrics"]["primary"]["confidence"] == pytest.approx(1 - reference.pvalue, abs=1e-6)
+
+
+def test_a_mark_re_created_while_its_hour_is_recomputed_survives(client_for, running, model, monkeypatch):
+    """The rollup re-marks an hour (new events) while the aggregator recomputes it: the new mark must survive
+    the aggregator's run, and the next run counts the new events."""
+    from experiments import aggregates
+    from experiments.models import DirtyHour
+
+    rng = np.random.default_rng(7)
+    _events(running, model, "control", 5, rating=3.0, cost=0.01, rng=rng)
+    rollup()
+    hours = list(DirtyHour.objects.filter(experiment=running).values_list("hour", flat=True))
+    assert hours
+    original = aggregates.recompute_hour
+    concurrent = []
+
+    def recompute_then_a_rollup_marks_again(experiment_id, hour, model_ids=None):
+        done = original(experiment_id, hour, model_ids)
+        if not concurrent:  # new events of this hour arrive and are rolled up after the recompute read them
+            concurrent.extend(_events(running, model, "control", 3, rating=3.0, cost=0.01, rng=rng, offset=100))
+            aggregates.mark_hours([(model.pk, hour)])
+        return done
+
+    monkeypatch.setattr(aggregates, "recompute_hour", recompute_then_a_rollup_marks_again)
+    services.experiments_aggregate()
+    assert set(DirtyHour.objects.filter(experiment=running).values_list("hour", flat=True)) == set(hours)
+    monkeypatch.setattr(aggregates, "recompute_hour", original)
+    services.experiments_aggregate()
+    assert VariantSummary.objects.get(experiment=running, variant="control").units == 8
+    assert not DirtyHour.objects.filter(experiment=running).exists()
