@@ -355,9 +355,11 @@ async def _budget_plan(route: Route):
         raise GatewayError("service_unavailable", "Budgets cannot be read right now; retry shortly.") from None
 
 
-async def _reserve(call: Call, route: Route, payload: dict[str, Any], kind: str):
+async def _reserve(call: Call, route: Route, payload: dict[str, Any], kind: str, stream: bool = False):
     """Hold the attempt's worst-case cost (prompt estimate + the output cap, which is set when absent)
-    against every budget that applies; ``budget_exceeded`` when a blocking one cannot hold it."""
+    against every budget that applies; ``budget_exceeded`` when a blocking one cannot hold it. The hold
+    outlives the attempt: 2 x the timeout + 60 s, and a stream's hold its whole allowed duration on top
+    (``GATEWAY_STREAM_MAX_SECONDS``, which ``_stream`` enforces), so it never lapses while in use."""
     plan = await _budget_plan(route)
     if not plan.active:
         return None
@@ -373,7 +375,7 @@ async def _reserve(call: Call, route: Route, payload: dict[str, Any], kind: str)
             _budget_target(route),
             amount,
             hold_id=cost_services.new_hold_id(),
-            ttl_seconds=route.timeout * 2 + 60,
+            ttl_seconds=route.timeout * 2 + 60 + (settings.GATEWAY_STREAM_MAX_SECONDS if stream else 0),
         )
     except cost_services.BudgetExceeded as exc:
         raise GatewayError("budget_exceeded", exc.message) from None
@@ -423,7 +425,7 @@ async def _attempts(call: Call, kind: str, body: dict[str, Any], stream: bool, i
         adapter = get_adapter(upstream.adapter)
         payload = {**body, "model": route.upstream_model}
         for retry in range(route.retries + 1):
-            hold = await _reserve(call, route, payload, kind)
+            hold = await _reserve(call, route, payload, kind, stream)
             started = time.perf_counter()
             try:
                 if stream:
@@ -524,17 +526,27 @@ async def _stream(call: Call, body: dict[str, Any], include_usage: bool, prompt_
     gone = asyncio.Event()
     watcher = asyncio.create_task(_watch_disconnect(receive, gone))
     disconnected = False
+    limit = settings.GATEWAY_STREAM_MAX_SECONDS  # the hold lives this long (see _reserve): never past it
     try:
         await send({"type": "http.response.start", "status": 200, "headers": raw})
-        async for chunk in stream.chunks():
-            if gone.is_set():
-                disconnected = True
-                break
-            try:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except OSError:
-                disconnected = True
-                break
+        deadline = asyncio.timeout(max(0.0, limit - (time.perf_counter() - started)))
+        try:
+            async with deadline:
+                async for chunk in stream.chunks():
+                    if gone.is_set():
+                        disconnected = True
+                        break
+                    try:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    except OSError:
+                        disconnected = True
+                        break
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            stream.failure = GatewayError(
+                "upstream_timeout", f"The stream passed the gateway's limit of {limit:g} s; it ends here."
+            )
         if stream.failure is not None and not disconnected:
             error = b"data: " + stream.failure.body() + b"\n\n"
             try:

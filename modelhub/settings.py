@@ -320,6 +320,8 @@ GATEWAY_UPSTREAM_ALLOWLIST = env.list("GATEWAY_UPSTREAM_ALLOWLIST", default=["*"
 GATEWAY_ALLOW_PRIVATE_UPSTREAMS = env.bool("GATEWAY_ALLOW_PRIVATE_UPSTREAMS", default=False)
 GATEWAY_MAX_BODY_BYTES = env.positive_int("GATEWAY_MAX_BODY_BYTES", default=4 * 1024 * 1024)
 GATEWAY_MAX_RESPONSE_BYTES = env.positive_int("GATEWAY_MAX_RESPONSE_BYTES", default=16 * 1024 * 1024)
+# A stream's whole duration (s): past it the gateway ends it with an error event; its budget hold lives this long.
+GATEWAY_STREAM_MAX_SECONDS = env.positive_int("GATEWAY_STREAM_MAX_SECONDS", default=600)
 GATEWAY_MAX_MESSAGES = env.positive_int("GATEWAY_MAX_MESSAGES", default=2048)
 GATEWAY_MAX_EMBEDDING_INPUTS = env.positive_int("GATEWAY_MAX_EMBEDDING_INPUTS", default=2048)
 GATEWAY_MAX_FALLBACKS = 5

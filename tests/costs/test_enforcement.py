@@ -257,3 +257,45 @@ def test_a_stream_cancelled_while_closing_is_still_recorded_and_settled(gw, monk
     assert UsageEvent.objects.count() == 1 and _spend() > 0
     assert get_ledger().held([key_all])[0] == 0  # settled, no hold left to lapse
     assert get_ledger().values([key_all])[0] == to_units(_spend())
+
+
+def test_a_stream_past_its_total_limit_ends_with_an_error_and_its_hold_outlives_it(gw, settings, monkeypatch):
+    """GATEWAY_STREAM_MAX_SECONDS: a stream still going past it ends with an error event, is billed for what
+    was relayed and settled; its hold was taken for that long (plus the attempt's margin), so the hold cannot
+    lapse while the stream runs and its room cannot be handed to other calls meanwhile."""
+    from costs import services as cost_services
+
+    settings.GATEWAY_STREAM_MAX_SECONDS = 1
+    ttls = []
+    original = cost_services.gate_reserve
+
+    async def spy(*args, **kwargs):
+        ttls.append(kwargs["ttl_seconds"])
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(cost_services, "gate_reserve", spy)
+    deployment = gw.deployment(model=_model(gw, max_tokens=40), timeout=5)
+    budget(gw.personas["admin"], 10)
+    words = " ".join(f"w{i}" for i in range(30))
+    body = {"messages": [{"role": "user", "content": words}], "stream": True}
+    gw.stub.chunk_delay_ms = 200
+    started = time.monotonic()
+    try:
+        with gw.http.stream(
+            "POST", gw.url(deployment), json=body, headers={"Authorization": f"Bearer {gw.key()}"}
+        ) as r:
+            lines = [line for line in r.iter_lines() if line.startswith("data:")]
+    finally:
+        gw.stub.chunk_delay_ms = 0
+    assert time.monotonic() - started < 3
+    assert '"upstream_timeout"' in lines[-1] and "limit of 1 s" in lines[-1]
+    assert ttls == [1 + 5 * 2 + 60]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not UsageEvent.objects.exists():
+        gw.drain()
+        time.sleep(0.05)
+    event = UsageEvent.objects.get()
+    assert event.success is False and 0 < event.completion_tokens < 30
+    key_all = counter_key(period_of(), "all")
+    assert get_ledger().held([key_all])[0] == 0
+    assert get_ledger().values([key_all])[0] == to_units(event.cost)
