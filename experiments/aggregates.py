@@ -55,10 +55,12 @@ def _model_ids(experiment_id: Any) -> list[Any]:
 
 
 def recompute_hour(experiment_id: Any, hour: Any, model_ids: list[Any] | None = None) -> int:
-    """Recompute one (experiment, hour) from its raw events and replace its rows (idempotent)."""
-    model_ids = model_ids if model_ids is not None else _model_ids(experiment_id)
-    names = set(Variant.objects.filter(experiment_id=experiment_id).values_list("name", flat=True))
-    units, sketches = analytics_experiments.experiment_hour(experiment_id, model_ids, hour)
+    """Recompute one (experiment, hour) from its raw events and replace its rows (idempotent). ``model_ids`` is
+    accepted for the callers' sake; the events are chosen per variant by the variant's own model."""
+    # the events that measure a variant: no cache hits, its own model, a call's last attempt (README "Experiments")
+    arms = dict(Variant.objects.filter(experiment_id=experiment_id).values_list("name", "model_id"))
+    names = set(arms)
+    units, sketches = analytics_experiments.experiment_hour(experiment_id, arms, hour)
     units = [u for u in units if u["variant"] in names]
     ExperimentUnitHour.objects.filter(experiment_id=experiment_id, hour=hour).delete()
     VariantHourSketch.objects.filter(experiment_id=experiment_id, hour=hour).delete()

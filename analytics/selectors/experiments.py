@@ -3,7 +3,9 @@
 * :data:`HOURS_ROLLED_UP` - providers ``(pairs: list[(model_id, hour)]) -> None``, called by
   :func:`analytics.rollup.rollup` inside the transaction that recomputes those hours (new events and
   feedback both re-mark an hour), so experiments can mark its own aggregates dirty.
-* :func:`experiment_hour` - one experiment's tagged events of one hour, summed per variant and unit,
+* :func:`experiment_events` - the events that measure an experiment's variants (no cache hits, the variant's
+  own model, a call's last attempt only).
+* :func:`experiment_hour` - one experiment's measuring events of one hour, summed per variant and unit,
   plus a latency sketch per variant (the rollup's DDSketch mapping).
 * :func:`experiment_pre_period` - per user sums over a pre-period (CUPED's covariate).
 * :func:`experiment_event_hours` - the hours that hold an experiment's events (full recompute).
@@ -14,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from functools import reduce
+from operator import or_
 from typing import Any
 
-from django.db.models import Case, CharField, Count, F, IntegerField, Q, Sum, Value, When
-from django.db.models.functions import Concat, TruncHour
+from django.db.models import Case, CharField, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value, When, Window
+from django.db.models.functions import Coalesce, Concat, NullIf, TruncHour
 
 from analytics import sketch as _sketch
 from analytics.models import UsageEvent
@@ -79,18 +83,40 @@ def experiment_pre_period(model_ids: Iterable[Any], start: datetime, end: dateti
     return _sums(events.annotate(unit=F("user_id")).values("unit"))
 
 
-def experiment_hour(
-    experiment_id: Any, model_ids: Iterable[Any], hour: datetime
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[int]]]]:
-    """``(units, sketches)``: per (variant, unit) the sums of the hour's events tagged with the experiment
-    (``requests, successes, latency_sum, cost_sum, tokens_sum, rated, rating_sum, feedback, accepted,
-    scored, confidence_sum``), and per variant the stored form of its latency sketch."""
-    events = UsageEvent.objects.filter(
-        model_id__in=list(model_ids),
-        timestamp__gte=hour,
-        timestamp__lt=hour + timedelta(hours=1),
-        experiment_id=str(experiment_id),
+# How far apart the attempts of one call may be (retries and fallbacks take seconds): a call near an hour's edge
+# is judged on its attempts on both sides, so both hours agree which attempt is its last.
+CALL_SPAN = timedelta(minutes=15)
+
+
+def experiment_events(
+    experiment_id: Any, variant_models: Mapping[str, Any], start: datetime, end: datetime
+) -> QuerySet[UsageEvent]:
+    """The events in ``[start, end)`` that measure the experiment's variants: tagged with it, not answered by the
+    response cache (cost 0, no latency: not the variant's work), served by the variant's own model (not a
+    fallback to another model), and of each call (``clientRequestId``, else the event) only its last attempt on
+    that model - a call counts once, with the outcome, latency and cost of its final attempt."""
+    if not variant_models:
+        return UsageEvent.objects.none()
+    arms = reduce(or_, (Q(variant=name, model_id=model_id) for name, model_id in variant_models.items()))
+    tagged = UsageEvent.objects.filter(arms, experiment_id=str(experiment_id), cached=False)
+    call = Coalesce(NullIf("client_request_id", Value("")), "request_id")
+    last = (
+        tagged.filter(timestamp__gte=start - CALL_SPAN, timestamp__lt=end + CALL_SPAN)
+        .annotate(last_attempt=Window(Max("attempt"), partition_by=[call, F("model_id")]))
+        .filter(attempt=F("last_attempt"))
+        .values("pk")
     )
+    return tagged.filter(timestamp__gte=start, timestamp__lt=end, pk__in=last)
+
+
+def experiment_hour(
+    experiment_id: Any, variant_models: Mapping[str, Any], hour: datetime
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[int]]]]:
+    """``(units, sketches)``: per (variant, unit) the sums of the hour's events that measure the experiment
+    (:func:`experiment_events`, ``variant_models`` = ``{variant name: model id}``; ``requests, successes,
+    latency_sum, cost_sum, tokens_sum, rated, rating_sum, feedback, accepted, scored, confidence_sum``), and per
+    variant the stored form of its latency sketch."""
+    events = experiment_events(experiment_id, variant_models, hour, hour + timedelta(hours=1))
     units = _sums(events.annotate(unit=_unit_expression()).values("variant", "unit"))
     sketches: dict[str, dict[int, int]] = {}
     for variant, latency in events.values_list("variant", "latency_ms").iterator(chunk_size=20_000):

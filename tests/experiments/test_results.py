@@ -339,3 +339,96 @@ def test_a_mark_re_created_while_its_hour_is_recomputed_survives(client_for, run
     services.experiments_aggregate()
     assert VariantSummary.objects.get(experiment=running, variant="control").units == 8
     assert not DirtyHour.objects.filter(experiment=running).exists()
+
+
+def test_only_the_answering_attempt_of_the_variants_own_model_counts(client_for, personas, model):
+    """Cache hits (cost 0, ~0 latency), retries and fallbacks to another model are tagged like any attempt; the
+    aggregates count each call once, by its last attempt on the variant's model, and never a cache hit."""
+    from experiments.models import DirtyHour
+    from tests.factories import ModelRegistryFactory
+
+    fallback_model = ModelRegistryFactory(name="fallback-provider", version="1")
+    deployment = DeploymentFactory(model=model, owner=personas["developer"], environment="production")
+    experiment = create_experiment(personas["developer"], model, start=True, deploymentId=str(deployment.pk))
+    at = timezone.now() - timedelta(minutes=1)
+    tag = {"experimentId": str(experiment.pk)}
+    items = [
+        # a call retried once: attempt 1 failed (slow), attempt 2 answered
+        event(
+            model,
+            at=at,
+            userId="u1",
+            variant="control",
+            clientRequestId="call-1",
+            attempt=1,
+            success=False,
+            latencyMs=900.0,
+            cost=0.01,
+            **tag,
+        ),
+        event(
+            model,
+            at=at + timedelta(seconds=1),
+            userId="u1",
+            variant="control",
+            clientRequestId="call-1",
+            attempt=2,
+            latencyMs=100.0,
+            cost=0.01,
+            **tag,
+        ),
+        # the same prompt again, answered by the response cache: not the variant's work
+        event(
+            model,
+            at=at,
+            userId="u1",
+            variant="control",
+            clientRequestId="call-2",
+            cached=True,
+            latencyMs=0.5,
+            cost=0.0,
+            **tag,
+        ),
+        # the variant failed and the call fell back to another model: the variant's own (failed) attempt counts
+        event(
+            model,
+            at=at,
+            userId="u2",
+            variant="cool",
+            clientRequestId="call-3",
+            attempt=1,
+            success=False,
+            latencyMs=300.0,
+            cost=0.02,
+            **tag,
+        ),
+        event(
+            fallback_model,
+            at=at,
+            userId="u2",
+            variant="cool",
+            clientRequestId="call-3",
+            attempt=2,
+            latencyMs=50.0,
+            cost=0.5,
+            **tag,
+        ),
+        # a plain call without a clientRequestId counts as itself
+        event(model, at=at, userId="u2", variant="cool", latencyMs=200.0, cost=0.02, **tag),
+    ]
+    assert ingest_usage(items).accepted == len(items)
+    from experiments.aggregates import mark_hours
+
+    hour = at.replace(minute=0, second=0, microsecond=0)
+    mark_hours([(model.pk, hour), (fallback_model.pk, hour)])
+    assert DirtyHour.objects.filter(experiment=experiment).exists()
+    services.experiments_aggregate()
+    sums = {s.variant: s.sums for s in VariantSummary.objects.filter(experiment=experiment)}
+    assert sums["control"]["requests"][0] == 1 and sums["control"]["successes"][0] == 1
+    assert sums["control"]["latency_sum"][0] == pytest.approx(100.0)
+    assert sums["cool"]["requests"][0] == 2 and sums["cool"]["successes"][0] == 1
+    assert sums["cool"]["latency_sum"][0] == pytest.approx(500.0)
+    assert sums["cool"]["cost_sum"][0] == pytest.approx(0.04)
+    again = services.experiment_reaggregate(experiment=experiment)  # a full recompute agrees
+    assert again >= 1
+    assert {s.variant: s.sums for s in VariantSummary.objects.filter(experiment=experiment)} == sums
