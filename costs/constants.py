@@ -35,6 +35,7 @@ class ReservationStatus(models.TextChoices):
     OPEN = "open", "Open"
     SETTLED = "settled", "Settled"
     EXPIRED = "expired", "Expired"
+    RELEASED = "released", "Released (DELETE /cost/authorize/{id})"
 
 
 class DeliveryStatus(models.TextChoices):

@@ -144,6 +144,58 @@ def budget_delete(*, budget: Budget, actor: Any) -> None:
 # --- authorize (clients that call providers themselves) ----------------------------------------
 
 
+class ReservationLimitError(AppError):
+    """409: the caller's open reservations are at their count or amount limit."""
+
+    status_code = 409
+    code = ErrorCode.RESERVATION_LIMIT_EXCEEDED
+    default_message = "Too many open reservations; release some (DELETE /cost/authorize/{id}) or let them expire."
+
+
+def _check_open_reservations(actor: Any, amount: Decimal, now: datetime) -> None:
+    """One user cannot hold the hub's headroom: at most ``COSTS_AUTHORIZE_MAX_OPEN`` open reservations,
+    holding at most ``COSTS_AUTHORIZE_MAX_OPEN_USD`` together (the caller holds its user row's lock)."""
+    from django.db.models import Count, Sum
+
+    found = Reservation.objects.filter(owner=actor, status=ReservationStatus.OPEN, expires_at__gt=now).aggregate(
+        n=Count("pk"), total=Sum("amount")
+    )
+    count, total = found["n"], found["total"] or Decimal(0)
+    max_count, max_usd = settings.COSTS_AUTHORIZE_MAX_OPEN, Decimal(str(settings.COSTS_AUTHORIZE_MAX_OPEN_USD))
+    details = {
+        "openReservations": count,
+        "openAmount": str(total.quantize(UNIT)),
+        "maxOpenReservations": max_count,
+        "maxOpenAmount": str(max_usd),
+    }
+    if count >= max_count:
+        raise ReservationLimitError(f"You hold {count} open reservations, the most allowed.", details=details)
+    if total + amount > max_usd:
+        raise ReservationLimitError(
+            f"Your open reservations hold {total.quantize(UNIT)} USD; this one ({amount} USD) would pass "
+            f"the {max_usd} USD allowed.",
+            details=details,
+        )
+
+
+def reservation_release(*, actor: Any, reservation_id: str) -> None:
+    """Give an open reservation's hold back (own reservations only; another's is not found). Releasing
+    one that is no longer open (released, settled, expired) changes nothing: the same answer as once."""
+    reservation = Reservation.objects.filter(pk=str(reservation_id)[:64], owner=actor).first()
+    if reservation is None:
+        raise NotFound("No reservation of yours with this id.")
+    with transaction.atomic():
+        claimed = Reservation.objects.filter(pk=reservation.pk, status=ReservationStatus.OPEN).update(
+            status=ReservationStatus.RELEASED, closed_at=timezone.now()
+        )
+        if claimed:
+            period = enforcement.period_of(reservation.created_at)
+            enforcement.settle_sync(
+                reservation.pk, [counter_key(period, s) for s in reservation.scopes], period, Decimal(0)
+            )
+
+
+@transaction.atomic
 def authorize(
     *, actor: Any, model_id: uuid.UUID, environment: str, estimated_tokens: int, ttl_seconds: int | None = None
 ) -> dict[str, Any]:
@@ -160,6 +212,11 @@ def authorize(
     hold_id = enforcement.new_hold_id()
     target = (str(model.pk), model.provider, environment)
     base = {"modelId": str(model.pk), "environment": environment, "estimatedCost": amount}
+    if plan.active and amount > 0:  # a hold will be taken: the caller's open ones are counted under its lock
+        from django.contrib.auth import get_user_model
+
+        list(get_user_model().objects.select_for_update().filter(pk=actor.pk).values_list("pk", flat=True))
+        _check_open_reservations(actor, amount, timezone.now())
     try:
         hold = enforcement.reserve_sync(plan, target, amount, hold_id=hold_id, ttl_seconds=ttl)
     except enforcement.BudgetExceeded as exc:

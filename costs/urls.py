@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from costs import views
@@ -13,5 +13,8 @@ router.register("cost/notifications", views.NotificationViewSet, basename="notif
 urlpatterns = [
     path("cost/analysis", views.AnalysisView.as_view(), name="analysis"),
     path("cost/authorize", views.AuthorizeView.as_view(), name="authorize"),
+    re_path(
+        r"^cost/authorize/(?P<reservation_id>[A-Za-z0-9_-]{1,64})$", views.ReservationView.as_view(), name="reservation"
+    ),
     *router.urls,
 ]

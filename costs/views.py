@@ -143,6 +143,10 @@ class AuthorizeView(APIView):
         responses={
             200: OpenApiResponse(description="{decision, reservationId, expiresAt, estimatedCost, ...}"),
             404: OpenApiResponse(ErrorResponseSerializer, description="MODEL_NOT_FOUND: modelId names no model."),
+            409: OpenApiResponse(
+                ErrorResponseSerializer,
+                description="RESERVATION_LIMIT_EXCEEDED: your open reservations are at their count or amount limit.",
+            ),
         },
         tags=_TAG,
     )
@@ -151,6 +155,23 @@ class AuthorizeView(APIView):
         serializer.is_valid(raise_exception=True)
         result = services.authorize(actor=request.user, **serializer.validated_data)
         return Response({"authorization": result}, status=status.HTTP_200_OK)
+
+
+class ReservationView(APIView):
+    permission_classes = [RolePermission]
+    permission_map = {"delete": "costs.authorize"}
+
+    @extend_schema(
+        summary="Release one of your open reservations (its hold goes back at once)",
+        responses={
+            204: None,
+            404: OpenApiResponse(ErrorResponseSerializer, description="No reservation of yours with this id."),
+        },
+        tags=_TAG,
+    )
+    def delete(self, request: Request, reservation_id: str) -> Response:
+        services.reservation_release(actor=request.user, reservation_id=reservation_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class AnalysisView(APIView):

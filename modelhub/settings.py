@@ -382,6 +382,9 @@ ANALYTICS_DASHBOARD_INTERVAL_SECONDS = env.positive_int("ANALYTICS_DASHBOARD_INT
 # POST /cost/authorize, notification delivery (timeout, retries with doubling backoff from 30 s).
 COSTS_RULES_CACHE_SECONDS = 2.0
 COSTS_AUTHORIZE_TTL_SECONDS = 600
+# Open POST /cost/authorize reservations per user: at most this many, holding at most this much (USD) in all.
+COSTS_AUTHORIZE_MAX_OPEN = 20
+COSTS_AUTHORIZE_MAX_OPEN_USD = 50
 COSTS_NOTIFY_TIMEOUT_SECONDS = 5.0
 COSTS_NOTIFY_BACKOFF_SECONDS = 30
 COSTS_NOTIFY_MAX_ATTEMPTS = 8

@@ -110,6 +110,7 @@ POSITIVE_DATA_EXCLUDED = {
     "DELETE /api/v1/modelhub/api-keys/{id}": "404 for a well-formed id no key of the caller's has",
     "GET /api/v1/modelhub/cost/analysis": "from must be before to and at most 366 days apart",
     "POST /api/v1/modelhub/cost/authorize": "404 for a well-formed modelId no model has",
+    "DELETE /api/v1/modelhub/cost/authorize/{reservation_id}": "404 for an id no reservation of the caller has",
     "POST /api/v1/modelhub/cost/budgets": "404 for unknown categories.models / rerouteTo, 400 for unknown channels; "
     "rerouteTo only with action reroute, throttleFactor only with throttle; 409 at 100 budgets",
     "GET /api/v1/modelhub/cost/budgets/{id}": "404 for a well-formed id no budget has",

@@ -117,6 +117,7 @@ ENDPOINTS = [
     # costs (issue #12)
     ("get", "/cost/analysis", None, READERS_BUT_VIEWERS, 200),
     ("post", "/cost/authorize", "costs-authorize-body", DEVELOPERS, 200),
+    ("delete", "/cost/authorize/{reservation}", None, DEVELOPERS, 204),  # own only: the caller's reservation
     ("get", "/cost/budgets", None, READERS_BUT_VIEWERS, 200),
     ("post", "/cost/budgets", "costs-budget-body", MANAGERS, 201),
     ("get", "/cost/budgets/{budget}", None, READERS_BUT_VIEWERS, 200),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-PLACEHOLDERS = ("budget", "channel", "notification")
+PLACEHOLDERS = ("budget", "channel", "notification", "reservation")
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
@@ -57,7 +57,28 @@ def objects(template: str, personas, role) -> dict:
         out["channel"] = _channel(owner).pk
     if "{notification}" in template:
         out["notification"] = _notification(owner).pk
+    if "{reservation}" in template:  # DELETE is own only: the caller's own reservation
+        out["reservation"] = _reservation(personas[role]).pk
     return out
+
+
+def _reservation(owner):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from costs.enforcement import new_hold_id
+    from costs.models import Reservation
+
+    return Reservation.objects.create(
+        id=new_hold_id(),
+        model_id="00000000-0000-4000-8000-000000000000",
+        environment="production",
+        scopes=["all"],
+        amount=Decimal("0.5"),
+        owner=owner,
+        expires_at=timezone.now() + timedelta(minutes=10),
+    )
 
 
 def body(name: str, *, model, caller):

@@ -214,3 +214,69 @@ def test_concurrent_reseeding_seeds_once(personas):
         holds = list(pool.map(reserve, range(16)))
     assert all(holds)
     assert get_ledger().values([counter_key(period_of(), "all")])[0] == to_units(Decimal("2") + 16 * Decimal("0.5"))
+
+
+def test_open_reservations_are_capped_per_user_and_can_be_released(client_for, personas, settings):
+    """One developer cannot reserve the hub's headroom: beyond COSTS_AUTHORIZE_MAX_OPEN reservations or
+    COSTS_AUTHORIZE_MAX_OPEN_USD held, 409 RESERVATION_LIMIT_EXCEEDED (nothing held); DELETE releases one
+    (own only: another's is 404), and releasing twice answers as once."""
+    settings.COSTS_AUTHORIZE_MAX_OPEN = 3
+    settings.COSTS_AUTHORIZE_MAX_OPEN_USD = 5
+    model = ModelRegistryFactory(baseline_cost_per_1k_tokens=Decimal("1"))
+    budget(personas["admin"], "1000")
+    developer, url = client_for("developer"), f"{API}/cost/authorize"
+    key = counter_key(period_of(), "all")
+    held = [_authorize(developer, model, 1000)["reservationId"] for _ in range(3)]  # 1 USD each
+    body = {"modelId": str(model.pk), "environment": "production", "estimatedTokens": 1000}
+    refused = developer.post(url, body, format="json")
+    assert_error(refused, 409, "RESERVATION_LIMIT_EXCEEDED")
+    assert refused.json()["error"]["details"]["openReservations"] == 3
+    assert get_ledger().values([key])[0] == to_units(Decimal(3))  # the refused one holds nothing
+    other = _authorize(client_for("outsider"), model, 1000)  # per user: others are not affected
+    assert other["decision"] == "allow"
+    assert_error(client_for("outsider").delete(f"{url}/{held[0]}"), 404, "INVALID_REQUEST")
+    assert_error(developer.delete(f"{url}/{other['reservationId']}"), 404, "INVALID_REQUEST")
+    assert developer.delete(f"{url}/{held[0]}").status_code == 204
+    assert developer.delete(f"{url}/{held[0]}").status_code == 204  # the same answer, nothing given back twice
+    assert get_ledger().values([key])[0] == to_units(Decimal(3))
+    assert Reservation.objects.get(pk=held[0]).status == "released"
+    assert services.reconcile(now=timezone.now() + timedelta(hours=1))["expired"] == 3  # not the released one
+    assert get_ledger().values([key])[0] == 0
+    # by amount: 4.5 USD would pass the 5 USD together with the 1 USD still open
+    fresh = _authorize(developer, model, 1000)["reservationId"]
+    too_much = developer.post(url, {**body, "estimatedTokens": 4500}, format="json")
+    assert_error(too_much, 409, "RESERVATION_LIMIT_EXCEEDED")
+    assert developer.delete(f"{url}/{fresh}").status_code == 204
+    assert _authorize(developer, model, 4500)["decision"] == "allow"
+    assert_error(developer.delete(f"{url}/{'x' * 65}"), 404, "INVALID_REQUEST")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_authorizations_pass_the_open_limit_once(personas, settings):
+    """Eight authorizations at once against a limit of one open reservation: one holds, seven are refused
+    (the count is taken under the user row's lock; PostgreSQL - SQLite has no row locks)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL")
+    settings.COSTS_AUTHORIZE_MAX_OPEN = 1
+    model = ModelRegistryFactory(baseline_cost_per_1k_tokens=Decimal("1"))
+    budget(personas["admin"], 100)
+
+    def call(_):
+        try:
+            result = services.authorize(
+                actor=personas["developer"], model_id=model.pk, environment="production", estimated_tokens=1000
+            )
+            return result["decision"]
+        except services.ReservationLimitError:
+            return "limit"
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(8)))
+    assert results.count("allow") == 1 and results.count("limit") == 7, results
+    assert get_ledger().values([counter_key(period_of(), "all")])[0] == to_units(Decimal(1))
