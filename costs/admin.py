@@ -98,12 +98,64 @@ class BudgetAdmin(RoleMatrixAdminMixin, admin.ModelAdmin):
             services.budget_delete(budget=budget, actor=request.user)
 
 
+class ChannelForm(forms.ModelForm):
+    """``target`` is write-only (a Slack or webhook URL is a credential): never rendered back, blank on a
+    change keeps the current one; checked by ``ChannelRequestSerializer`` like the API's writes."""
+
+    target = forms.CharField(
+        max_length=500,
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only: an email address, or a Slack / webhook URL. Blank keeps the current one.",
+    )
+
+    class Meta:
+        model = NotificationChannel
+        fields = ("name", "type", "target")
+
+    def clean(self) -> dict[str, Any]:
+        from costs.serializers import ChannelRequestSerializer
+
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        if not cleaned.get("target"):
+            if self.instance._state.adding:
+                raise forms.ValidationError({"target": "Required."})
+            cleaned["target"] = self.instance.target
+        body = {"name": cleaned["name"], "type": cleaned["type"], "target": cleaned["target"]}
+        if self.instance.secret:
+            body["secret"] = self.instance.secret  # set through the API only
+        serializer = ChannelRequestSerializer(data=body)
+        if not serializer.is_valid():
+            raise forms.ValidationError(_error_lines(serializer.errors))
+        return cleaned
+
+
 @admin.register(NotificationChannel)
 class ChannelAdmin(RoleMatrixAdminMixin, admin.ModelAdmin):
     matrix_permissions = {**_MANAGE, "view": "budgets.manage"}
-    list_display = ("name", "type", "target", "owner", "created_at")
+    form = ChannelForm
+    list_display = ("name", "type", "masked_target", "owner", "created_at")
     list_filter = ("type",)
-    exclude = ("secret",)  # set through the API; never shown
+    readonly_fields = ("masked_target", "owner")  # the secret is set through the API; never shown
+
+    @admin.display(description="target")
+    def masked_target(self, obj) -> str:
+        from costs.serializers import masked_target
+
+        return masked_target(obj) if obj is not None and obj.pk and obj.target else ""
+
+    def save_model(self, request, obj, form, change):
+        fields = {k: form.cleaned_data[k] for k in ("name", "type", "target")}
+        try:
+            if change:
+                services.channel_update(channel=obj, actor=request.user, **fields)
+            else:
+                saved = services.channel_create(actor=request.user, **fields)
+                obj.pk, obj.owner_id = saved.pk, saved.owner_id
+        except AppError as exc:  # e.g. the channel count limit (409)
+            self.message_user(request, exc.message, messages.ERROR)
 
 
 @admin.register(Notification)

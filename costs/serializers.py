@@ -162,7 +162,7 @@ class BudgetSerializer(serializers.Serializer):
 class ChannelRequestSerializer(StrictInputSerializer):
     name = StrictCharField(max_length=100)
     type = EnumField(choices=ChannelType.choices)
-    target = StrictCharField(max_length=500)
+    target = StrictCharField(max_length=500, write_only=True, help_text="Answers show it masked (slack, webhook).")
     secret = StrictCharField(
         max_length=200, required=False, allow_blank=True, write_only=True, help_text="Webhooks: whsec_<base64>."
     )
@@ -197,13 +197,29 @@ class ChannelRequestSerializer(StrictInputSerializer):
         return attrs
 
 
+def masked_target(channel) -> str:
+    """A Slack or webhook URL is a credential (whoever has it can post): only its scheme, host and last 4
+    characters are shown, e.g. ``https://hooks.slack.com/…x9Qz``. An email address is shown whole."""
+    from urllib.parse import urlsplit
+
+    target = channel.target or ""
+    if channel.type == ChannelType.EMAIL:
+        return target
+    try:
+        parts = urlsplit(target)
+        origin = f"{parts.scheme}://{parts.hostname}" if parts.scheme and parts.hostname else ""
+    except ValueError:
+        origin = ""
+    return f"{origin}/…{target[-4:]}" if len(target) > 8 else "…"
+
+
 class ChannelSerializer(serializers.Serializer):
     def to_representation(self, channel) -> dict[str, Any]:
         return {
             "id": str(channel.pk),
             "name": channel.name,
             "type": channel.type,
-            "target": channel.target,
+            "target": masked_target(channel),  # write-only in full, like the secret
             "hasSecret": bool(channel.secret),
             "ownerId": str(channel.owner_id),
             "createdAt": channel.created_at.isoformat().replace("+00:00", "Z"),

@@ -104,3 +104,26 @@ def to_units(usd):
     from costs.constants import to_units as units
 
     return units(Decimal(str(usd)))
+
+
+def test_admin_channel_targets_are_write_only(personas):
+    """The admin never renders a Slack / webhook URL back; a blank target on a change keeps it, a bad one
+    is a form error (ChannelRequestSerializer)."""
+    from costs import services
+    from costs.models import NotificationChannel
+
+    slack = "https://hooks.slack.com/services/T000/B000/s3cr3tTAIL"
+    channel = services.channel_create(actor=personas["admin"], name="s", type="slack", target=slack)
+    client = Client()
+    client.force_login(personas["admin"])
+    for page in ("/admin/costs/notificationchannel/", f"/admin/costs/notificationchannel/{channel.pk}/change/"):
+        html = client.get(page).content.decode()
+        assert "s3cr3t" not in html and "hooks.slack.com/…TAIL" in html, page
+    change = f"/admin/costs/notificationchannel/{channel.pk}/change/"
+    assert client.post(change, {"name": "renamed", "type": "slack", "target": ""}).status_code == 302
+    channel.refresh_from_db()
+    assert channel.name == "renamed" and channel.target == slack
+    bad = client.post(change, {"name": "renamed", "type": "slack", "target": "not a url"})
+    assert bad.status_code == 200 and "target: Must be an http(s) URL." in bad.content.decode()
+    added = client.post("/admin/costs/notificationchannel/add/", {"name": "m", "type": "email", "target": "a@b.co"})
+    assert added.status_code == 302 and NotificationChannel.objects.get(name="m").owner == personas["admin"]

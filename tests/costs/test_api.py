@@ -280,3 +280,23 @@ def test_concurrent_authorizations_pass_the_open_limit_once(personas, settings):
         results = list(pool.map(call, range(8)))
     assert results.count("allow") == 1 and results.count("limit") == 7, results
     assert get_ledger().values([counter_key(period_of(), "all")])[0] == to_units(Decimal(1))
+
+
+def test_channel_targets_are_write_only_and_masked(client_for):
+    """Slack and webhook URLs are credentials: answers show scheme, host and the last 4 characters only."""
+    url = f"{API}/cost/channels"
+    slack = "https://hooks.slack.com/services/T000/B000/s3cr3tTAIL"
+    made = client_for("admin").post(url, {"name": "s", "type": "slack", "target": slack}, format="json")
+    assert made.status_code == 201, made.content
+    channel = made.json()["channel"]
+    assert channel["target"] == "https://hooks.slack.com/…TAIL"
+    hook = {"name": "h", "type": "webhook", "target": "https://x.example/h/abcdef123456", "secret": WEBHOOK_SECRET}
+    assert client_for("admin").post(url, hook, format="json").json()["channel"]["target"] == "https://x.example/…3456"
+    mail = client_for("admin").post(url, {"name": "m", "type": "email", "target": "ops@example.com"}, format="json")
+    assert mail.json()["channel"]["target"] == "ops@example.com"  # an address is no credential
+    for page in (client_for("admin").get(url), client_for("manager").get(f"{url}/{channel['id']}")):
+        assert page.status_code == 200 and "s3cr3t" not in page.content.decode()
+    replaced = client_for("admin").put(
+        f"{url}/{channel['id']}", {"name": "s2", "type": "slack", "target": slack + "2"}, format="json"
+    )
+    assert replaced.status_code == 200 and replaced.json()["channel"]["target"] == "https://hooks.slack.com/…AIL2"
