@@ -39,7 +39,10 @@ def parse_iso_datetime(raw: str, name: str) -> datetime:
             f"{name} must be an ISO 8601 date or date-time.",
             details={"fields": {name: ["Use an ISO 8601 date or date-time, e.g. 2026-11-26T09:30:00Z."]}},
         )
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past datetime.max in UTC
+        value = LATEST
     if not EARLIEST <= value < LATEST:
         raise InvalidParameter(
             f"{name} is out of range.", details={"fields": {name: ["Must be between 1970 and 2100."]}}

@@ -300,3 +300,12 @@ def test_channel_targets_are_write_only_and_masked(client_for):
         f"{url}/{channel['id']}", {"name": "s2", "type": "slack", "target": slack + "2"}, format="json"
     )
     assert replaced.status_code == 200 and replaced.json()["channel"]["target"] == "https://hooks.slack.com/…AIL2"
+
+
+@pytest.mark.parametrize(
+    "query", ["to=9999-12-31T23:59:59-01:00", "from=0001-01-01T00:00:00%2B01:00", "to=9999-12-31T23:59:59.999999-23:59"]
+)
+def test_analysis_dates_past_the_calendar_are_400_not_500(client_for, query):
+    """A date-time whose offset takes it past datetime's range in UTC (OverflowError) is out of range."""
+    response = client_for("admin").get(f"{API}/cost/analysis?{query}")
+    assert_error(response, 400, "INVALID_PARAMETER")
