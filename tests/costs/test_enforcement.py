@@ -299,3 +299,21 @@ def test_a_stream_past_its_total_limit_ends_with_an_error_and_its_hold_outlives_
     key_all = counter_key(period_of(), "all")
     assert get_ledger().held([key_all])[0] == 0
     assert get_ledger().values([key_all])[0] == to_units(event.cost)
+
+
+def test_a_malformed_alert_does_not_break_gateway_calls(gw):
+    """A budget row written around the API's checks (alerts [{"threshold": "80"}], "abc"): the gateway
+    still answers, and the usable block alert of the same budget still applies."""
+    from costs.models import Budget
+
+    deployment = gw.deployment(model=_model(gw))
+    Budget.objects.create(
+        monthly_budget=WORST,
+        owner=gw.personas["admin"],
+        alerts=[{"threshold": "80"}, {"threshold": "abc", "action": "block"}, {"threshold": 100, "action": "block"}],
+        categories={},
+    )
+    key = gw.key()
+    assert gw.post(deployment, BODY, key=key).status_code == 200
+    refused = gw.post(deployment, BODY, key=key)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "budget_exceeded"
