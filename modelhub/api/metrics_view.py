@@ -66,7 +66,12 @@ def _celery_queue():
     with app.connection_for_read() as conn:
         client = conn.default_channel.client
         for queue in settings.METRICS_CELERY_QUEUES:
-            yield ("modelhub_celery_queue_length", "Tasks waiting in a Celery queue.", {"queue": queue}, client.llen(queue))
+            yield (
+                "modelhub_celery_queue_length",
+                "Tasks waiting in a Celery queue.",
+                {"queue": queue},
+                client.llen(queue),
+            )
 
 
 metrics.ON_SCRAPE[:] = [_dependencies, _celery_queue]

@@ -262,7 +262,12 @@ def test_anonymous_gets_401_everywhere(db, method, template):
 
     nil = "00000000-0000-0000-0000-000000000000"
     path = API + template.format(
-        model=nil, user=nil, deployment=nil, alert=nil, apikey=nil, **dict.fromkeys(marketplace_matrix.PLACEHOLDERS, nil),
+        model=nil,
+        user=nil,
+        deployment=nil,
+        alert=nil,
+        apikey=nil,
+        **dict.fromkeys(marketplace_matrix.PLACEHOLDERS, nil),
         **dict.fromkeys(costs_matrix.PLACEHOLDERS, nil),
         **dict.fromkeys(experiments_matrix.PLACEHOLDERS, nil),
     )
