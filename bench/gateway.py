@@ -134,6 +134,20 @@ def setup_worker(ports: dict[str, int]) -> None:
         )
         ids[name] = str(deployment.pk)
     _, secret = api_key_create(owner=admin, name="bench")
+    if os.environ.get("BENCH_GATEWAY_BUDGET") == "1":
+        # --budget: a hub-wide budget with a block threshold, so every call reserves its worst case
+        # before the upstream attempt and settles after (two more Redis round trips per call).
+        from decimal import Decimal
+
+        from costs.services import budget_create
+
+        budget_create(
+            actor=admin,
+            monthly_budget=Decimal("1000000000"),
+            alerts=[{"threshold": 100, "action": "block", "channels": []}],
+            categories={},
+            name="bench",
+        )
     print(json.dumps({"deployments": ids, "api_key": secret}), flush=True)
 
 
@@ -597,6 +611,9 @@ def parse_args() -> argparse.Namespace:
         "--workers", type=int, default=1, help="hub processes for the sequential and throughput phases (1)"
     )
     parser.add_argument("--quick", action="store_true", help="a ~30 s smoke run (after setup)")
+    parser.add_argument(
+        "--budget", action="store_true", help="a blocking hub-wide budget: every call reserves and settles"
+    )
     parser.add_argument("--skip-portkey", action="store_true", help="no Portkey path (its figures are null)")
     parser.add_argument(
         "--phases",
@@ -663,6 +680,8 @@ def main() -> int:
             + f" (slow: {args.slow_ms:g} ms; stream: {STREAM_EVENTS} events {chunk_ms:.0f} ms apart)"
         )
         ports = json.dumps({k: p.port for k, p in stubs.items()})
+        if args.budget:
+            env = {**env, "BENCH_GATEWAY_BUDGET": "1"}
         setup = json.loads(run_worker(__file__, "--setup-worker", env, 300, "setup", ports))
         deployments, api_key = setup["deployments"], setup["api_key"]
         step(f"setup done in {time.perf_counter() - started:.1f}s: deployments {deployments}")
