@@ -1,4 +1,4 @@
-"""simulate_traffic and the Celery tasks, run as the worker would (eagerly here), twice."""
+"""seed_usage_history and the Celery tasks, run as the worker would (eagerly here), twice."""
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -10,10 +10,10 @@ from tests.factories import ModelRegistryFactory
 pytestmark = pytest.mark.django_db
 
 
-def test_simulate_traffic_feeds_the_pipeline(capsys):
+def test_seed_usage_history_feeds_the_pipeline(capsys):
     for i in range(3):
         ModelRegistryFactory(name=f"sim-{i}", supported_tasks=["chat", "summarization"])
-    call_command("simulate_traffic", "--hours", "3", "--rate", "0.2", "--models", "3", "--seed", "1")
+    call_command("seed_usage_history", "--hours", "3", "--rate", "0.2", "--models", "3", "--seed", "1")
     out = capsys.readouterr().out
     assert "0 rejected" in out
     events = UsageEvent.objects.count()
@@ -22,10 +22,10 @@ def test_simulate_traffic_feeds_the_pipeline(capsys):
     assert UsageEvent.objects.filter(success=False).exists() and UsageEvent.objects.exclude(user_rating=None).exists()
     assert set(UsageEvent.objects.values_list("model__name", flat=True)) == {"sim-0", "sim-1", "sim-2"}
     assert sum(MetricBucket.objects.filter(granularity="1h").values_list("request_count", flat=True)) == events
-    call_command("simulate_traffic", "--hours", "3", "--if-empty")
+    call_command("seed_usage_history", "--hours", "3", "--if-empty")
     assert UsageEvent.objects.count() == events  # --if-empty: nothing added
     with pytest.raises(CommandError):
-        call_command("simulate_traffic", "--hours", "0")
+        call_command("seed_usage_history", "--hours", "0")
 
 
 def test_tasks_delivered_twice_give_the_same_rows(model):

@@ -36,7 +36,7 @@ def test_gateway_demo_calls_through_the_gateway_and_is_idempotent(personas, caps
     assert len({e.deployment_id for e in events}) <= 2
 
 
-def test_demo_traffic_calls_the_running_hub_steadily_and_rates_some(personas, capsys, hub_server):
+def test_simulate_traffic_calls_the_running_hub_through_the_gateway_and_rates_some(personas, capsys, hub_server):
     """What ./scripts/run starts next to the server, so the console's figures move."""
     from gateway import buffer
 
@@ -44,7 +44,7 @@ def test_demo_traffic_calls_the_running_hub_steadily_and_rates_some(personas, ca
         ModelRegistryFactory(name=f"live-{i}", provider="openai", baseline_success_rate=1.0)
     call_command("gateway_demo", "--calls", "0", "--deployments", "2")
     started = time.monotonic()
-    call_command("demo_traffic", "--count", "12", "--per-minute", "600", "--base-url", hub_server.url)
+    call_command("simulate_traffic", "--count", "12", "--per-minute", "600", "--base-url", hub_server.url)
     assert time.monotonic() - started >= 0.5  # paced (~0.1 s apart), not a burst
     assert "12 call(s) sent" in capsys.readouterr().out
     buffer.drain()

@@ -1,4 +1,5 @@
-"""``python manage.py demo_traffic``: a steady trickle of calls to the demo deployments over HTTP.
+"""``python manage.py simulate_traffic``: simulated traffic *through the gateway* - a steady trickle of
+calls to the demo deployments over HTTP, as a client would send them.
 
 ``./scripts/run`` starts it next to the server (``DEMO_TRAFFIC_PER_MINUTE``, default 30; 0 switches it
 off) so a newcomer who opens the console sees live data move: each call goes through the running hub
@@ -50,7 +51,7 @@ class Command(BaseCommand):
         rng = random.Random(opts["seed"])  # noqa: S311 - demo traffic
         gap = 60.0 / opts["per_minute"]
         sent = 0
-        self.stdout.write(f"demo_traffic: {opts['per_minute']:g} call(s)/minute to {len(deployments)} deployment(s)")
+        self.stdout.write(f"simulate_traffic: {opts['per_minute']:g} call(s)/minute to {len(deployments)} deployment(s)")
         with httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {secret}"}) as client:
             while not opts["count"] or sent < opts["count"]:
                 deployment = rng.choice(deployments)
@@ -73,4 +74,4 @@ class Command(BaseCommand):
                 sent += 1
                 if not opts["count"] or sent < opts["count"]:
                     time.sleep(gap * rng.uniform(0.5, 1.5))
-        self.stdout.write(f"demo_traffic: {sent} call(s) sent")
+        self.stdout.write(f"simulate_traffic: {sent} call(s) sent")

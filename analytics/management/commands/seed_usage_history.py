@@ -1,4 +1,10 @@
-"""``python manage.py simulate_traffic``: realistic usage events through the ingestion service.
+"""``python manage.py seed_usage_history``: realistic *past* usage events through the ingestion service.
+
+History needs past timestamps, which no call through the gateway can have (the gateway stamps each call
+when it happens), so this seeds the dashboard's first 24 hours for a newcomer the way a client that
+reports usage itself would (``POST /analytics/events``'s validation and storage). Live traffic goes
+through the gateway: ``manage.py simulate_traffic`` (gateway app).
+
 
 Several models (and their live deployments, when there are any), a diurnal load curve,
 per-model latency around the model's baseline with a lognormal body and a slow tail,
