@@ -51,7 +51,9 @@ class Command(BaseCommand):
         rng = random.Random(opts["seed"])  # noqa: S311 - demo traffic
         gap = 60.0 / opts["per_minute"]
         sent = 0
-        self.stdout.write(f"simulate_traffic: {opts['per_minute']:g} call(s)/minute to {len(deployments)} deployment(s)")
+        self.stdout.write(
+            f"simulate_traffic: {opts['per_minute']:g} call(s)/minute to {len(deployments)} deployment(s)"
+        )
         with httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {secret}"}) as client:
             while not opts["count"] or sent < opts["count"]:
                 deployment = rng.choice(deployments)
