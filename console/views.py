@@ -46,6 +46,16 @@ def _page(request: HttpRequest, template: str, context: dict[str, Any], answer: 
     return render(request, template, context, status=status)
 
 
+def _read_list(
+    request: HttpRequest, path: str, names: tuple[str, ...], limit: int, default: list[tuple[str, str]] | None = None
+) -> tuple[dict[str, str], internal.Answer, dict[str, Any]]:
+    """A list page's read: the page's filters from the query string (or ``default``) through the API.
+    Returns (the filters applied, the API's answer, its body or {} when it refused)."""
+    query = _query(request, names) or list(default or [])
+    answer = internal.call(request, "GET", path, query=query + [("limit", str(limit))])
+    return dict(query), answer, (answer.data if answer.ok else {})
+
+
 def _query(request: HttpRequest, names: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(name, value) for name in names for value in request.GET.getlist(name) if value != ""]
 
@@ -87,9 +97,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def models(request: HttpRequest) -> HttpResponse:
-    query = _query(request, MODEL_FILTERS)
-    answer = internal.call(request, "GET", "/models", query=query + [("limit", "20")])
-    data = answer.data if answer.ok else {}
+    applied, answer, data = _read_list(request, "/models", MODEL_FILTERS, 20)
     return _page(
         request,
         "console/models.html",
@@ -98,7 +106,7 @@ def models(request: HttpRequest) -> HttpResponse:
             "models": data.get("models", []),
             "pagination": data.get("pagination"),
             "available": (data.get("filters") or {}).get("available", {}),
-            "applied": dict(query),
+            "applied": applied,
             "partial_template": "console/_model_rows.html",
         },
         answer,
@@ -147,9 +155,7 @@ def _deployment_rows(request: HttpRequest, deployments: list[dict[str, Any]]) ->
 @login_required
 @require_GET
 def deployments(request: HttpRequest) -> HttpResponse:
-    query = _query(request, DEPLOYMENT_FILTERS)
-    answer = internal.call(request, "GET", "/deployments", query=query + [("limit", "50")])
-    data = answer.data if answer.ok else {}
+    applied, answer, data = _read_list(request, "/deployments", DEPLOYMENT_FILTERS, 50)
     return _page(
         request,
         "console/deployments.html",
@@ -157,7 +163,7 @@ def deployments(request: HttpRequest) -> HttpResponse:
             "page": "deployments",
             "deployments": _deployment_rows(request, data.get("deployments", [])),
             "pagination": data.get("pagination"),
-            "applied": dict(query),
+            "applied": applied,
             "environments": Environment.values,
             "statuses": DEPLOYMENT_STATUSES,
             "partial_template": "console/_deployment_rows.html",
@@ -195,9 +201,8 @@ def deployment_stop(request: HttpRequest, deployment_id: uuid.UUID) -> HttpRespo
 @login_required
 @require_GET
 def alerts(request: HttpRequest) -> HttpResponse:
-    query = _query(request, ALERT_FILTERS) or [("status", "open"), ("status", "acknowledged")]
-    answer = internal.call(request, "GET", "/analytics/alerts", query=query + [("limit", "50")])
-    data = answer.data if answer.ok else {}
+    open_ones = [("status", "open"), ("status", "acknowledged")]
+    applied, answer, data = _read_list(request, "/analytics/alerts", ALERT_FILTERS, 50, default=open_ones)
     return _page(
         request,
         "console/alerts.html",
@@ -205,7 +210,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
             "page": "alerts",
             "alerts": data.get("alerts", []),
             "can_acknowledge": has_permission(request.user.role, "alerts.acknowledge"),
-            "applied": dict(query),
+            "applied": applied,
         },
         answer,
     )
@@ -237,9 +242,7 @@ MARKET_FILTERS = ("search", "pricingModel", "sortBy", "page")
 @login_required
 @require_GET
 def marketplace(request: HttpRequest) -> HttpResponse:
-    query = _query(request, MARKET_FILTERS)
-    answer = internal.call(request, "GET", "/marketplace/models", query=query + [("limit", "24")])
-    data = answer.data if answer.ok else {}
+    applied, answer, data = _read_list(request, "/marketplace/models", MARKET_FILTERS, 24)
     return _page(
         request,
         "console/marketplace.html",
@@ -247,7 +250,7 @@ def marketplace(request: HttpRequest) -> HttpResponse:
             "page": "marketplace",
             "listings": data.get("listings", []),
             "pagination": data.get("pagination"),
-            "applied": dict(query),
+            "applied": applied,
             "pricing_models": PricingModel.choices,
             "sorts": ("popularity", "rating", "price", "newest"),
             "partial_template": "console/_listing_cards.html",
@@ -352,13 +355,11 @@ EXPERIMENT_FILTERS = ("status", "search", "page")
 @login_required
 @require_GET
 def experiments(request: HttpRequest) -> HttpResponse:
-    query = _query(request, EXPERIMENT_FILTERS)
-    answer = internal.call(request, "GET", "/experiments", query=query + [("limit", "50")])
-    data = answer.data if answer.ok else {}
+    applied, answer, data = _read_list(request, "/experiments", EXPERIMENT_FILTERS, 50)
     return _page(
         request,
         "console/experiments.html",
-        {"page": "experiments", "experiments": data.get("experiments", []), "applied": dict(query)},
+        {"page": "experiments", "experiments": data.get("experiments", []), "applied": applied},
         answer,
     )
 

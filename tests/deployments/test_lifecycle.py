@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from channels.layers import get_channel_layer
 
 from deployments import services, tasks
 from deployments.models import TRANSITIONS, Deployment, DeploymentStatus, DeploymentTransition
-from modelhub.realtime import decode_data, group_name
+from modelhub.realtime import decode_data
+from tests.channel_listener import Listener
 from tests.conftest import API
 from tests.factories import DeploymentFactory
 
@@ -239,46 +238,9 @@ def test_scaling_that_does_not_become_ready_fails(
 # --- Realtime --------------------------------------------------------------------------------------
 
 
-class Listener:
-    """A channel in the ``deployments.read`` group, served by one event loop of its own.
-
-    The Redis pub/sub layer is per event loop, so subscribing, receiving and leaving must
-    all happen on the same loop (the in-memory layer does not mind).
-    """
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.layer = get_channel_layer()
-        self.channel = self._run(self.layer.new_channel())
-        self._run(self.layer.group_add(group_name("deployments.read"), self.channel))
-
-    def _run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
-
-    def drain(self) -> list[dict]:
-        """Every message that arrives until none has for half a second."""
-
-        async def receive_all() -> list[dict]:
-            messages = []
-            while True:
-                try:
-                    messages.append(await asyncio.wait_for(self.layer.receive(self.channel), timeout=0.5))
-                except TimeoutError:
-                    return messages
-
-        return self._run(receive_all())
-
-    def close(self) -> None:
-        self._run(self.layer.group_discard(group_name("deployments.read"), self.channel))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
 def listener():
-    subscribed = Listener()
+    subscribed = Listener("deployments.read")
     yield subscribed
     subscribed.close()
 

@@ -1,54 +1,20 @@
 """experiment:update reaches the experiments.read group on start, stop, and with results after aggregation."""
 
-import asyncio
-import threading
-
 import pytest
-from channels.layers import get_channel_layer
 
 from experiments import services
-from modelhub.realtime import decode_data, group_name
+from modelhub.realtime import decode_data
 from tests.analytics.helpers import event
+from tests.channel_listener import Listener
 from tests.conftest import API
 from tests.experiments.helpers import create_experiment
 
 pytestmark = pytest.mark.django_db
 
 
-class Listener:
-    """A channel in the ``experiments.read`` group on an event loop of its own (as tests/deployments does)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.layer = get_channel_layer()
-        self.channel = self._run(self.layer.new_channel())
-        self._run(self.layer.group_add(group_name("experiments.read"), self.channel))
-
-    def _run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
-
-    def drain(self) -> list[dict]:
-        async def receive_all() -> list[dict]:
-            messages = []
-            while True:
-                try:
-                    messages.append(await asyncio.wait_for(self.layer.receive(self.channel), timeout=0.5))
-                except TimeoutError:
-                    return messages
-
-        return self._run(receive_all())
-
-    def close(self) -> None:
-        self._run(self.layer.group_discard(group_name("experiments.read"), self.channel))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
 def listener():
-    subscribed = Listener()
+    subscribed = Listener("experiments.read")
     yield subscribed
     subscribed.close()
 
