@@ -118,6 +118,9 @@ def models(request: HttpRequest) -> HttpResponse:
 def model_detail(request: HttpRequest, model_id: uuid.UUID) -> HttpResponse:
     answer = internal.call(request, "GET", f"/models/{model_id}")
     context: dict[str, Any] = {"page": "models", "model": answer.data if answer.ok else None}
+    if answer.ok and has_permission(request.user.role, "marketplace.read"):
+        listed = internal.call(request, "GET", f"/marketplace/models/{model_id}")  # 404: not listed
+        context["listing"] = listed.data["listing"] if listed.ok else None
     if answer.ok and has_permission(request.user.role, "analytics.read"):
         performance = internal.call(request, "GET", f"/analytics/models/{model_id}/performance")
         context["performance"] = performance.data if performance.ok else None

@@ -292,3 +292,9 @@ def test_promoting_without_a_winner_shows_why(browser_for, personas, model):
     response = browser_for("developer").post(f"/console/experiments/{experiment.pk}/promote")
     html = response.content.decode()
     assert response.status_code == 409 and "request id" in html
+
+
+def test_the_model_page_links_its_marketplace_listing(browser_for, listed):
+    listing, _, _ = listed
+    html = browser_for("viewer").get(f"/console/models/{listing.model_id}").content.decode()
+    assert "In the marketplace" in html and f"/console/marketplace/{listing.model_id}" in html
