@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import django_filters
+from django.conf import settings
 from rest_framework import serializers
 
 from experiments.constants import ExperimentStatus
 from experiments.models import Experiment
-from modelhub.api.filters import FastFilterSet, ListFilter, SortFilterMixin
+from modelhub.api.filters import FastFilterSet, ListFilter, SearchFilter, SortFilterMixin
 
 
 class _SortColumns(serializers.Serializer):
@@ -27,7 +28,7 @@ class ExperimentFilterSet(SortFilterMixin, FastFilterSet):
 
     status = ListFilter(field_name="status", choices=[s.value for s in ExperimentStatus])
     modelId = django_filters.UUIDFilter(field_name="model_id")
-    search = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=200)
+    search = SearchFilter(field_name="name", lookup_expr="icontains", max_length=settings.API_SEARCH_MAX_LENGTH)
 
     class Meta:
         model = Experiment
