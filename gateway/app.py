@@ -768,11 +768,15 @@ async def _handle(scope, receive, send) -> None:
 async def application(scope, receive, send) -> None:
     """The ASGI entry point for gateway paths; every failure answers in OpenAI's error shape."""
     started = False
+    status = 0
+    code = ""
+    began = time.perf_counter()
 
     async def tracking_send(message):
-        nonlocal started
+        nonlocal started, status
         if message["type"] == "http.response.start":
             started = True
+            status = message["status"]
         await send(message)
 
     global _in_flight
@@ -780,14 +784,34 @@ async def application(scope, receive, send) -> None:
     try:
         await _handle(scope, receive, tracking_send)
     except GatewayError as exc:
+        code = exc.situation
         if not started:
-            await _send_json(send, exc.status, exc.body(), exc.response_headers())
+            await _send_error(tracking_send, exc)
     except ConnectionAbortedError:
         return
     except Exception:
         logger.exception("gateway error on %s", scope.get("path"))
+        code = "internal_error"
         if not started:
             error = GatewayError("internal_error", "The gateway failed on this request; it has been logged.")
-            await _send_json(send, error.status, error.body(), error.response_headers())
+            await _send_error(tracking_send, error)
     finally:
         _in_flight -= 1
+        if status:  # in /metrics with the API's requests: the route pattern, the status, the error code
+            route = _ROUTE_LABEL.get(_op(scope.get("path", "")), "/api/v1/modelhub/deployments/{id}/v1/{unknown}")
+            metrics.http_requests.labels(route, scope.get("method", ""), str(status)).inc()
+            metrics.http_duration.labels(route, scope.get("method", "")).observe(time.perf_counter() - began)
+            if status >= 400:
+                metrics.http_errors.labels(route, code or f"HTTP_{status}").inc()
+
+
+_ROUTE_LABEL = {op: f"/api/v1/modelhub/deployments/{{id}}/v1/{op}" for op in METHODS}
+
+
+def _op(path: str) -> str:
+    match = PATH.match(path)
+    return match["op"] if match else ""
+
+
+async def _send_error(send, error: GatewayError) -> None:
+    await _send_json(send, error.status, error.body(), error.response_headers())

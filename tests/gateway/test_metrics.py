@@ -65,3 +65,27 @@ def test_cache_hits_and_rate_limit_refusals_are_counted(gw):
     assert refused.status_code == 429
     rejected = "modelhub_rate_limit_rejections_total"
     assert value(scrape(), rejected, scope="gateway") - value(before, rejected, scope="gateway") == 1
+
+
+def test_gateway_answers_are_counted_with_the_apis_http_series(gw):
+    deployment = gw.deployment()
+    key = gw.key()
+    route = "/api/v1/modelhub/deployments/{id}/v1/chat/completions"
+    before = scrape()
+    assert gw.post(deployment, key=key).status_code == 200
+    assert gw.post(deployment).status_code == 401  # no key
+    after = scrape()
+    total = "modelhub_http_requests_total"
+    for status in ("200", "401"):
+        assert (
+            value(after, total, route=route, method="POST", status=status)
+            - value(before, total, route=route, method="POST", status=status)
+            == 1
+        )
+    errors = "modelhub_http_errors_total"
+    assert (
+        value(after, errors, route=route, code="missing_api_key")
+        - value(before, errors, route=route, code="missing_api_key")
+        == 1
+    )
+    assert not any(str(deployment.pk) in str(labels) for _, labels in after)  # ids never become labels
