@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin, messages
 
 from analytics import services
-from analytics.models import Alert, AlertStatus, MetricBucket, UsageEvent
+from analytics.models import Alert, AlertStatus, MetricBucket, UsageEvent, UsageEventKey
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -32,6 +32,15 @@ class UsageEventAdmin(ReadOnlyAdmin):
     search_fields = ("=request_id",)
     date_hierarchy = "timestamp"
     list_select_related = ("model",)
+
+    def get_search_results(self, request: Any, queryset: Any, search_term: str) -> tuple[Any, bool]:
+        # request_id is not indexed on the (partitioned) events table: its key gives the timestamp,
+        # so the search reads one partition.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        at = UsageEventKey.objects.filter(pk=term).values_list("timestamp", flat=True).first()
+        return (queryset.filter(request_id=term, timestamp=at) if at else queryset.none()), False
 
 
 @admin.register(MetricBucket)

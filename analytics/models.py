@@ -1,7 +1,9 @@
 """Usage events (the record of every inference request), their rollups, and alerts.
 
 * :class:`UsageEvent` - one row per inference request, written in bulk by
-  :mod:`analytics.ingest`; ``request_id`` is unique so a re-sent event is stored once.
+  :mod:`analytics.ingest`. On PostgreSQL the table is partitioned by day (:mod:`analytics.partitions`).
+* :class:`UsageEventKey` - one narrow row per stored ``request_id``, the key ingestion claims first,
+  so a re-sent event is stored once whatever its timestamp (and so its partition).
 * :class:`DirtyHour` - (model, hour) pairs with events not yet rolled up. Ingestion marks
   them in the same transaction as the events; the rollup claims and clears them.
 * :class:`MetricBucket` - per model, deployment and environment, one row per
@@ -36,8 +38,11 @@ GRANULARITY_SECONDS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 36
 class UsageEvent(models.Model):
     """One inference request as a client reported it. Written only by ``analytics.ingest``."""
 
+    # On PostgreSQL the table's primary key is (id, timestamp) - a partitioned table's unique constraints
+    # include the partition key - and id alone stays unique because one sequence draws it; Django keeps
+    # ``id`` as the primary key. request_id's uniqueness is UsageEventKey's primary key.
     id = models.BigAutoField(primary_key=True)
-    request_id = models.CharField(max_length=128, unique=True)
+    request_id = models.CharField(max_length=128)
     timestamp = models.DateTimeField()
     # No single-column FK indexes: (model, timestamp) serves the model's lookups, and deployments
     # are never deleted; every index costs the hot insert path.
@@ -78,10 +83,10 @@ class UsageEvent(models.Model):
     received_at = models.DateTimeField()
 
     class Meta:
-        # Every index costs the hot insert path, so there are two besides the primary key and
-        # request_id: (model, timestamp) for the rollup's hour reads, covering user_id on PostgreSQL so
-        # distinct-user counts are index-only scans; and (migration 0002) a BRIN index on timestamp
-        # for pruning - a few pages for the whole table, nearly free to maintain for time-ordered rows.
+        # Every index costs the hot insert path, so there is one besides the primary key: (model,
+        # timestamp) for the rollup's hour reads, covering user_id on PostgreSQL so distinct-user counts
+        # are index-only scans. (Migration 0002's BRIN index on timestamp went with partitioning, 0006:
+        # retention drops whole days and time ranges prune partitions.)
         indexes = [
             models.Index(fields=["model", "timestamp"], include=["user_id"], name="analytics_event_model_ts_idx"),
         ]
@@ -100,6 +105,21 @@ class UsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class UsageEventKey(models.Model):
+    """A stored event's ``request_id``: ingestion inserts here first (``ON CONFLICT DO NOTHING``) and stores
+    only the events whose key it inserted, so a requestId is stored once across every partition.
+
+    ``timestamp`` is the event's: retention removes a key with its event's day, and
+    :func:`analytics.services.record_feedback` finds the event by (model, timestamp) through it.
+    """
+
+    request_id = models.CharField(max_length=128, primary_key=True)
+    timestamp = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.request_id
 
 
 class DirtyHour(models.Model):

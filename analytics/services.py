@@ -14,17 +14,19 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from analytics import partitions
 from analytics.metrics import bucket_start
-from analytics.models import Alert, AlertStatus, DirtyHour, MetricBucket, UsageEvent
+from analytics.models import Alert, AlertStatus, DirtyHour, MetricBucket, UsageEvent, UsageEventKey
 from analytics.rules import Breach, alert_breaches
 from analytics.selectors.alerts import alert_event, recent_window_by_model
 from analytics.selectors.usage import refresh_unique_users
 from catalog import selectors as catalog_selectors
 from catalog import services as catalog_services
+from deployments.selectors import deployment_homes
 from modelhub.api.exceptions import Conflict
 from modelhub.realtime import publish
 
@@ -135,20 +137,81 @@ def refresh_model_stats(model_ids: set[uuid.UUID] | None = None, *, now: datetim
 PRUNE_CHUNK = 10_000
 
 
+def ensure_partitions(*, now: datetime | None = None) -> list[str]:
+    """PostgreSQL: create the missing daily event partitions from the day of (now - raw retention) - the
+    oldest an accepted event can have, and the oldest day prune keeps - to ``ANALYTICS_PARTITIONS_AHEAD_DAYS``
+    ahead (hourly beat job; migration 0006 creates the same range).
+
+    Idempotent and safe to run from two workers at once (an advisory lock). Returns the names created;
+    nothing to do on SQLite (one plain table).
+    """
+    if connection.vendor != "postgresql":
+        return []
+    now = now or timezone.now()
+    first = partitions.utc_day(now - timedelta(days=settings.ANALYTICS_RETENTION_DAYS["raw"]))
+    last = partitions.utc_day(now + timedelta(days=settings.ANALYTICS_PARTITIONS_AHEAD_DAYS))
+    return ensure_partitions_between(first, last)
+
+
+def ensure_partitions_between(first: Any, last: Any) -> list[str]:
+    """PostgreSQL: create the missing daily partitions from UTC day ``first`` to ``last`` (dates, inclusive).
+
+    Ingestion calls it for the days of a batch that met a missing partition; benchmarks and tests for the
+    days they write straight into the table.
+    """
+    if connection.vendor != "postgresql":
+        return []
+    with transaction.atomic(), connection.cursor() as cursor:
+        return partitions.create(cursor, first, last)
+
+
+def _prune_raw(cutoff: datetime) -> dict[str, int]:
+    """Raw events past retention: whole partitions on PostgreSQL (day-granular), chunked deletes on SQLite.
+
+    The keys go with their events: on PostgreSQL those before the oldest partition left, elsewhere those
+    before the cutoff, in chunks by their timestamp index.
+    """
+    dropped = 0
+    if connection.vendor == "postgresql":
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                dropped, total = partitions.drop_before(cursor, cutoff)
+        except OperationalError:  # lock_timeout: DETACH waited too long for the table's lock; next run retries
+            logger.warning("analytics prune: old partitions not dropped this time", exc_info=True)
+            total = 0
+        with connection.cursor() as cursor:
+            kept = partitions.existing(cursor)
+        # Keys go with their events: those before the oldest partition left (the cutoff's day, normally).
+        keys_before = partitions.day_start(
+            min(min(kept, default=partitions.utc_day(cutoff)), partitions.utc_day(cutoff))
+        )
+    else:
+        total = 0
+        while True:  # in chunks, so no single statement holds locks on millions of rows
+            ids = list(UsageEvent.objects.filter(timestamp__lt=cutoff).values_list("pk", flat=True)[:PRUNE_CHUNK])
+            if not ids:
+                break
+            total += UsageEvent.objects.filter(pk__in=ids).delete()[0]
+        keys_before = cutoff
+    while True:
+        keys = list(UsageEventKey.objects.filter(timestamp__lt=keys_before).values_list("pk", flat=True)[:PRUNE_CHUNK])
+        if not keys:
+            break
+        UsageEventKey.objects.filter(pk__in=keys).delete()
+    return {"raw": total, "partitionsDropped": dropped}
+
+
 def prune(*, now: datetime | None = None) -> dict[str, int]:
     """Delete raw events, rollups and resolved alerts past their retention; refresh the catalog's usage
-    figures (popularity, rating) and the cached distinct-user counts. Idempotent."""
+    figures (popularity, rating) and the cached distinct-user counts. Idempotent.
+
+    ``raw`` counts the events removed; on PostgreSQL they go by whole days (``partitionsDropped``: a
+    partition goes once its upper bound is at or before now - raw retention), on SQLite row by row.
+    """
     now = now or timezone.now()
     retention = settings.ANALYTICS_RETENTION_DAYS
-    deleted: dict[str, int] = {}
     cutoff = now - timedelta(days=retention["raw"])
-    total = 0
-    while True:  # in chunks, so no single statement holds locks on millions of rows
-        ids = list(UsageEvent.objects.filter(timestamp__lt=cutoff).values_list("pk", flat=True)[:PRUNE_CHUNK])
-        if not ids:
-            break
-        total += UsageEvent.objects.filter(pk__in=ids).delete()[0]
-    deleted["raw"] = total
+    deleted: dict[str, int] = _prune_raw(cutoff)
     DirtyHour.objects.filter(hour__lt=cutoff - timedelta(hours=1)).delete()
     for granularity, days in retention.items():
         if granularity != "raw":
@@ -189,17 +252,23 @@ def record_feedback(*, request_id: str, deployment_id: Any, user_rating: int | N
         changes["user_rating"] = user_rating
     if accepted is not None:
         changes["accepted"] = accepted
+    # The key gives the event's timestamp and the deployment its model: one partition, one index range
+    # (request_id itself is not indexed on the events table).
+    timestamp = UsageEventKey.objects.filter(request_id=request_id).values_list("timestamp", flat=True).first()
+    if timestamp is None:
+        return False
+    where: dict[str, Any] = {"timestamp": timestamp, "request_id": request_id, "deployment_id": deployment_id}
+    if deployment_id is not None:
+        home = next(iter(deployment_homes({deployment_id}).values()), None)
+        if home is None:
+            return False
+        where["model_id"] = home[0]
     with transaction.atomic():
-        event = (
-            UsageEvent.objects.select_for_update()
-            .filter(request_id=request_id, deployment_id=deployment_id)
-            .only("id", "model_id", "timestamp")
-            .first()
-        )
+        event = UsageEvent.objects.select_for_update().filter(**where).only("id", "model_id", "timestamp").first()
         if event is None:
             return False
         if changes:
-            UsageEvent.objects.filter(pk=event.pk).update(**changes)
+            UsageEvent.objects.filter(pk=event.pk, timestamp=event.timestamp).update(**changes)
             hour = event.timestamp.replace(minute=0, second=0, microsecond=0)
             DirtyHour.objects.get_or_create(model_id=event.model_id, hour=hour)
     return True

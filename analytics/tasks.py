@@ -41,3 +41,9 @@ def publish_dashboard() -> None:
 def prune() -> dict[str, int]:
     """Retention: delete what is past it, and refresh the figures computed from what is left."""
     return services.prune()
+
+
+@shared_task(name="analytics.ensure_partitions", acks_late=True)
+def ensure_partitions() -> list[str]:
+    """PostgreSQL: the raw events' daily partitions, created ahead (and back to raw retention)."""
+    return services.ensure_partitions()

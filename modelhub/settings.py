@@ -356,6 +356,9 @@ ANALYTICS_RETENTION_DAYS = {
     "1h": 95,
     "1d": 800,
 }
+# PostgreSQL: the raw events are partitioned by UTC day; the upkeep job keeps this many days ahead
+# (and back to the day raw retention reaches) created - README "Partitioning (PostgreSQL)".
+ANALYTICS_PARTITIONS_AHEAD_DAYS = env.positive_int("ANALYTICS_PARTITIONS_AHEAD_DAYS", default=7)
 # Insight and alert thresholds (GET /analytics/models/{id}/performance insights; periodic alert check).
 ANALYTICS_INSIGHTS = {
     "latency_p95_over_baseline": 1.5,  # p95 above 1.5x the model's baseline avg latency -> warning
@@ -408,6 +411,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": ANALYTICS_DASHBOARD_INTERVAL_SECONDS},
     },
     "analytics-prune": {"task": "analytics.prune", "schedule": 3600.0, "options": {"expires": 3000}},
+    "analytics-ensure-partitions": {
+        "task": "analytics.ensure_partitions",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
     # Gateway usage: buffered events into the events table (idempotent on requestId).
     "gateway-drain-usage": {"task": "gateway.drain_usage", "schedule": 2.0, "options": {"expires": 10}},
     # Costs (#12): counters up to recorded spend + authorized reservations settled, budget thresholds, outbox.

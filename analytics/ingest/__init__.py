@@ -6,9 +6,11 @@ the one declaration that OpenAPI documents too), stores every valid event in one
 invalid one by index; nothing valid is dropped. A ``requestId`` already stored (or
 repeated within the batch) is accepted and counted once, as a duplicate.
 
-On PostgreSQL the batch is one ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT
-(request_id) DO NOTHING`` (one round trip, parameters as typed arrays); on SQLite an
-``INSERT OR IGNORE`` executemany. In the same transaction the (model, hour) pairs the
+The batch claims its request ids in ``UsageEventKey`` first and stores the events whose key it
+inserted (:mod:`analytics.ingest.store`): on PostgreSQL a binary COPY into a temporary table and one
+``WITH claimed AS (INSERT INTO keys ... ON CONFLICT (request_id) DO NOTHING RETURNING request_id)
+INSERT INTO events ...`` statement, so the idempotency holds across the daily partitions; on SQLite
+``INSERT OR IGNORE`` per key and one executemany. In the same transaction the (model, hour) pairs the
 batch touched are marked dirty for the rollup (late events included).
 """
 

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from analytics import sketch
+from analytics import services, sketch
 from analytics.ingest import ingest_events
 from analytics.metrics import Window, bucket_start
 from analytics.models import DirtyHour, MetricBucket, UsageEvent
@@ -214,6 +214,7 @@ def test_prune_is_idempotent_and_respects_retention(model, settings):
     UsageEvent.objects.update()  # nothing else: the old row is written directly below (ingest refuses it)
     row = UsageEvent.objects.get()
     row.pk, row.request_id, row.timestamp = None, "old", old
+    services.ensure_partitions_between(old.date(), old.date())  # PostgreSQL: the old day's partition
     row.save()
     rollup()
     mark_all_dirty()

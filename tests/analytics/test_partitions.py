@@ -1,0 +1,252 @@
+"""Raw events partitioned by day (PostgreSQL): layout, requestId idempotency across partitions, upkeep,
+retention by whole partitions, and migration 0006 moving an existing table. SQLite keeps one table."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from analytics import partitions, services
+from analytics.ingest import ingest_events
+from analytics.models import UsageEvent, UsageEventKey
+from tests.analytics.helpers import event
+from tests.conftest import is_postgres
+from tests.factories import ModelRegistryFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def needs_postgres() -> None:
+    if not is_postgres():
+        pytest.skip("PostgreSQL only: declarative partitioning")
+
+
+def attached() -> dict:
+    with connection.cursor() as cursor:
+        return partitions.existing(cursor)
+
+
+def relation_exists(name: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+        return cursor.fetchone()[0]
+
+
+def partition_of(request_id: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tableoid::regclass::text FROM analytics_usageevent WHERE request_id = %s", [request_id])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_the_events_table_is_partitioned_by_day_ahead_and_back_to_retention():
+    needs_postgres()
+    now = timezone.now()
+    services.ensure_partitions(now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT partstrat, partdefid FROM pg_partitioned_table WHERE partrelid = 'analytics_usageevent'::regclass"
+        )
+        assert cursor.fetchone() == ("r", 0)  # by range, and no DEFAULT partition
+        cursor.execute(
+            "SELECT array_agg(a.attname ORDER BY a.attname) FROM pg_index i JOIN pg_attribute a "
+            "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indrelid = 'analytics_usageevent'::regclass AND i.indisprimary"
+        )
+        assert cursor.fetchone()[0] == ["id", "timestamp"]
+    days = attached()
+    first = (now - timedelta(days=settings.ANALYTICS_RETENTION_DAYS["raw"])).date()
+    last = (now + timedelta(days=settings.ANALYTICS_PARTITIONS_AHEAD_DAYS)).date()
+    wanted = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    assert set(wanted) <= set(days)
+    assert days[now.date()] == f"analytics_usageevent_p{now:%Y%m%d}"
+    assert services.ensure_partitions(now=now) == []  # idempotent
+    services.prune(now=now)  # whatever older days an earlier test left (the migration test's)
+    assert services.ensure_partitions(now=now) == []
+    assert services.prune(now=now)["partitionsDropped"] == 0  # upkeep creates nothing that retention drops
+
+
+def test_a_request_id_resent_with_another_timestamp_is_a_duplicate(model):
+    now = timezone.now()
+    first = ingest_events([event(model, requestId="same", at=now - timedelta(hours=1))])
+    again = ingest_events([event(model, requestId="same", at=now - timedelta(days=3)), event(model, requestId="other")])
+    assert (first.accepted, first.duplicates) == (1, 0)
+    assert (again.accepted, again.duplicates) == (1, 1)
+    assert UsageEvent.objects.filter(request_id="same").count() == 1
+    assert UsageEvent.objects.get(request_id="same").timestamp == now - timedelta(hours=1)
+    assert set(UsageEventKey.objects.values_list("request_id", flat=True)) == {"same", "other"}
+    if is_postgres():
+        assert partition_of("same") == f"analytics_usageevent_p{now - timedelta(hours=1):%Y%m%d}"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_ingests_of_one_batch_store_it_once():
+    needs_postgres()
+    model = ModelRegistryFactory()
+    now = timezone.now()
+    batch = [event(model, requestId=f"conc-{i}", at=now - timedelta(days=i % 3, minutes=i)) for i in range(300)]
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            results.append(ingest_events(batch))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted((r.accepted, r.duplicates) for r in results) == [(0, 300), (300, 0)]
+    assert UsageEvent.objects.count() == 300
+    assert UsageEventKey.objects.count() == 300
+
+
+@pytest.mark.postgres
+def test_a_missing_partition_is_created_on_demand(model):
+    needs_postgres()
+    at = timezone.now() - timedelta(days=2)
+    name = partitions.partition_name(at.date())
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TABLE IF EXISTS "{name}"')  # the upkeep has not run (rolled back with the test)
+    result = ingest_events([event(model, requestId="late", at=at)])
+    assert (result.accepted, result.rejected) == (1, [])
+    assert partition_of("late") == name
+
+
+def test_prune_drops_old_partitions_and_keeps_recent_rows(model, settings):
+    now = timezone.now()
+    old = now - timedelta(days=settings.ANALYTICS_RETENTION_DAYS["raw"] + 3)
+    # Accepted when it was recent (its partition is created on demand), past retention now.
+    assert ingest_events([event(model, requestId="old", at=old)], now=old + timedelta(minutes=1)).accepted == 1
+    assert ingest_events([event(model, requestId="recent", at=now - timedelta(hours=2))]).accepted == 1
+    old_partition = partitions.partition_name(old.date())
+    if is_postgres():
+        assert relation_exists(old_partition)
+    first = services.prune(now=now)
+    assert first["raw"] == 1
+    assert list(UsageEvent.objects.values_list("request_id", flat=True)) == ["recent"]
+    assert list(UsageEventKey.objects.values_list("request_id", flat=True)) == ["recent"]
+    if is_postgres():
+        assert first["partitionsDropped"] >= 1
+        assert not relation_exists(old_partition)
+        cutoff = now - timedelta(days=settings.ANALYTICS_RETENTION_DAYS["raw"])
+        assert min(attached()) == cutoff.date()  # the day the cutoff falls in is kept whole: day-granular
+    second = services.prune(now=now)
+    assert second == {k: 0 for k in first}
+    assert list(UsageEvent.objects.values_list("request_id", flat=True)) == ["recent"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_ensure_partitions_twice_and_concurrently():
+    needs_postgres()
+    now = timezone.now()
+    services.ensure_partitions(now=now)
+    ahead = [(now + timedelta(days=d)).date() for d in range(2, settings.ANALYTICS_PARTITIONS_AHEAD_DAYS + 1)]
+    with connection.cursor() as cursor:
+        for day in ahead:
+            cursor.execute(f'DROP TABLE "{partitions.partition_name(day)}"')
+    barrier = threading.Barrier(4)
+    created, errors = [], []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            created.extend(services.ensure_partitions(now=now))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(created) == sorted(partitions.partition_name(day) for day in ahead)  # each once
+    assert services.ensure_partitions(now=now) == []
+    assert set(ahead) <= set(attached())
+
+
+_INSERT_AT_0005 = """
+INSERT INTO analytics_usageevent (request_id, timestamp, model_id, deployment_id, environment, user_id,
+    latency_ms, prompt_tokens, completion_tokens, cost, success, error_code, error_message, confidence_score,
+    user_rating, accepted, use_case, experiment_id, variant, prompt_hash, client_request_id, attempt, cached,
+    reservation_id, received_at)
+VALUES (%s, %s, %s, NULL, 'production', 'u', 12.5, 10, 5, 0.001, true, '', '', NULL, NULL, NULL, '', '', '', '',
+    '', 1, false, '', now())
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_migration_0006_moves_an_existing_table_with_rows():
+    needs_postgres()
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("analytics", "0005_usageevent_reservation_id")]
+    after = [("analytics", "0006_partition_usage_events")]
+    model = ModelRegistryFactory()
+    now = timezone.now()
+    stamps = {f"mig-{i}": now - timedelta(days=d, hours=i) for i, d in enumerate((60, 20, 3, 1, 0, 0))}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'analytics_usageeventkey'")
+        key_indexes = [name for (name,) in cursor.fetchall()]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        with connection.cursor() as cursor:
+            assert not partitions.is_partitioned(cursor)
+            for request_id, at in stamps.items():
+                cursor.execute(_INSERT_AT_0005, [request_id, at, model.pk])
+            cursor.execute("SELECT max(id) FROM analytics_usageevent")
+            top = cursor.fetchone()[0]
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        with connection.cursor() as cursor:
+            assert partitions.is_partitioned(cursor)
+            cursor.execute("SELECT count(*) FROM pg_class WHERE relname = 'analytics_usageevent_unpartitioned'")
+            assert cursor.fetchone()[0] == 0
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'analytics_event_model_ts_idx'")
+            assert "INCLUDE (user_id)" in cursor.fetchone()[0]
+            cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'analytics_usageeventkey'")
+            assert {name for (name,) in cursor.fetchall()} == {
+                "analytics_usageeventkey_pkey",
+                *[n for n in key_indexes if "timestamp" in n],
+            }
+        rows = dict(UsageEvent.objects.values_list("request_id", "timestamp"))
+        assert rows == stamps
+        for request_id, at in stamps.items():
+            assert partition_of(request_id) == f"analytics_usageevent_p{at:%Y%m%d}"  # the 60-day-old one too
+        assert set(UsageEventKey.objects.values_list("request_id", flat=True)) == set(stamps)
+        # The id sequence carries on; a key already stored is a duplicate after the move.
+        result = ingest_events([event(model, requestId="after"), event(model, requestId="mig-3")])
+        assert (result.accepted, result.duplicates) == (1, 1)
+        assert UsageEvent.objects.get(request_id="after").id > top
+        # And back: one plain table again, every row kept; then forward, as the suite expects.
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
+        with connection.cursor() as cursor:
+            assert not partitions.is_partitioned(cursor)
+            cursor.execute("SELECT count(*) FROM analytics_usageevent")
+            assert cursor.fetchone()[0] == len(stamps) + 1
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+    with connection.cursor() as cursor:
+        assert partitions.is_partitioned(cursor)
+    assert UsageEvent.objects.count() == len(stamps) + 1
+    services.prune(now=now)  # the days before retention the move created go, as a fresh migration leaves it
+    assert min(attached()) == (now - timedelta(days=settings.ANALYTICS_RETENTION_DAYS["raw"])).date()
