@@ -616,6 +616,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--skip-portkey", action="store_true", help="no Portkey path (its figures are null)")
     parser.add_argument(
+        "--no-rate-limits",
+        action="store_true",
+        help="GATEWAY_RATE_LIMITS_ENABLED=false on the hub: no deployment limit in the path (bench/ratelimit.py --gateway)",
+    )
+    parser.add_argument(
         "--phases",
         default=",".join(PHASES),
         help=f"comma-separated subset of {','.join(PHASES)} (default: all; the JSON figures of a skipped one are null)",
@@ -655,7 +660,12 @@ def main() -> int:
         f"client (this process), the stubs, the hub, Portkey, PostgreSQL and Redis share this machine's {cores} "
         "cores: the figures compare the paths with one another on it"
     )
-    env = bench_env(DB_NAME, REDIS_URL, GATEWAY_ALLOW_PRIVATE_UPSTREAMS="true")
+    env = bench_env(
+        DB_NAME,
+        REDIS_URL,
+        GATEWAY_ALLOW_PRIVATE_UPSTREAMS="true",
+        GATEWAY_RATE_LIMITS_ENABLED="false" if args.no_rate_limits else "true",
+    )
     use_portkey = not args.skip_portkey
     if use_portkey:
         ensure_portkey()

@@ -212,6 +212,10 @@ async def _principal(route: Route, headers: dict[bytes, bytes]) -> Principal | N
 
 
 async def _rate_limit(route: Route) -> dict[str, str]:
+    if (
+        not settings.GATEWAY_RATE_LIMITS_ENABLED
+    ):  # the operator's switch (README "Gateway"), e.g. for bench/ratelimit.py
+        return {}
     per_minute, burst = route.rate_limit
     factor = _budget_throttle(route)
     if factor < 1:  # a throttle budget threshold is crossed: the deployment's limit scaled down

@@ -325,6 +325,8 @@ GATEWAY_STREAM_MAX_SECONDS = env.positive_int("GATEWAY_STREAM_MAX_SECONDS", defa
 GATEWAY_MAX_MESSAGES = env.positive_int("GATEWAY_MAX_MESSAGES", default=2048)
 GATEWAY_MAX_EMBEDDING_INPUTS = env.positive_int("GATEWAY_MAX_EMBEDDING_INPUTS", default=2048)
 GATEWAY_MAX_FALLBACKS = 5
+# A deployment's security.rateLimiting is part of its configuration; off only when an operator says so.
+GATEWAY_RATE_LIMITS_ENABLED = env.bool("GATEWAY_RATE_LIMITS_ENABLED", default=True)
 GATEWAY_ROUTE_CACHE_SECONDS = env.float("GATEWAY_ROUTE_CACHE_SECONDS", default=2.0)
 GATEWAY_MAX_CONNECTIONS = env.positive_int("GATEWAY_MAX_CONNECTIONS", default=1000)
 # Fernet key for provider API keys stored in the database; unset, one is derived from SECRET_KEY.

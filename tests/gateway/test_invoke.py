@@ -280,6 +280,18 @@ def test_deployment_rate_limit_is_429_with_headers(gw):
     assert int(refused.headers["retry-after"]) >= 1 and refused.headers["x-ratelimit-limit"] == "2"
 
 
+def test_gateway_rate_limits_switched_off_lift_the_deployment_limit(gw, settings):
+    deployment = gw.deployment(rateLimiting={"requestsPerMinute": 1, "burstLimit": 1})
+    key = gw.key()
+    settings.GATEWAY_RATE_LIMITS_ENABLED = False
+    answers = [gw.post(deployment, key=key) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert "x-ratelimit-limit" not in answers[0].headers
+    settings.GATEWAY_RATE_LIMITS_ENABLED = True
+    assert gw.post(deployment, key=key).status_code == 200  # the switched-off calls counted in no window
+    _error(gw.post(deployment, key=key), 429, "rate_limit_exceeded")
+
+
 def test_calls_show_up_in_the_model_detail_and_the_dashboard_after_a_rollup(gw, client_for):
     from analytics.rollup import rollup
 
