@@ -81,7 +81,7 @@ def rollup_worker() -> None:
 GENERATE_SQL = """
 INSERT INTO analytics_usageevent (request_id, timestamp, model_id, deployment_id, environment, user_id, latency_ms,
     prompt_tokens, completion_tokens, cost, success, error_code, error_message, confidence_score, user_rating, accepted,
-    use_case, experiment_id, variant, prompt_hash, received_at)
+    use_case, experiment_id, variant, prompt_hash, client_request_id, attempt, cached, reservation_id, received_at)
 SELECT 'gen-' || g,
        %(start)s::timestamptz + (g::float8 / %(n)s) * interval '7 days',
        m.id, NULL, 'production', 'u' || (g %% 5000),
@@ -92,7 +92,7 @@ SELECT 'gen-' || g,
        round((0.6 + 0.4 * random())::numeric, 3)::float8,
        CASE WHEN random() < 0.3 THEN 1 + floor(random() * 5)::int END,
        CASE WHEN random() < 0.5 THEN random() < 0.85 END,
-       (ARRAY['chat', 'summarization', 'extraction', 'coding'])[1 + g %% 4], '', '', '', now()
+       (ARRAY['chat', 'summarization', 'extraction', 'coding'])[1 + g %% 4], '', '', '', '', 1, false, '', now()
 FROM generate_series(0, %(n)s - 1) AS g
 JOIN LATERAL (SELECT id, baseline_avg_latency_ms FROM catalog_modelregistry ORDER BY name OFFSET (g %% 20) LIMIT 1) m ON true
 LEFT JOIN LATERAL (

@@ -66,7 +66,7 @@ def seed_worker() -> None:
         baseline_success_rate=0.98,
         baseline_avg_tokens_per_request=800,
     )
-    user, _ = bench_user(USERNAME, "developer")
+    user, _ = bench_user(USERNAME, "manager")  # no deploymentId: every deployment, an all-grant role
     now = timezone.now()
     data = {
         "name": "bench",

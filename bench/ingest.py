@@ -170,6 +170,10 @@ def copy_reference(model_ids: list[str], rows: int) -> float:
         "experiment_id",
         "variant",
         "prompt_hash",
+        "client_request_id",
+        "attempt",
+        "cached",
+        "reservation_id",
         "received_at",
     )
     tuples = [
@@ -193,6 +197,10 @@ def copy_reference(model_ids: list[str], rows: int) -> float:
             e["useCase"],
             "",
             "",
+            "",
+            "",
+            1,
+            False,
             "",
             now,
         )
