@@ -70,7 +70,8 @@ def create(cursor, first: date, last: date) -> list[str]:
     if last < first or not is_partitioned(cursor):
         return []
     wanted = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    if all(day in existing(cursor) for day in wanted):
+    have = existing(cursor)
+    if all(day in have for day in wanted):
         return []  # the common case: no lock taken at all
     _lock(cursor)
     have = existing(cursor)
