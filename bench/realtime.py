@@ -245,11 +245,27 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def raise_fd_limit(wanted: int) -> int:
+    """This process's (and its children's: the server) open-file limit raised towards ``wanted`` - the soft
+    limit up to the hard one, never the system's; returns the limit in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
 def main() -> int:
     args = parse_args()
     if args.setup_worker:
         setup_worker()
         return 0
+    limit = raise_fd_limit(2 * args.subscribers + 1024)
+    if limit < args.subscribers + 256:
+        step(f"WARNING: open-file limit {limit} (hard limit) is too low for {args.subscribers} subscribers")
 
     env = bench_env(DB_NAME, REDIS_URL)
     step(f"resetting database {DB_NAME}")

@@ -298,6 +298,10 @@ REALTIME_MAX_MESSAGE_BYTES = 8192  # per client message; a larger one closes the
 REALTIME_INBOUND_BURST = 20  # client messages per socket: a bucket of 20 ...
 REALTIME_INBOUND_PER_SECOND = 5  # ... refilled at 5/s; beyond it the socket is closed (4429)
 REALTIME_PUBLISH_TIMEOUT_SECONDS = 2.0  # send_now gives up (and logs) if the channel layer takes longer
+# Under uvicorn's websockets implementation an event's frame is encoded once per process and written to every
+# socket's transport (README "Realtime"); a socket whose unsent bytes pass REALTIME_MAX_PENDING_BYTES is closed.
+REALTIME_DIRECT_WRITES = env.bool("REALTIME_DIRECT_WRITES", default=True)
+REALTIME_MAX_PENDING_BYTES = env.positive_int("REALTIME_MAX_PENDING_BYTES", default=4 * 1024 * 1024)
 REALTIME_MAX_PENDING_MESSAGES = 1000  # events queued for a client that does not read; beyond: closed (1013)
 
 # --- Deployments ------------------------------------------------------------------------

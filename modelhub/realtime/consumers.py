@@ -64,6 +64,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     channel_layer_alias = "realtime-local-fanout"  # not a configured layer: no per-socket channel
     session: Session | None = None
+    direct: _Direct | None = None  # set when events go straight to uvicorn's transport (``_direct_protocol``)
 
     async def connect(self) -> None:
         realtime.bind_loop()
@@ -75,6 +76,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.outbox: deque[str] = deque()
         self.writer: asyncio.Task | None = None
         await self.accept()
+        self.direct = _direct_protocol(self.base_send)
         metrics.realtime_connections.labels("websocket").inc()
         self.counted = True
         token = token_from_scope(self.scope)
@@ -149,6 +151,20 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         kind = message.get("type")
         if kind == "realtime.event":
             if self.session is None or self.closing:
+                return
+            direct = self.direct
+            if direct is not None and self.writer is None and not self.outbox and direct.writable_now():
+                # The fast path: the event's one frame (encoded once per event and process) written to this
+                # socket's transport - no task, no per-socket framing. Bounded like the outbox, in bytes.
+                transport = direct.transport
+                if transport.get_write_buffer_size() > settings.REALTIME_MAX_PENDING_BYTES:
+                    self.closing = True
+                    self.timers["overflow"] = _background(self._overflow())
+                    return
+                frame = message.get("frame")
+                if frame is None:
+                    frame = message["frame"] = text_frame(message["text"])
+                transport.write(frame)
                 return
             self.outbox.append(message["text"])
             if len(self.outbox) > settings.REALTIME_MAX_PENDING_MESSAGES:
@@ -269,4 +285,58 @@ def _parse(text: str | None) -> dict[str, Any] | None:
 
 
 # The ASGI application for the websocket paths: Origin checked against ALLOWED_HOSTS first.
+def text_frame(text: str) -> bytes:
+    """One final, unmasked websocket text frame (RFC 6455 5.2; a server's frames are never masked, and an
+    uncompressed frame is valid under permessage-deflate, RFC 7692 6.1)."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x81, size))
+    elif size < 65536:
+        head = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return head + payload
+
+
+class _Direct:
+    """uvicorn's ``websockets-sansio`` protocol object behind a socket's ASGI ``send``, written to directly.
+
+    That implementation writes each of its frames whole and synchronously (``transport.write`` of complete
+    frames), so a frame written here never splits one of its own.
+    """
+
+    __slots__ = ("protocol", "transport")
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol, self.transport = protocol, protocol.transport
+
+    def writable_now(self) -> bool:
+        """The handshake is done and no close has been sent or received."""
+        p = self.protocol
+        return (
+            p.handshake_complete
+            and not p.close_sent
+            and not p.disconnected
+            and p.initial_response is None
+            and not self.transport.is_closing()
+        )
+
+
+def _direct_protocol(send: Any) -> _Direct | None:
+    """The direct path for a socket served by uvicorn's ``websockets-sansio`` implementation (uvicorn's
+    ``--ws auto`` with websockets >= 14); ``None`` - the ASGI send path - for any other server or
+    implementation (``--ws wsproto``, the deprecated ``--ws websockets``, channels' test communicator)."""
+    if not settings.REALTIME_DIRECT_WRITES:
+        return None
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError:  # pragma: no cover - an older uvicorn
+        return None
+    protocol = getattr(send, "__self__", None)
+    if isinstance(protocol, WebSocketsSansIOProtocol) and getattr(protocol, "transport", None) is not None:
+        return _Direct(protocol)
+    return None
+
+
 websocket_application = NonBrowserAwareOriginValidator(RealtimeConsumer.as_asgi())
