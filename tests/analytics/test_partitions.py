@@ -1,7 +1,6 @@
 """Raw events partitioned by day (PostgreSQL): layout, requestId idempotency across partitions, upkeep,
 retention by whole partitions, and migration 0006 moving an existing table. SQLite keeps one table."""
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -13,6 +12,7 @@ from analytics import partitions, services
 from analytics.ingest import ingest_events
 from analytics.models import UsageEvent, UsageEventKey
 from tests.analytics.helpers import event
+from tests.concurrency import race
 from tests.conftest import is_postgres
 from tests.factories import ModelRegistryFactory
 
@@ -89,23 +89,7 @@ def test_two_concurrent_ingests_of_one_batch_store_it_once():
     model = ModelRegistryFactory()
     now = timezone.now()
     batch = [event(model, requestId=f"conc-{i}", at=now - timedelta(days=i % 3, minutes=i)) for i in range(300)]
-    barrier = threading.Barrier(2)
-    results, errors = [], []
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            results.append(ingest_events(batch))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = race(lambda _: ingest_events(batch), 2)
     assert not errors
     assert sorted((r.accepted, r.duplicates) for r in results) == [(0, 300), (300, 0)]
     assert UsageEvent.objects.count() == 300
@@ -157,23 +141,8 @@ def test_ensure_partitions_twice_and_concurrently():
     with connection.cursor() as cursor:
         for day in ahead:
             cursor.execute(f'DROP TABLE "{partitions.partition_name(day)}"')
-    barrier = threading.Barrier(4)
-    created, errors = [], []
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            created.extend(services.ensure_partitions(now=now))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = race(lambda _: services.ensure_partitions(now=now), 4)
+    created = [name for names in results for name in names]
     assert not errors
     assert sorted(created) == sorted(partitions.partition_name(day) for day in ahead)  # each once
     assert services.ensure_partitions(now=now) == []

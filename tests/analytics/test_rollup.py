@@ -2,12 +2,10 @@
 
 import math
 import random
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from analytics import services, sketch
@@ -17,6 +15,7 @@ from analytics.models import DirtyHour, MetricBucket, UsageEvent
 from analytics.rollup import rollup
 from analytics.selectors import load_series
 from tests.analytics.helpers import event, mark_all_dirty
+from tests.concurrency import race
 from tests.conftest import is_postgres
 from tests.factories import ModelRegistryFactory
 
@@ -255,21 +254,7 @@ def test_concurrent_rollups_do_not_interfere():
     ]
     for i in range(0, len(events), 1000):
         ingest(events[i : i + 1000])
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            rollup(chunk_hours=2)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _, errors = race(lambda _: rollup(chunk_hours=2), 4)
     assert not errors
     concurrent = snapshot()
     MetricBucket.objects.all().delete()

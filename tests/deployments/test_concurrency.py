@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.test.utils import override_settings
 
 from deployments import services
 from deployments.models import Deployment, DeploymentTransition
 from modelhub.api.exceptions import AppError
+from tests import concurrency
 from tests.conftest import is_postgres
 from tests.factories import DeploymentFactory, ModelRegistryFactory, UserFactory
 
@@ -27,29 +27,7 @@ def _postgres_only():
 
 def race(work: Callable[[int], object]) -> tuple[list[object], list[Exception]]:
     """Run ``work(i)`` in THREADS threads released at once; each thread has its own connection."""
-    barrier = threading.Barrier(THREADS)
-    results: list[object] = []
-    errors: list[Exception] = []
-    lock = threading.Lock()
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            outcome = work(i)
-            with lock:
-                results.append(outcome)
-        except Exception as exc:  # collected and asserted on by the test
-            with lock:
-                errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results, errors
+    return concurrency.race(work, THREADS)
 
 
 CONFIG = {"replicas": 1, "resources": {"cpu": "100m", "memory": "128Mi"}}
