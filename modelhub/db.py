@@ -1,4 +1,4 @@
-"""Database helpers shared by migrations."""
+"""Database helpers: migrations' PostgreSQL-only steps, fast row reading, queries compiled once."""
 
 from __future__ import annotations
 
@@ -40,16 +40,99 @@ def iter_values_rows(qs, chunk: int = 5000):
     if connection.vendor != "postgresql":
         yield from qs.iterator(chunk_size=chunk)
         return
+    sql, params = qs.query.sql_with_params()
+    yield from _pg_rows(connection, sql, params, chunk)
+
+
+def _pg_rows(connection, sql: str, params, chunk: int):
     import psycopg
     from psycopg.types.datetime import TimestamptzLoader
 
-    sql, params = qs.query.sql_with_params()
     connection.ensure_connection()
     with psycopg.ClientCursor(connection.connection) as cursor:
         cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         cursor.execute(sql, params)
         while batch := cursor.fetchmany(chunk):
             yield from batch
+
+
+class CompiledRows:
+    """A ``values_list()`` query compiled once per shape and run again with other values.
+
+    ``build(**shape, **values)`` returns the queryset; ``shape`` holds what changes its SQL (constants
+    such as a granularity, which filters apply: hashable), ``values`` what only changes its parameters. For a
+    query whose compilation costs more than its execution (tens of annotations, a UNION): on PostgreSQL
+    the SQL is compiled once per shape, with stand-in values that are then found among the compiled
+    parameters and replaced by each call's own, bound server-side with binary results (a prepared
+    statement was tried too: its generic plan made the analytics statement slower); elsewhere the queryset is built and run each time, as
+    :func:`iter_values_rows` does. Values may be datetimes, UUIDs or strings; a datetime or UUID parameter
+    that is not one of them (the builder derived it from a value) is refused when the shape is compiled.
+    """
+
+    def __init__(self, build) -> None:
+        self.build = build
+        self._compiled: dict[tuple, tuple[str, list]] = {}
+
+    def rows(self, shape: dict, **values):
+        from django.db import connections
+
+        connection = connections["default"]
+        if connection.vendor != "postgresql":
+            yield from iter_values_rows(self.build(**shape, **values))
+            return
+        key = (tuple(sorted(shape.items())), tuple(sorted(values)))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            qs = self.build(**shape, **_stand_ins(values))
+            compiled = self._compiled[key] = _slots(qs, values)
+        sql, slots = compiled
+        params = [values[slot] if isinstance(slot, _Slot) else slot for slot in slots]
+        connection.ensure_connection()
+        # Server-side binding with binary results: 2.2 ms where Django's client-side binding took 3.4 ms for
+        # the analytics statement's 175 rows (numerics and timestamps parse faster; psycopg's C loaders).
+        import psycopg
+
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params, binary=True)
+            while batch := cursor.fetchmany(5000):
+                yield from batch
+
+
+class _Slot(str):
+    """A compiled parameter that is a call's value (by name)."""
+
+
+def _stand_ins(values: dict) -> dict:
+    import uuid
+    from datetime import UTC, datetime
+
+    out = {}
+    for i, (name, value) in enumerate(sorted(values.items())):
+        if isinstance(value, datetime):
+            out[name] = datetime(1000 + i, 1, 1, tzinfo=UTC)
+        elif isinstance(value, uuid.UUID):
+            out[name] = uuid.UUID(int=i + 1)
+        elif isinstance(value, str):
+            out[name] = f"\x00stand-in {name}"
+        else:
+            raise TypeError(f"CompiledRows: {name} is a {type(value).__name__}; put it in the shape instead")
+    return out
+
+
+def _slots(qs, values: dict) -> tuple[str, list]:
+    import uuid
+    from datetime import datetime
+
+    stand_ins = _stand_ins(values)
+    by_value = {value: _Slot(name) for name, value in stand_ins.items()}
+    sql, params = qs.query.sql_with_params()
+    slots = []
+    for param in params:
+        slot = by_value.get(param) if isinstance(param, datetime | uuid.UUID | str) else None
+        if slot is None and isinstance(param, datetime | uuid.UUID):
+            raise ValueError(f"CompiledRows: the parameter {param!r} was derived from a value, not passed as one")
+        slots.append(slot if slot is not None else param)
+    return sql, slots
 
 
 def db_in_thread(fn: Any) -> Any:

@@ -1,9 +1,11 @@
 """``PerformanceResponse`` and ``PerformanceMetrics``: a model's figures over a window, merged from buckets.
 
-At most four queries whatever the window: the scalar metrics per bucket start (summed by the
-database over deployments and environments), the error breakdown of buckets that had failures,
-the sketches the window needs (its edges, and starts shared by several rows; the covered middle
-comes from coarser parent buckets), and the previous window's totals for the insights.
+One statement whatever the window (a UNION ALL, see :func:`_statement`; compiled once per shape and
+prepared on PostgreSQL): the scalar metrics per bucket start (summed by the database over deployments
+and environments) with the error maps of buckets that had failures, the sketches the window needs (its
+edges, and starts shared by several rows; the covered middle comes from coarser parent buckets), and
+the previous window's totals for the insights. With the user and the model, a request makes three
+database round trips.
 """
 
 from __future__ import annotations
@@ -16,18 +18,18 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db.models import Count, TextField
+from django.db.models import Aggregate, Count, Min, Q, TextField, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from analytics import sketch
-from analytics.metrics import SCALAR_AGGREGATES, Accumulator, Window, bucket_start, money, ratio, with_json_text
+from analytics.metrics import SCALAR_AGGREGATES, Accumulator, Window, bucket_start, money, ratio
 from analytics.models import GRANULARITY_SECONDS, MetricBucket
 from analytics.rules import insights
 from deployments import selectors as deployment_selectors
 from modelhub.api.dates import iso
 from modelhub.api.exceptions import InvalidParameter
-from modelhub.db import iter_values_rows
+from modelhub.db import CompiledRows
 
 _MONTH_SECONDS = 30 * 86400
 # The coarser granularity whose sketches cover a window's middle (7 days at 1h: 6 day sketches, not 144).
@@ -61,13 +63,13 @@ def performance_window(start: datetime, end: datetime, granularity: str, *, now:
 
 
 class _Series:
-    """Per-bucket accumulators plus their total for one query."""
+    """Per-bucket points plus the window's total for one query."""
 
     def __init__(self, window: Window) -> None:
         self.window = window
-        self.by_start: dict[datetime, Accumulator] = {}
+        self.by_start: dict[datetime, _Point] = {}
         self.total = Accumulator()
-        self.dense: list[tuple[str, Accumulator]] | None = None
+        self.dense: list[tuple[str, _Point]] | None = None
 
 
 def _buckets(model_id: uuid.UUID, granularity: str, start: datetime, end: datetime, scope: dict[str, str]) -> Any:
@@ -85,72 +87,197 @@ def _scope(deployment_key: str | None, environment: str | None) -> dict[str, str
     return scope
 
 
-def load_series(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, environment: str | None) -> _Series:
-    scope = _scope(deployment_key, environment)
-    qs = _buckets(model_id, window.granularity, window.start, window.end, scope)
-    parent, covered = _PARENT.get(window.granularity), None
-    if parent is not None:
-        step = timedelta(seconds=GRANULARITY_SECONDS[parent])
-        first = bucket_start(window.start, parent)
-        first = first if first == window.start else first + step
-        last = bucket_start(window.end, parent)
-        if last > first:
-            covered = (first, last)
-    # First the scalar figures per bucket start, summed over deployments and environments by the database ...
-    series = _Series(window)
-    rows_at: dict[datetime, int] = {}
-    per_start = (
-        qs.values("bucket_start")
-        .annotate(**SCALAR_AGGREGATES, rows=Count("id"))
-        .order_by("bucket_start")
-        .values_list("bucket_start", *_SCALARS, "rows")
+class _TextList(Aggregate):
+    """The values of a text expression joined with commas: ``string_agg`` / SQLite's ``group_concat``.
+
+    Joined JSON documents read back as one JSON array (``[`` + text + ``]``), so a group's sketches or
+    error maps arrive in its one row of the one statement.
+    """
+
+    function = "STRING_AGG"
+    template = "%(function)s(%(expressions)s, ',')"
+    output_field = TextField()
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, function="GROUP_CONCAT", **extra)
+
+
+def _json_list(text: str | None) -> list:
+    return orjson.loads(f"[{text}]") if text else []
+
+
+def _covered(window: Window) -> tuple[str | None, tuple[datetime, datetime] | None]:
+    """The coarser granularity and the range of it that lies wholly inside the window (or None)."""
+    parent = _PARENT.get(window.granularity)
+    if parent is None:
+        return None, None
+    step = timedelta(seconds=GRANULARITY_SECONDS[parent])
+    first = bucket_start(window.start, parent)
+    first = first if first == window.start else first + step
+    last = bucket_start(window.end, parent)
+    return parent, ((first, last) if last > first else None)
+
+
+# Row kinds of the one statement (its first column).
+_TOTAL_ROW, _GROUP, _SHARED, _PARENT_ROW, _PREVIOUS_ROW = 0, 1, 2, 3, 4
+# What a time-series point needs; the grouped rows carry only these scalars (NULL in the others' places).
+_POINT_SCALARS = ("requests", "failures", "lat_count", "lat_sum", "p95", "cost")
+_AT = {name: 2 + _SCALARS.index(name) for name in _POINT_SCALARS}
+
+
+def _statement(
+    *,
+    granularity: str,
+    parent: str | None,
+    model_id: uuid.UUID,
+    start: datetime,
+    end: datetime,
+    covered_start: datetime | None = None,
+    covered_end: datetime | None = None,
+    since: datetime | None = None,
+    **scope: str,
+) -> Any:
+    """The one query of a series; rows ``(kind, bucket_start, *scalars, rows, errors, sketches)``:
+
+    * ``_TOTAL_ROW`` (first: on SQLite its column types convert every row): the window's scalar figures
+      summed by the database, its row count and the error maps of its rows that had failures;
+    * ``_GROUP``: per bucket start of the window, what a time-series point needs (``_POINT_SCALARS``),
+      summed over deployments and environments, the row count and - for starts on the window's edges
+      (outside the covered parent buckets) - every row's sketch;
+    * ``_PREVIOUS_ROW`` (with ``since``, the previous window's start): that window's scalar figures;
+    * ``_SHARED``: the sketch of each row in the covered middle whose start several rows share (a trend
+      point's p95 needs their merged sketch);
+    * ``_PARENT_ROW``: the sketch of each covered ``parent`` bucket (the total's middle).
+    """
+    sketch_text = Cast("latency_sketch", TextField())
+    nothing = Value(None, output_field=TextField())  # NULL: the first branch's column types apply
+    blanks = {f"blank_{name}": nothing for name in _SCALARS}
+    point_columns = [name if name in _POINT_SCALARS else f"blank_{name}" for name in _SCALARS]
+    outside = Q(bucket_start__gte=start)
+    if covered_start is not None:
+        outside &= Q(bucket_start__lt=covered_start) | Q(bucket_start__gte=covered_end)
+    window_rows = _buckets(model_id, granularity, start, end, scope)
+
+    def summed(qs: Any, kind: int, errors: Any) -> Any:
+        return (
+            qs.values("model_id")  # one group: the model's rows
+            .annotate(kind=Value(kind), first=Min("bucket_start"), **SCALAR_AGGREGATES, rows=Count("id"), e=errors)
+            .values_list("kind", "first", *_SCALARS, "rows", "e", "e")
+            .order_by()
+        )
+
+    total = summed(window_rows, _TOTAL_ROW, _TextList(Cast("errors", TextField()), filter=Q(failure_count__gt=0)))
+    grouped = (
+        window_rows.values("bucket_start")
+        .annotate(
+            kind=Value(_GROUP),
+            **{name: SCALAR_AGGREGATES[name] for name in _POINT_SCALARS},
+            **{f"blank_{name}": nothing for name in _SCALARS if name not in _POINT_SCALARS},
+            rows=Count("id"),
+            e=nothing,
+            sketch_list=_TextList(sketch_text, filter=outside),
+        )
+        .values_list("kind", "bucket_start", *point_columns, "rows", "e", "sketch_list")
+        .order_by()
     )
-    for row in iter_values_rows(per_start):
-        start, rows = row[0], row[-1]
-        acc = Accumulator.from_scalars(row[1:-1])
-        if rows > 1:
-            acc.p95 = None  # several rows share the start: its p95 needs their merged sketches
-        rows_at[start] = rows
-        series.by_start[start] = acc
-        series.total.merge(acc, sketch=False)
-    # ... the error breakdown (only buckets that had failures carry one) ...
-    for (text,) in iter_values_rows(with_json_text(qs.filter(failure_count__gt=0)).values_list("errors_text")):
-        series.total.merge_stored_errors(orjson.loads(text))
-    # ... then the sketches that are needed: the window's edges (outside the covered parent buckets) and
-    # starts with several rows; the covered middle comes from the parents' sketches.
-    needed = [start for start, n in rows_at.items() if n > 1 or covered is None or not covered[0] <= start < covered[1]]
-    if needed:
-        merged: dict[datetime, dict[int, int]] = defaultdict(dict)
-        rows = with_json_text(qs.filter(bucket_start__in=needed)).values_list("bucket_start", "latency_sketch_text")
-        for start, text in iter_values_rows(rows):
-            part = sketch.from_json(orjson.loads(text))
-            if rows_at[start] > 1:
-                sketch.merge_into(merged[start], part)
-            if covered is None or not covered[0] <= start < covered[1]:
-                sketch.merge_into(series.total.sketch, part)
-        for start, combined in merged.items():
-            series.by_start[start].sketch = combined
+    branches = [grouped]
+    if since is not None:
+        branches.append(summed(_buckets(model_id, granularity, since, start, scope), _PREVIOUS_ROW, nothing))
+    if covered_start is not None:
+        middle = _buckets(model_id, granularity, covered_start, covered_end, scope)
+        shared_starts = middle.values("bucket_start").annotate(n=Count("id")).filter(n__gt=1).values("bucket_start")
+        branches.append(
+            middle.filter(bucket_start__in=shared_starts)
+            .annotate(kind=Value(_SHARED), **blanks, rows=nothing, e=nothing, s=sketch_text)
+            .values_list("kind", "bucket_start", *blanks, "rows", "e", "s")
+            .order_by()
+        )
+        branches.append(
+            _buckets(model_id, parent, covered_start, covered_end, scope)
+            .annotate(kind=Value(_PARENT_ROW), **blanks, rows=nothing, e=nothing, s=sketch_text)
+            .values_list("kind", "bucket_start", *blanks, "rows", "e", "s")
+            .order_by()
+        )
+    return total.union(*branches, all=True)
+
+
+class _Point:
+    """One time-series point: what a bucket start's rows sum to (``_POINT_SCALARS``) and, when several
+    rows share the start, their merged sketch (its p95)."""
+
+    __slots__ = ("requests", "failures", "lat_count", "lat_sum", "p95", "cost", "sketch")
+
+    def __init__(self, row: tuple | None = None) -> None:
+        self.sketch: dict[int, int] = {}
+        if row is None:
+            self.requests = self.failures = self.lat_count = 0
+            self.lat_sum, self.p95, self.cost = 0.0, None, Decimal(0)
+            return
+        self.requests = row[_AT["requests"]]
+        self.failures = row[_AT["failures"]]
+        self.lat_count = row[_AT["lat_count"]]
+        self.lat_sum = row[_AT["lat_sum"]] or 0.0
+        self.p95 = row[_AT["p95"]]
+        self.cost = row[_AT["cost"]] or Decimal(0)
+
+
+# Compiled once per shape (granularity, covered or not, scope): building and compiling this queryset
+# (tens of annotations, three branches) costs more than running it.
+_STATEMENT = CompiledRows(_statement)
+
+
+def _read(
+    model_id: uuid.UUID,
+    window: Window,
+    *,
+    previous: bool,
+    deployment_key: str | None,
+    environment: str | None,
+) -> tuple[_Series, Accumulator]:
+    """A window's series from the one statement, and (``previous``) the previous window's totals."""
+    parent, covered = _covered(window)
+    scope = _scope(deployment_key, environment)
+    values = {"model_id": model_id, "start": window.start, "end": window.end, **scope}
     if covered is not None:
-        coarse = _buckets(model_id, parent, covered[0], covered[1], scope)
-        for (text,) in iter_values_rows(coarse.annotate(s=Cast("latency_sketch", TextField())).values_list("s")):
-            sketch.merge_into(series.total.sketch, sketch.from_json(orjson.loads(text)))
-    return series
+        values.update(covered_start=covered[0], covered_end=covered[1])
+    if previous:
+        values["since"] = window.previous().start
+    rows = _STATEMENT.rows({"granularity": window.granularity, "parent": parent}, **values)
+    series = _Series(window)
+    before = Accumulator()
+    shared: dict[datetime, dict[int, int]] = defaultdict(dict)
+    total_sketch: dict[int, int] = {}
+    for row in rows:
+        kind, start = row[0], row[1]
+        if kind == _GROUP:
+            point = series.by_start[start] = _Point(row)
+            several = row[-3] > 1
+            if several:
+                point.p95 = None  # several rows share the start: its p95 needs their merged sketches
+            parts = [sketch.from_json(part) for part in _json_list(row[-1])]
+            for part in parts:
+                sketch.merge_into(total_sketch, part)  # an edge start: its sketches are the total's too
+            if several and parts:
+                point.sketch = sketch.merge(parts)
+        elif kind == _PARENT_ROW:
+            sketch.merge_into(total_sketch, sketch.from_json(orjson.loads(row[-1])))
+        elif kind == _SHARED:
+            sketch.merge_into(shared[start], sketch.from_json(orjson.loads(row[-1])))
+        elif kind == _TOTAL_ROW:
+            series.total = Accumulator.from_scalars(row[2:-3])
+            for stored in _json_list(row[-2]):
+                series.total.merge_stored_errors(stored)
+        else:  # _PREVIOUS_ROW
+            before = Accumulator.from_scalars(row[2:-3])
+    series.total.sketch = total_sketch
+    for start, combined in shared.items():  # a covered start's sketches (rows come in no set order)
+        series.by_start[start].sketch = combined
+    return series, before
 
 
-# What the insights compare against the previous window (aggregating every metric costs ~9 ms more).
-_PREVIOUS = ("requests", "failures", "cost", "rating_sum", "rating_count")
-
-
-def _totals(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, environment: str | None) -> Accumulator:
-    """The previous window's totals that the insights read, in one aggregate query."""
-    qs = _buckets(model_id, window.granularity, window.start, window.end, _scope(deployment_key, environment))
-    sums = qs.aggregate(**{name: SCALAR_AGGREGATES[name] for name in _PREVIOUS})
-    acc = Accumulator()
-    for name in _PREVIOUS:
-        if sums[name] is not None:
-            setattr(acc, name, sums[name])
-    acc.successes = acc.requests - acc.failures
-    return acc
+def load_series(model_id: uuid.UUID, window: Window, *, deployment_key: str | None, environment: str | None) -> _Series:
+    """A window's figures, from one statement whatever its length."""
+    return _read(model_id, window, previous=False, deployment_key=deployment_key, environment=environment)[0]
 
 
 def _metrics(model: Any, series: _Series, *, deployment_id: str | None, now: datetime) -> dict[str, Any]:
@@ -229,10 +356,10 @@ def _metrics(model: Any, series: _Series, *, deployment_id: str | None, now: dat
     }
 
 
-def _dense(series: _Series) -> list[tuple[str, Accumulator]]:
+def _dense(series: _Series) -> list[tuple[str, _Point]]:
     """Every bucket of the window (ISO timestamp, figures), zeros where nothing happened; computed once."""
     if series.dense is None:
-        out, empty = [], Accumulator()
+        out, empty = [], _Point()
         start = series.window.start
         while start < series.window.end:
             out.append((iso(start), series.by_start.get(start, empty)))
@@ -241,7 +368,7 @@ def _dense(series: _Series) -> list[tuple[str, Accumulator]]:
     return series.dense
 
 
-def _p95(acc: Accumulator) -> float:
+def _p95(acc: _Point) -> float:
     """A bucket's p95: stored by the rollup for a single row, else from the merged sketch."""
     if acc.p95 is not None and not acc.sketch:
         return acc.p95
@@ -280,8 +407,7 @@ def performance(
                 details={"fields": {"deploymentId": ["No deployment of this model has this id."]}},
             )
         key = uuid.UUID(deployment_id).hex
-    series = load_series(model.pk, window, deployment_key=key, environment=environment)
-    previous = _totals(model.pk, window.previous(), deployment_key=key, environment=environment)
+    series, previous = _read(model.pk, window, previous=True, deployment_key=key, environment=environment)
     return {
         "modelId": str(model.pk),
         "deploymentId": deployment_id,

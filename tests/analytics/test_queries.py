@@ -470,3 +470,70 @@ def test_every_query_parameter_is_checked_however_many(client_for, model):
     assert "colour" in error["details"]["fields"]
     too_many = {f"p{i}": "1" for i in range(51)}
     assert_error(client_for("analyst").get(perf_url(model, **too_many)), 400, "INVALID_PARAMETER")
+
+
+def test_a_long_window_is_one_statement_and_every_figure_traces_back(
+    client_for, model, personas, django_assert_max_num_queries
+):
+    """Three days at 1h: the covered middle day from its day bucket, edges and shared starts from their hours.
+
+    Two deployments share starts both on an edge and in the covered middle (a trend point's p95 is their
+    merged sketch); the previous window's totals feed the insights - all from one analytics statement.
+    """
+    from analytics import sketch
+
+    fast = DeploymentFactory(model=model, environment="production", owner=personas["developer"])
+    slow = DeploymentFactory(model=model, environment="production", owner=personas["developer"])
+    day = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    start, end = day - timedelta(hours=3), day + timedelta(days=1, hours=3)
+    edge, middle, last = day - timedelta(hours=2), day + timedelta(hours=5), day + timedelta(days=1, hours=1)
+    plan = {  # (hour, deployment) -> latencies
+        (edge, fast): [10.0 + i for i in range(15)],
+        (edge, slow): [900.0 + i for i in range(15)],
+        (middle, fast): [20.0 + i for i in range(20)],
+        (middle, slow): [2000.0 + 5 * i for i in range(20)],
+        (last, fast): [50.0 + i for i in range(10)],
+    }
+    events = [
+        event(model, at=hour + timedelta(seconds=30 * i), latencyMs=v, deploymentId=str(d.pk), cost=0.001)
+        for (hour, d), values in plan.items()
+        for i, v in enumerate(values)
+    ]
+    previous = start - timedelta(hours=5)  # 30 requests in the previous window, 3 failing
+    events += [
+        event(
+            model,
+            at=previous + timedelta(seconds=i),
+            success=i >= 3,
+            cost=0.002,
+            **({"errorCode": "TIMEOUT", "errorMessage": "slow"} if i < 3 else {}),
+        )
+        for i in range(30)
+    ]
+    events += [event(model, at=middle + timedelta(minutes=40), success=False, errorCode="UPSTREAM_5XX", cost=0.0015)]
+    assert not ingest_events(events).rejected
+    rollup()
+    client = client_for("analyst")
+    url = perf_url(model, **{"from": iso(start), "to": iso(end), "granularity": "1h"})
+    client.get(url)  # warm: the first call may load content types or the like
+    with django_assert_max_num_queries(3):  # the user, the model, the analytics statement
+        body = client.get(url).json()
+
+    window_latencies = [v for values in plan.values() for v in values] + [100.0]
+    metrics = body["metrics"]
+    assert metrics["requests"]["total"] == len(window_latencies) and metrics["requests"]["failed"] == 1
+    assert metrics["latency"]["p95"] == round(sketch.quantiles(sketch.build(window_latencies), (0.95,))[0], 3)
+    assert metrics["latency"]["max"] == max(window_latencies)
+    assert [e["code"] for e in metrics["errors"]] == ["UPSTREAM_5XX"]  # the previous window's are not counted
+    assert metrics["cost"]["total"] == 0.0815  # 80 x 0.001 + 0.0015, exact (decimal sums)
+    points = {p["timestamp"]: p["value"] for p in body["trends"]["latency"]}
+    assert len(points) == 30
+    both_middle = plan[(middle, fast)] + plan[(middle, slow)] + [100.0]
+    assert points[iso(middle)] == round(sketch.quantiles(sketch.build(both_middle), (0.95,))[0], 3)
+    both_edge = plan[(edge, fast)] + plan[(edge, slow)]
+    assert points[iso(edge)] == round(sketch.quantiles(sketch.build(both_edge), (0.95,))[0], 3)
+    assert points[iso(last)] == round(sketch.quantiles(sketch.build(plan[(last, fast)]), (0.95,))[0], 3)
+    requests = {p["timestamp"]: p["value"] for p in body["trends"]["requests"]}
+    assert requests[iso(middle)] == 41 and sum(requests.values()) == len(window_latencies)
+    usage = [i["message"] for i in body["insights"] if i["type"] == "usage"]
+    assert usage == [f"Traffic rose 170% against the previous period ({len(window_latencies)} vs 30 requests)."]
