@@ -136,6 +136,24 @@ class DirtyHour(models.Model):
         return f"{self.model_id} {self.hour:%Y-%m-%d %H}:00"
 
 
+class DirtyDay(models.Model):
+    """A day of one model whose 1h buckets were recomputed since its 1d buckets were.
+
+    Marked by the rollup in the transaction that writes the hour buckets and claimed afterwards, so a
+    day is recomputed once per run however many of its hours were (and still is after a crash between).
+    """
+
+    model_id = models.UUIDField()
+    day = models.DateTimeField()
+    marked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model_id", "day"], name="analytics_dirty_day_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} {self.day:%Y-%m-%d}"
+
+
 class MetricBucket(models.Model):
     """Rolled-up metrics of one (model, deployment, environment) over one time bucket.
 

@@ -11,7 +11,9 @@ that locks the mark until the ingest commits. The rollup claims marks with
 ``SELECT ... FOR UPDATE`` and deletes them in the transaction that writes the buckets,
 so an event is either visible to the recompute or re-marks its hour afterwards; late
 events (timestamps in an hour already rolled up) simply mark that hour again.
-Runs are serialized per chunk by a PostgreSQL advisory lock (SQLite serializes writers
+Hours are claimed hour-major and each hour's raw rows read once for all its claimed models; the days
+they fall in are marked (:class:`~analytics.models.DirtyDay`) in the same transaction and recomputed
+after the hours, once each. Runs are serialized per chunk by a PostgreSQL advisory lock (SQLite serializes writers
 itself), so two workers running the task at once cannot interleave day recomputes.
 """
 
@@ -27,11 +29,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from analytics.metrics import BUCKET_COLUMNS, KEY_COLUMNS, VALUE_COLUMNS, Accumulator, bucket_start
-from analytics.models import DirtyHour, MetricBucket, UsageEvent
+from analytics.models import DirtyDay, DirtyHour, MetricBucket, UsageEvent
 from analytics.selectors.experiments import HOURS_ROLLED_UP
 from analytics.services import refresh_model_stats
 from modelhub import metrics
@@ -88,15 +91,30 @@ _EVENT_FIELDS = (
 )
 
 
-def compute_hour(model_id: uuid.UUID, hour: datetime, cutoffs: dict[str, datetime]) -> tuple[int, list[dict[str, Any]]]:
-    """The 1m/5m/15m/1h buckets of one model's hour, from its raw rows. Returns (events, bucket rows)."""
+def compute_hours(
+    hour: datetime, model_ids: list[uuid.UUID], cutoffs: dict[str, datetime]
+) -> dict[uuid.UUID, tuple[int, list[dict[str, Any]]]]:
+    """The 1m/5m/15m/1h buckets of some models' hour, from ONE read of its raw rows.
+
+    ``{model_id: (events, bucket rows)}``, every given model included (no events: no buckets, so its stale
+    ones are deleted). One read per hour rather than per (model, hour): ingestion interleaves the models, so
+    one model's hour lies on nearly every heap page of that hour - twenty models read one by one read every
+    page twenty times (and plan against every partition twenty times).
+    """
     end = hour + timedelta(hours=1)
-    minutes: dict[tuple[str, str, datetime], Accumulator] = {}
-    events = 0
-    rows = UsageEvent.objects.filter(model_id=model_id, timestamp__gte=hour, timestamp__lt=end).values_list(
-        *_EVENT_FIELDS
+    # Per model: (deployment_key, environment, minute of the hour) -> accumulator; the minute as an int (the
+    # rows are all in this hour), its start datetime only built per bucket.
+    minutes: dict[uuid.UUID, dict[tuple[str, str, int], Accumulator]] = {m: {} for m in model_ids}
+    events = dict.fromkeys(model_ids, 0)
+    # The ids read as text: a dict lookup by UUID hashes in Python (~1 us a row, a second a day).
+    by_text = {**{str(m): m for m in model_ids}, **{m.hex: m for m in model_ids}}  # PostgreSQL's text, SQLite's
+    rows = (
+        UsageEvent.objects.filter(model_id__in=model_ids, timestamp__gte=hour, timestamp__lt=end)
+        .annotate(model_text=Cast("model_id", TextField()), deployment_text=Cast("deployment_id", TextField()))
+        .values_list("model_text", "deployment_text", *_EVENT_FIELDS[1:])
     )
     for (
+        model_text,
         dep,
         env,
         ts,
@@ -113,14 +131,30 @@ def compute_hour(model_id: uuid.UUID, hour: datetime, cutoffs: dict[str, datetim
         use_case,
         user,
     ) in iter_values_rows(rows):
-        minute = ts.replace(second=0, microsecond=0)
-        key = (dep.hex if dep else "", env, minute)
-        acc = minutes.get(key)
+        model_id = by_text[model_text]
+        key = (dep.replace("-", "") if dep else "", env, ts.minute)  # deployment_key: the id's 32 hex digits
+        per_model = minutes[model_id]
+        acc = per_model.get(key)
         if acc is None:
-            acc = minutes[key] = Accumulator()
+            acc = per_model[key] = Accumulator()
         acc.add_event(ts, lat, prompt, completion, cost, ok, code, message, conf, rating, accepted, use_case, user)
-        events += 1
+        events[model_id] += 1
+    starts = [hour + timedelta(minutes=m) for m in range(60)]
+    return {
+        m: (
+            events[m],
+            _hour_buckets(m, hour, {(dep, env, starts[i]): acc for (dep, env, i), acc in minutes[m].items()}, cutoffs),
+        )
+        for m in model_ids
+    }
 
+
+def _hour_buckets(
+    model_id: uuid.UUID,
+    hour: datetime,
+    minutes: dict[tuple[str, str, datetime], Accumulator],
+    cutoffs: dict[str, datetime],
+) -> list[dict[str, Any]]:
     per_granularity: dict[str, dict[tuple[str, str, datetime], Accumulator]] = {"1m": minutes}
     for granularity in ("5m", "15m", "1h"):
         coarse: dict[tuple[str, str, datetime], Accumulator] = {}
@@ -131,7 +165,7 @@ def compute_hour(model_id: uuid.UUID, hour: datetime, cutoffs: dict[str, datetim
                 target = coarse[key] = Accumulator()
             target.merge(acc)
         per_granularity[granularity] = coarse
-    buckets = [
+    return [
         {
             "granularity": g,
             "bucket_start": start,
@@ -144,41 +178,44 @@ def compute_hour(model_id: uuid.UUID, hour: datetime, cutoffs: dict[str, datetim
         if hour >= cutoffs[g] - timedelta(hours=1)
         for (dep, env, start), acc in accs.items()
     ]
-    return events, buckets
 
 
-def compute_day(model_id: uuid.UUID, day: datetime) -> list[dict[str, Any]]:
-    """One model's 1d buckets: its (just recomputed) 1h buckets merged, plus exact distinct users from raw rows."""
+def compute_days(day: datetime, model_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Some models' 1d buckets of one day: their (just recomputed) 1h buckets merged, plus exact distinct users
+    from the raw rows - counted for all the models in one read of the day (as :func:`compute_hours` reads an
+    hour once: one model's day lies on nearly every heap page of that day)."""
     end = day + timedelta(days=1)
     hours = MetricBucket.objects.filter(
-        granularity="1h", model_id=model_id, bucket_start__gte=day, bucket_start__lt=end
+        granularity="1h", model_id__in=model_ids, bucket_start__gte=day, bucket_start__lt=end
     )
-    merged: dict[tuple[str, str], Accumulator] = defaultdict(Accumulator)
-    for row in hours.values_list("deployment_key", "environment", *VALUE_COLUMNS):
-        merged[(row[0], row[1])].merge(Accumulator.from_row(row[2:]))
+    merged: dict[uuid.UUID, dict[tuple[str, str], Accumulator]] = {m: defaultdict(Accumulator) for m in model_ids}
+    for row in hours.values_list("model_id", "deployment_key", "environment", *VALUE_COLUMNS):
+        merged[row[0]][(row[1], row[2])].merge(Accumulator.from_row(row[3:]))
     users = (
-        UsageEvent.objects.filter(model_id=model_id, timestamp__gte=day, timestamp__lt=end)
+        UsageEvent.objects.filter(model_id__in=model_ids, timestamp__gte=day, timestamp__lt=end)
         .exclude(user_id="")
-        .values_list("deployment_id", "environment")
+        .values_list("model_id", "deployment_id", "environment")
         .annotate(n=Count("user_id", distinct=True))
         .order_by()
     )
-    distinct = {(dep.hex if dep else "", env): n for dep, env, n in users}
-    buckets = []
-    for (dep, env), acc in merged.items():
-        fields = acc.bucket_fields()
-        fields["distinct_users"] = distinct.get((dep, env), 0)
-        buckets.append(
-            {
-                "granularity": "1d",
-                "bucket_start": day,
-                "model_id": model_id,
-                "deployment_key": dep,
-                "environment": env,
-                **fields,
-            }
-        )
-    return buckets
+    distinct = {(m, dep.hex if dep else "", env): n for m, dep, env, n in users}
+    out: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for model_id, per_key in merged.items():
+        buckets = out[model_id] = []
+        for (dep, env), acc in per_key.items():
+            fields = acc.bucket_fields()
+            fields["distinct_users"] = distinct.get((model_id, dep, env), 0)
+            buckets.append(
+                {
+                    "granularity": "1d",
+                    "bucket_start": day,
+                    "model_id": model_id,
+                    "deployment_key": dep,
+                    "environment": env,
+                    **fields,
+                }
+            )
+    return out
 
 
 # A scope is (model_id, granularity, start, end): after a write, the buckets in each scope are
@@ -256,61 +293,97 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _rollup_days(report: RollupReport, *, now: datetime | None, chunk_days: int = 50) -> None:
+    """Recompute the 1d buckets of every marked day (marked before this phase began), chunk by chunk."""
+    phase_started = timezone.now()
+    while True:
+        cutoff = _retention_cutoffs(now or timezone.now())["1d"] - timedelta(days=1)
+        with transaction.atomic():
+            _lock()
+            claimed = list(
+                DirtyDay.objects.select_for_update()
+                .filter(marked_at__lte=phase_started)
+                .order_by("day", "model_id")
+                .values_list("pk", "model_id", "day")[:chunk_days]
+            )
+            if not claimed:
+                return
+            DirtyDay.objects.filter(pk__in=[pk for pk, _, _ in claimed]).delete()
+            by_day: dict[datetime, list[uuid.UUID]] = defaultdict(list)
+            for _, model_id, day in claimed:
+                if day >= cutoff:
+                    by_day[day].append(model_id)
+            day_buckets: list[dict[str, Any]] = []
+            day_scopes: list[Scope] = []
+            for day, model_ids in by_day.items():
+                for model_id, buckets in compute_days(day, model_ids).items():
+                    day_buckets += buckets
+                    day_scopes.append((model_id, "1d", day, day + timedelta(days=1)))
+            write_buckets(day_buckets, day_scopes)
+            report.buckets += len(day_buckets)
+            report.days += len(claimed)
+
+
 def _lock() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ROLLUP_LOCK_KEY])
 
 
-def rollup(*, chunk_hours: int = 24, max_chunks: int | None = None, now: datetime | None = None) -> RollupReport:
-    """Recompute every dirty (model, hour) and the days they belong to, chunk by chunk."""
+def rollup(*, chunk_hours: int = 48, max_chunks: int | None = None, now: datetime | None = None) -> RollupReport:
+    """Recompute every dirty (model, hour), chunk by chunk, then every day those hours fall in, once.
+
+    Marks are claimed hour by hour (all of an hour's models in one chunk where they fit, so the hour's raw rows
+    are read once) and only those made before the run began: ingestion re-marks the current hour all the
+    time, and the run would otherwise chase it for as long as traffic lasts. Each hour chunk marks its days
+    (:class:`~analytics.models.DirtyDay`, in the same transaction); the days are recomputed after the hours,
+    each once, however many chunks touched them.
+    """
     started = time.monotonic()
     report = RollupReport()
     touched_models: set[uuid.UUID] = set()
+    run_started = timezone.now()
     chunks = 0
     while max_chunks is None or chunks < max_chunks:
-        now_ = now or timezone.now()
-        cutoffs = _retention_cutoffs(now_)
+        cutoffs = _retention_cutoffs(now or timezone.now())
         with transaction.atomic():
             _lock()
             claimed = list(
                 DirtyHour.objects.select_for_update()
-                .order_by("model_id", "hour")
+                .filter(marked_at__lte=run_started)
+                .order_by("hour", "model_id")
                 .values_list("pk", "model_id", "hour")[:chunk_hours]
             )
             if not claimed:
                 break
             DirtyHour.objects.filter(pk__in=[pk for pk, _, _ in claimed]).delete()
             HOURS_ROLLED_UP.notify([(model_id, hour) for _, model_id, hour in claimed])  # experiments (#11)
-            days: set[tuple[uuid.UUID, datetime]] = set()
+            by_hour: dict[datetime, list[uuid.UUID]] = defaultdict(list)
+            for _, model_id, hour in claimed:
+                if hour >= cutoffs["raw"] - timedelta(hours=1):  # else its raw rows are past retention
+                    by_hour[hour].append(model_id)
             buckets: list[dict[str, Any]] = []
             scopes: list[Scope] = []
-            for _, model_id, hour in claimed:
-                if hour < cutoffs["raw"] - timedelta(hours=1):
-                    continue  # its raw rows are past retention: nothing to recompute from
-                events, hour_buckets = compute_hour(model_id, hour, cutoffs)
-                buckets += hour_buckets
-                scopes += [
-                    (model_id, g, hour, hour + timedelta(hours=1))
-                    for g in _SUB_HOUR
-                    if hour >= cutoffs[g] - timedelta(hours=1)
-                ]
-                report.events += events
-                days.add((model_id, bucket_start(hour, "1d")))
-                touched_models.add(model_id)
+            days: set[tuple[uuid.UUID, datetime]] = set()
+            for hour, model_ids in by_hour.items():
+                for model_id, (events, hour_buckets) in compute_hours(hour, model_ids, cutoffs).items():
+                    buckets += hour_buckets
+                    scopes += [
+                        (model_id, g, hour, hour + timedelta(hours=1))
+                        for g in _SUB_HOUR
+                        if hour >= cutoffs[g] - timedelta(hours=1)
+                    ]
+                    report.events += events
+                    days.add((model_id, bucket_start(hour, "1d")))
+                    touched_models.add(model_id)
             write_buckets(buckets, scopes)
+            DirtyDay.objects.bulk_create(
+                [DirtyDay(model_id=model_id, day=day) for model_id, day in sorted(days)], ignore_conflicts=True
+            )
             report.buckets += len(buckets)
-            day_buckets: list[dict[str, Any]] = []
-            day_scopes: list[Scope] = []
-            for model_id, day in sorted(days):
-                if day >= cutoffs["1d"] - timedelta(days=1):
-                    day_buckets += compute_day(model_id, day)
-                    day_scopes.append((model_id, "1d", day, day + timedelta(days=1)))
-            write_buckets(day_buckets, day_scopes)
-            report.buckets += len(day_buckets)
             report.hours += len(claimed)
-            report.days += len(days)
         chunks += 1
+    _rollup_days(report, now=now)
     if touched_models:
         refresh_model_stats(touched_models, now=now)
     report.seconds = time.monotonic() - started

@@ -262,3 +262,68 @@ def test_concurrent_rollups_do_not_interfere():
     rollup()
     assert snapshot() == concurrent
     assert sum(MetricBucket.objects.filter(granularity="1d").values_list("request_count", flat=True)) == len(events)
+
+
+def test_an_hour_is_read_once_for_its_models_and_a_day_recomputed_once(model):
+    """Hour-major chunks: an hour's models share one read; the days are recomputed after the hours, once each."""
+    other = ModelRegistryFactory()
+    day = bucket_start(HOUR, "1d")
+    hours = [h for h in (day + timedelta(hours=i) for i in range(24)) if h < timezone.now() - timedelta(hours=1)][-3:]
+    ingest([event(m, at=h + timedelta(minutes=5 * i)) for m in (model, other) for h in hours for i in range(4)])
+    report = rollup(chunk_hours=1)  # six chunks of one model-hour each
+    assert (report.hours, report.days, report.events) == (6, 2, 24)
+    for m in (model, other):
+        assert MetricBucket.objects.get(granularity="1d", model=m, bucket_start=day).request_count == 12
+    # The stale buckets of a model with no events left in a dirty hour go; its neighbour's stay.
+    UsageEvent.objects.filter(
+        model_id=other.pk, timestamp__gte=hours[0], timestamp__lt=hours[0] + timedelta(hours=1)
+    ).delete()
+    assert mark_all_dirty() == 5  # other's first hour has no rows left to mark from
+    DirtyHour.objects.get_or_create(model_id=other.pk, hour=hours[0])
+    rollup()
+    assert not MetricBucket.objects.filter(model=other, granularity="1h", bucket_start=hours[0]).exists()
+    assert MetricBucket.objects.get(model=model, granularity="1h", bucket_start=hours[0]).request_count == 4
+    assert MetricBucket.objects.get(granularity="1d", model=other, bucket_start=day).request_count == 8
+
+
+def test_marks_made_after_a_run_began_wait_for_the_next_run(model):
+    """Ingestion re-marks the current hour all the time: a run takes what was dirty when it began."""
+    ingest([event(model, at=HOUR + timedelta(minutes=1))])
+    DirtyHour.objects.update(marked_at=timezone.now() + timedelta(seconds=30))  # as if re-marked mid-run
+    assert rollup().hours == 0
+    assert DirtyHour.objects.count() == 1
+    DirtyHour.objects.update(marked_at=timezone.now() - timedelta(seconds=1))
+    assert rollup().hours == 1 and not DirtyHour.objects.exists()
+
+
+def test_a_run_that_fails_between_hours_and_days_leaves_the_days_marked(model, monkeypatch):
+    from analytics import rollup as rollups
+    from analytics.models import DirtyDay
+
+    ingest([event(model, at=HOUR + timedelta(minutes=i)) for i in range(3)])
+    real = rollups.compute_days
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker lost")
+
+    monkeypatch.setattr(rollups, "compute_days", crash)
+    with pytest.raises(RuntimeError):
+        rollup()
+    assert not DirtyHour.objects.exists()  # the hours were committed ...
+    assert DirtyDay.objects.count() == 1  # ... and so was their day's mark
+    assert not MetricBucket.objects.filter(granularity="1d").exists()
+    monkeypatch.setattr(rollups, "compute_days", real)
+    report = rollup()
+    assert (report.hours, report.days) == (0, 1)
+    assert MetricBucket.objects.get(granularity="1d", bucket_start=bucket_start(HOUR, "1d")).request_count == 3
+    assert not DirtyDay.objects.exists()
+
+
+def test_the_inlined_sketch_key_is_the_mappings_key():
+    """``sketch.key_for`` does ddsketch's LogarithmicMapping.key arithmetic inline (the rollup's inner loop)."""
+    rng = random.Random(5)
+    values = [0.0, 1e-300, sketch.MAPPING.min_possible, 0.001, 0.5, 1.0, 2.0, 1e12, sketch.MAPPING.max_possible]
+    values += [math.exp(rng.gauss(5, 2)) for _ in range(20_000)] + [rng.uniform(0, 10) for _ in range(5_000)]
+    for value in values:
+        expected = sketch.ZERO if value < sketch.MAPPING.min_possible else sketch.MAPPING.key(value)
+        assert sketch.key_for(value) == expected, value
