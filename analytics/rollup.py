@@ -155,16 +155,19 @@ def _hour_buckets(
     minutes: dict[tuple[str, str, datetime], Accumulator],
     cutoffs: dict[str, datetime],
 ) -> list[dict[str, Any]]:
+    # Each granularity from the next finer one (5m from 1m, 15m from 5m, 1h from 15m): 76 merges per key and
+    # hour instead of 180 from the minutes each time (every metric merges associatively).
     per_granularity: dict[str, dict[tuple[str, str, datetime], Accumulator]] = {"1m": minutes}
+    finer = minutes
     for granularity in ("5m", "15m", "1h"):
         coarse: dict[tuple[str, str, datetime], Accumulator] = {}
-        for (dep, env, start), acc in minutes.items():
+        for (dep, env, start), acc in finer.items():
             key = (dep, env, bucket_start(start, granularity))
             target = coarse.get(key)
             if target is None:
                 target = coarse[key] = Accumulator()
             target.merge(acc)
-        per_granularity[granularity] = coarse
+        per_granularity[granularity] = finer = coarse
     return [
         {
             "granularity": g,
