@@ -105,9 +105,9 @@ def compute_hours(
     # Per model: (deployment_key, environment, minute of the hour) -> accumulator; the minute as an int (the
     # rows are all in this hour), its start datetime only built per bucket.
     minutes: dict[uuid.UUID, dict[tuple[str, str, int], Accumulator]] = {m: {} for m in model_ids}
-    events = dict.fromkeys(model_ids, 0)
     # The ids read as text: a dict lookup by UUID hashes in Python (~1 us a row, a second a day).
     by_text = {**{str(m): m for m in model_ids}, **{m.hex: m for m in model_ids}}  # PostgreSQL's text, SQLite's
+    per_text = {text: minutes[m] for text, m in by_text.items()}
     rows = (
         UsageEvent.objects.filter(model_id__in=model_ids, timestamp__gte=hour, timestamp__lt=end)
         .annotate(model_text=Cast("model_id", TextField()), deployment_text=Cast("deployment_id", TextField()))
@@ -131,14 +131,13 @@ def compute_hours(
         use_case,
         user,
     ) in iter_values_rows(rows):
-        model_id = by_text[model_text]
         key = (dep.replace("-", "") if dep else "", env, ts.minute)  # deployment_key: the id's 32 hex digits
-        per_model = minutes[model_id]
+        per_model = per_text[model_text]
         acc = per_model.get(key)
         if acc is None:
             acc = per_model[key] = Accumulator()
         acc.add_event(ts, lat, prompt, completion, cost, ok, code, message, conf, rating, accepted, use_case, user)
-        events[model_id] += 1
+    events = {m: sum(acc.requests for acc in minutes[m].values()) for m in model_ids}
     starts = [hour + timedelta(minutes=m) for m in range(60)]
     return {
         m: (
