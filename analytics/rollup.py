@@ -295,6 +295,20 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _claim(marks: Any, field: str, *, before: datetime, limit: int) -> list[tuple[int, uuid.UUID, datetime]]:
+    """Up to ``limit`` marks (DirtyHour or DirtyDay) made before ``before``, time-major, row-locked and deleted
+    in the caller's transaction: ``(pk, model_id, hour or day)``."""
+    claimed = list(
+        marks.objects.select_for_update()
+        .filter(marked_at__lte=before)
+        .order_by(field, "model_id")
+        .values_list("pk", "model_id", field)[:limit]
+    )
+    if claimed:
+        marks.objects.filter(pk__in=[pk for pk, _, _ in claimed]).delete()
+    return claimed
+
+
 def _rollup_days(report: RollupReport, *, now: datetime | None, chunk_days: int = 50) -> None:
     """Recompute the 1d buckets of every marked day (marked before this phase began), chunk by chunk."""
     phase_started = timezone.now()
@@ -302,15 +316,9 @@ def _rollup_days(report: RollupReport, *, now: datetime | None, chunk_days: int 
         cutoff = _retention_cutoffs(now or timezone.now())["1d"] - timedelta(days=1)
         with transaction.atomic():
             _lock()
-            claimed = list(
-                DirtyDay.objects.select_for_update()
-                .filter(marked_at__lte=phase_started)
-                .order_by("day", "model_id")
-                .values_list("pk", "model_id", "day")[:chunk_days]
-            )
+            claimed = _claim(DirtyDay, "day", before=phase_started, limit=chunk_days)
             if not claimed:
                 return
-            DirtyDay.objects.filter(pk__in=[pk for pk, _, _ in claimed]).delete()
             by_day: dict[datetime, list[uuid.UUID]] = defaultdict(list)
             for _, model_id, day in claimed:
                 if day >= cutoff:
@@ -350,15 +358,9 @@ def rollup(*, chunk_hours: int = 48, max_chunks: int | None = None, now: datetim
         cutoffs = _retention_cutoffs(now or timezone.now())
         with transaction.atomic():
             _lock()
-            claimed = list(
-                DirtyHour.objects.select_for_update()
-                .filter(marked_at__lte=run_started)
-                .order_by("hour", "model_id")
-                .values_list("pk", "model_id", "hour")[:chunk_hours]
-            )
+            claimed = _claim(DirtyHour, "hour", before=run_started, limit=chunk_hours)
             if not claimed:
                 break
-            DirtyHour.objects.filter(pk__in=[pk for pk, _, _ in claimed]).delete()
             HOURS_ROLLED_UP.notify([(model_id, hour) for _, model_id, hour in claimed])  # experiments (#11)
             by_hour: dict[datetime, list[uuid.UUID]] = defaultdict(list)
             for _, model_id, hour in claimed:
