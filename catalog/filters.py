@@ -51,7 +51,7 @@ class ModelFilterSet(SortFilterMixin, FastFilterSet):
     def filter_capabilities(self, qs: QuerySet, name: str, value: list[str] | None) -> QuerySet:
         return filter_json_list_contains_all(qs, "capabilities", value) if value else qs
 
-    def order_without_sort_by(self, qs: QuerySet) -> QuerySet | None:
-        if self.form.cleaned_data.get("search"):  # relevance first; ties broken by name so pages are stable
+    def order_without_sort_by(self, qs: QuerySet, cleaned: dict) -> QuerySet | None:
+        if cleaned.get("search"):  # relevance first; ties broken by name so pages are stable
             return qs.order_by(F("rank").desc(nulls_last=True), "name", "version", "id")
         return None

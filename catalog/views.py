@@ -9,7 +9,7 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework.request import Request
 
-from catalog import selectors, services
+from catalog import listing, selectors, services
 from catalog.filters import ModelFilterSet
 from catalog.serializers import (
     CatalogResponseSerializer,
@@ -20,7 +20,7 @@ from catalog.serializers import (
     ModelWriteSerializer,
 )
 from modelhub.api.exceptions import ErrorCode
-from modelhub.api.filters import cleaned_applied
+from modelhub.api.filters import StrictFilterBackend, cleaned_applied
 from modelhub.api.viewsets import BaseViewSet
 
 
@@ -108,20 +108,24 @@ class ModelViewSet(BaseViewSet):
         catalog's current generation (see ``catalog.selectors.cached_list``); roles, rate limits and
         the request id still apply (they run before the view)."""
         if settings.CATALOG_LIST_CACHE_SECONDS <= 0:
-            return self._list(request)
+            return HttpResponse(self._page(request, None), content_type="application/json")
         key = selectors.list_cache_key(request.query_params)
         generation, content = selectors.cached_list(key)
         if content is not None:
             return HttpResponse(content, content_type="application/json", headers={"X-Catalog-Cache": "hit"})
-        response = self._list(request)
-        response["X-Catalog-Cache"] = "miss"
+        content = self._page(request, generation)  # raises the API's 400 for bad parameters
+        selectors.store_list(key, generation, content)
+        return HttpResponse(content, content_type="application/json", headers={"X-Catalog-Cache": "miss"})
 
-        def store(rendered: Any) -> None:
-            if rendered.status_code == 200:
-                selectors.store_list(key, generation, rendered.content)
-
-        response.add_post_render_callback(store)
-        return response
+    def _page(self, request: Request, generation: int | None) -> bytes:
+        """A page's JSON from the compiled page statement and the rendered rows (``catalog.listing``)."""
+        filterset = StrictFilterBackend().validated_filterset(request, self.get_queryset(), self)
+        offset = self.paginator.read_params(request)
+        ids, self.paginator.total = listing.page_ids(
+            filterset.form.cleaned_data, offset=offset, limit=self.paginator.limit
+        )
+        rows = listing.RENDERED.get(ids, generation)
+        return listing.page_body(self.results_key, rows, self.paginator.pagination_data(), self.list_extra(rows))
 
     def count_in_window(self) -> bool:
         """Relevance-ordered searches visit every match anyway: count them in the same query."""

@@ -69,3 +69,48 @@ def test_a_value_the_builder_derived_is_refused():
     )
     with pytest.raises(ValueError, match="derived"):
         list(query.rows({}, model_id=ModelRegistryFactory().pk, start=timezone.now()))
+
+
+def _names_containing(*, contains):
+    from catalog.models import ModelRegistry
+
+    return ModelRegistry.objects.filter(name__icontains=contains).order_by("name").values_list("name")
+
+
+def test_like_patterns_are_bound_escaped():
+    """``icontains`` reaches the SQL as ``%value%`` with LIKE's special characters escaped: the slot
+    escapes each call's value the same way (a ``%`` or ``_`` matches itself, not anything)."""
+    for name in ("50%_off", "50xyoff", "plain"):
+        ModelRegistryFactory(name=name)
+    query = CompiledRows(_names_containing)
+    assert [r[0] for r in query.rows({}, contains="50%_")] == ["50%_off"]
+    assert [r[0] for r in query.rows({}, contains="50")] == ["50%_off", "50xyoff"]
+    assert [r[0] for r in query.rows({}, contains="LAIN")] == ["plain"]
+
+
+@pytest.mark.postgres
+def test_values_the_sql_does_not_carry_and_json_derived_ones_are_refused():
+    if not is_postgres():
+        pytest.skip("SQLite builds the queryset on every call")
+    from catalog.models import ModelRegistry
+
+    unused = CompiledRows(lambda *, name: ModelRegistry.objects.filter(name=name.upper()).values_list("pk"))
+    with pytest.raises(ValueError, match="does not take"):
+        list(unused.rows({}, name="x"))
+    in_json = CompiledRows(lambda *, tag: ModelRegistry.objects.filter(tags__contains=[tag]).values_list("pk"))
+    with pytest.raises(ValueError, match="derived|does not take"):  # adapted to JSON: not found as itself
+        list(in_json.rows({}, tag="x"))
+
+
+@pytest.mark.postgres
+def test_the_compiled_shapes_are_bounded_least_recently_used_first():
+    if not is_postgres():
+        pytest.skip("SQLite builds the queryset on every call")
+    from catalog.models import ModelRegistry
+
+    query = CompiledRows(
+        lambda *, limit, name: ModelRegistry.objects.filter(name=name).values_list("pk")[:limit], max_shapes=2
+    )
+    for limit in (1, 2, 1, 3):
+        list(query.rows({"limit": limit}, name="x"))
+    assert [dict(key[0])["limit"] for key in query._compiled] == [1, 3]

@@ -176,11 +176,31 @@ class FastFilterSet(django_filters.FilterSet):
         if form_class is None:
             fields = {name: f.field for name, f in cls.base_filters.items()}
             form_class = type(f"{cls.__name__}Form", (cls._meta.form,), fields)
+            form_class.base_fields = _SharedFields(form_class.base_fields)
             cls._cached_form_class = form_class
         return form_class
 
     def get_form_class(self) -> type:
         return self._form_class()
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        return self.apply(queryset, self.form.cleaned_data)
+
+    def apply(self, queryset: QuerySet, cleaned: dict[str, Any]) -> QuerySet:
+        """``queryset`` filtered by ``cleaned`` (a valid form's ``cleaned_data``, or the same built by
+        hand: the catalog compiles its list query from stand-in values, ``catalog.listing``)."""
+        for name, value in cleaned.items():
+            queryset = self.filters[name].filter(queryset, value)
+        return queryset
+
+
+class _SharedFields(dict):
+    """A filter form's fields, shared by its instances: a Django form deep-copies its ``base_fields``
+    per instance (~0.4 ms for the catalog's eleven) in case code changes a field per request; the
+    filter forms never do, and their fields' ``clean`` keeps no state."""
+
+    def __deepcopy__(self, memo: dict) -> dict:
+        return dict(self)
 
 
 class _SortFilter(django_filters.ChoiceFilter):
@@ -234,16 +254,16 @@ class SortFilterMixin:
         sort_by = sort_by or cls.sort_default
         return sort_by, sort_order or ("desc" if sort_by in cls.sort_descending else "asc")
 
-    def order_without_sort_by(self, qs: QuerySet) -> QuerySet | None:
+    def order_without_sort_by(self, qs: QuerySet, cleaned: dict[str, Any]) -> QuerySet | None:
         """The order when no sortBy is given; None: ``sort_default``'s."""
         return None
 
-    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
-        qs = super().filter_queryset(queryset)  # type: ignore[misc]
-        data = self.form.cleaned_data  # type: ignore[attr-defined]
+    def apply(self, queryset: QuerySet, cleaned: dict[str, Any]) -> QuerySet:
+        qs = super().apply(queryset, cleaned)  # type: ignore[misc]
+        data = cleaned
         given = data.get("sortBy") or None
         if not given:
-            ordered = self.order_without_sort_by(qs)
+            ordered = self.order_without_sort_by(qs, cleaned)
             if ordered is not None:
                 return ordered
         sort_by, sort_order = self.effective_sort(given, data.get("sortOrder") or None)
@@ -277,6 +297,12 @@ class StrictFilterBackend(DjangoFilterBackend):
     """
 
     def filter_queryset(self, request, queryset, view):
+        filterset = self.validated_filterset(request, queryset, view)
+        return queryset if filterset is None else filterset.qs
+
+    def validated_filterset(self, request, queryset, view):
+        """The request's filterset, validated (or None when the view has none); raises the API's
+        ``INVALID_PARAMETER`` for unknown, empty, repeated or invalid parameters."""
         filterset = self.get_filterset(request, queryset, view)
         known = set(getattr(view, "extra_query_params", ()))
         paginator = getattr(view, "paginator", None)
@@ -317,11 +343,11 @@ class StrictFilterBackend(DjangoFilterBackend):
                 details={"fields": {name: ["Give this parameter once."] for name in repeated}},
             )
         if filterset is None:
-            return queryset
+            return None
         if not filterset.is_valid():
             raise_invalid_form(filterset.form, filterset.filters)
         view.filterset = filterset  # the view echoes cleaned values as filters.applied
-        return filterset.qs
+        return filterset
 
 
 def raise_invalid_form(form: forms.Form, filters: dict[str, django_filters.Filter] | None = None) -> None:

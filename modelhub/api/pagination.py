@@ -41,13 +41,17 @@ class PagePagination(BasePagination):
     query_params = ("page", "limit")
     max_page = 100_000
 
-    def paginate_queryset(self, queryset, request, view=None):
+    def read_params(self, request) -> int:
+        """``page`` and ``limit`` from the request (400 when invalid); returns the offset."""
         self.page = _positive_int(request.query_params.get("page"), "page", 1, self.max_page)
         self.limit = _positive_int(
             request.query_params.get("limit"), "limit", settings.API_PAGE_SIZE_DEFAULT, settings.API_PAGE_SIZE_MAX
         )
+        return (self.page - 1) * self.limit
+
+    def paginate_queryset(self, queryset, request, view=None):
+        offset = self.read_params(request)
         self.results_key = getattr(view, "results_key", "results")
-        offset = (self.page - 1) * self.limit
         if view is not None and getattr(view, "count_in_window", lambda: False)():
             # The database must visit and sort every match anyway (e.g. by relevance), so one
             # query gives page and total: COUNT(*) OVER () is computed before LIMIT. For an
