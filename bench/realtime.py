@@ -21,14 +21,18 @@ Steps (every step bounded in time; the server is always stopped):
 The publisher is this process: ``django.setup()`` with the server's settings (the same Redis
 channel layer), a thread calling ``send_now`` - the path a Celery worker takes. Each event
 carries its ``time.time()`` just before ``send_now``; the subscriber takes ``time.time()`` on
-receipt (same machine, same clock). The subscribers share one asyncio loop in this process,
-so their own CPU is part of the latency; it is reported.
+receipt (same machine, same clock). The reference subscriber runs on this process's loop; the load
+phase's are spread over ``--client-processes`` subscriber processes (default 2; this same file,
+``--subscriber-worker``), each one uvloop reading its share of the sockets, so that one event's thousands
+of reads are not queued behind each other in one loop (``--client-processes 0``: all on this loop, as
+before). The subscribers' CPU is part of the latency; it is reported ("bench").
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -218,6 +222,10 @@ async def bench(
     step(f"reference: 1 subscriber, {args.rate:g} events/s for {args.reference_duration:g}s")
     reference = Phase("1 subscriber", 1)
     await run_phase(subs, reference, args.rate, args.reference_duration, server_pid)
+    if args.client_processes > 0:
+        load = await load_in_processes(args, url, token, server_pid, subs)
+        await subs.close()
+        return reference, load, subs
 
     step(f"connecting {args.subscribers - 1} more subscribers ({args.connect_concurrency} at a time)")
     took = await subs.connect(args.subscribers - 1, args.connect_concurrency)
@@ -232,6 +240,120 @@ async def bench(
     return reference, load, subs
 
 
+# --- Subscribers in several processes (--client-processes) --------------------------------------------
+# One process's loop reads every socket in turn: with 5,000 sockets an event is 5,000 reads (~19 us each)
+# queued behind each other, which the latency of the last one includes. Split over processes, the reads of
+# one event proceed in parallel as the server's writes do (the reference subscriber stays here).
+
+
+async def load_in_processes(
+    args: argparse.Namespace, url: str, token: str, server_pid: int, subs: Subscribers
+) -> Phase:
+    import subprocess
+    import tempfile
+
+    from harness.paths import PYTHON
+
+    total = args.subscribers - 1
+    counts = [
+        total // args.client_processes + (i < total % args.client_processes) for i in range(args.client_processes)
+    ]
+    name = f"{args.subscribers} subscribers"
+    load = Phase(name, total + 1)
+    subs.phases[name] = load  # the reference subscriber in this process counts too
+    outdir = tempfile.mkdtemp(prefix="modelhub-bench-rt-")
+    env = {**os.environ, "BENCH_TOKEN": token}
+    step(f"connecting {total} more subscribers in {len(counts)} processes ({counts})")
+    started = time.perf_counter()
+    children = [
+        subprocess.Popen(
+            [
+                str(PYTHON),
+                __file__,
+                "--subscriber-worker",
+                url,
+                str(count),
+                name,
+                f"{outdir}/{i}.json",
+                str(args.connect_concurrency),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i, count in enumerate(counts)
+    ]
+    try:
+
+        async def line(child: subprocess.Popen, want: str) -> None:
+            got = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 300)
+            if got.strip() != want:
+                raise RuntimeError(f"subscriber process said {got!r}, not {want!r}")
+
+        await asyncio.gather(*(line(c, "ready") for c in children))
+        step(f"{total + 1} subscribers connected and authenticated in {time.perf_counter() - started:.1f}s")
+        if args.warmup > 0:
+            await asyncio.to_thread(publish_loop, None, "warmup", args.rate, args.warmup)
+            await asyncio.sleep(1)
+        step(
+            f"load: {total + 1} subscribers in {len(counts) + 1} processes, {args.rate:g} events/s for {args.duration:g}s"
+        )
+        meter = CpuMeter()
+        wall0 = time.perf_counter()
+        load.published = await asyncio.to_thread(publish_loop, load, name, args.rate, args.duration)
+        for child in children:
+            child.stdin.write(f"published {load.published}\n")
+            child.stdin.flush()
+        await asyncio.gather(*(line(c, "done") for c in children))
+        load.wall_s = time.perf_counter() - wall0
+        load.machine_busy_s, load.cpu = meter.stop(server_pid)
+        for i in range(len(children)):
+            with open(f"{outdir}/{i}.json") as f:
+                result = json.load(f)
+            load.latencies_ms.extend(result["latencies_ms"])
+            subs.other += result["other"]
+            subs.ended_early.extend(result["ended_early"])
+    finally:
+        for child in children:
+            with contextlib.suppress(OSError, ValueError):
+                child.stdin.write("exit\n")
+                child.stdin.flush()
+        for child in children:
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return load
+
+
+def subscriber_worker(url: str, count: int, name: str, out: str, concurrency: int) -> None:
+    """A subscriber process: ``count`` sockets; says ``ready``, then waits for ``published N`` on stdin, for
+    every socket's ``N`` events of phase ``name`` (at most 10 s more), writes the latencies to ``out`` and
+    says ``done``; closes on ``exit``."""
+    import uvloop
+
+    async def run() -> None:
+        subs = Subscribers(url, os.environ["BENCH_TOKEN"])
+        phase = Phase(name, count)
+        subs.phases[name] = phase
+        await subs.connect(count, concurrency)
+        print("ready", flush=True)
+        said = await asyncio.to_thread(sys.stdin.readline)
+        phase.published = int(said.split()[1])
+        deadline = time.monotonic() + 10
+        while phase.delivered < phase.expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # and catch any duplicate
+        with open(out, "w") as f:
+            json.dump({"latencies_ms": phase.latencies_ms, "other": subs.other, "ended_early": subs.ended_early}, f)
+        print("done", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        await subs.close()
+
+    uvloop.run(run())
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=1000)
@@ -241,7 +363,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of events before the measured load")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--connect-concurrency", type=int, default=50)
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=2,
+        help="processes the load phase's subscribers are spread over (0: all in this one, as before)",
+    )
     parser.add_argument("--setup-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--subscriber-worker", nargs=5, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -262,6 +391,10 @@ def main() -> int:
     args = parse_args()
     if args.setup_worker:
         setup_worker()
+        return 0
+    if args.subscriber_worker:
+        url, count, name, out, concurrency = args.subscriber_worker
+        subscriber_worker(url, int(count), name, out, int(concurrency))
         return 0
     limit = raise_fd_limit(2 * args.subscribers + 1024)
     if limit < args.subscribers + 256:

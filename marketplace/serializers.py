@@ -97,6 +97,9 @@ class ReviewInputSerializer(StrictInputSerializer):
     body = StrictRegexField(NO_NUL, max_length=5000, required=False, allow_blank=True, default="")
 
 
+# Comma-separated values, each trimmed when split (``marketplace.selectors.listings._split``): the field keeps
+# the text as given, so a value of only whitespace (``\x1e`` is whitespace to Python, not to OpenAPI's \s)
+# is no filter rather than a blank-field error the schema does not describe.
 _LIST = r"^[^\u0000]{1,2000}$"
 
 
@@ -105,13 +108,15 @@ class ListingQuerySerializer(QuerySerializer):
     of its values matches."""
 
     search = StrictRegexField(NO_NUL, max_length=200, required=False, allow_blank=True)
-    provider = StrictRegexField(_LIST, required=False, help_text="Comma-separated providers.")
-    modelType = StrictRegexField(_LIST, required=False, help_text="Comma-separated model types.")
-    category = StrictRegexField(_LIST, required=False, help_text="Comma-separated categories.")
+    provider = StrictRegexField(_LIST, required=False, trim_whitespace=False, help_text="Comma-separated providers.")
+    modelType = StrictRegexField(_LIST, required=False, trim_whitespace=False, help_text="Comma-separated model types.")
+    category = StrictRegexField(_LIST, required=False, trim_whitespace=False, help_text="Comma-separated categories.")
     pricingModel = StrictRegexField(
-        _LIST, required=False, help_text="Comma-separated: free, one_time, subscription, usage."
+        _LIST, required=False, trim_whitespace=False, help_text="Comma-separated: free, one_time, subscription, usage."
     )
-    licence = StrictRegexField(_LIST, required=False, help_text="Comma-separated licence ids of the current terms.")
+    licence = StrictRegexField(
+        _LIST, required=False, trim_whitespace=False, help_text="Comma-separated licence ids of the current terms."
+    )
     minRating = serializers.FloatField(min_value=0, max_value=5, required=False)
     sortBy = EnumField(choices=["popularity", "rating", "price", "newest"], required=False)
     sortOrder = EnumField(choices=["asc", "desc"], required=False)

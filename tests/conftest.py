@@ -78,9 +78,14 @@ def assert_error(response, status: int, code: str) -> dict:
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits():
-    """Every test starts with no rate-limit counters and no cached limits."""
+    """Every test starts with no rate-limit counters and no cached limits - and with limits off, as
+    tests/settings.py sets them (a test that turned them on and leaked it once made later tests 429)."""
+    from django.conf import settings
+
     from modelhub.accounts.middleware import user_limits
     from modelhub.api.ratelimit import reset_limiter
+
+    assert not settings.RATE_LIMITS_ENABLED, "an earlier test left RATE_LIMITS_ENABLED on"
 
     reset_limiter()
     user_limits.clear()

@@ -54,13 +54,19 @@ def cpu_breakdown(before: dict, after: dict, server_pid: int) -> dict[str, float
         if pid not in server:
             server.add(pid)
             todo.extend(children.get(pid, []))
+    bench, todo = set(), [os.getpid()]  # this process and its children (subscriber processes), not the server
+    while todo:
+        pid = todo.pop()
+        if pid not in bench and pid not in server:
+            bench.add(pid)
+            todo.extend(children.get(pid, []))
     totals = dict.fromkeys(("uvicorn", "bench", "postgres", "redis", "other"), 0.0)
     others: Counter = Counter()
     for pid, (name, _, seconds) in after.items():
         used = seconds - (before[pid][2] if pid in before and before[pid][0] == name else 0.0)
         if pid in server:
             totals["uvicorn"] += used
-        elif pid == os.getpid():
+        elif pid in bench:
             totals["bench"] += used
         elif name.startswith("postgres"):
             totals["postgres"] += used

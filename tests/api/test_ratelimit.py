@@ -188,8 +188,10 @@ def test_burst_window_resets_in_real_time(limiter):
     assert limiter.hit(windows).allowed
 
 
-@ON
 def test_reads_fail_open_and_writes_fail_closed_when_redis_is_unreachable(client_for, personas, caplog, settings):
+    # Through the settings fixture only: an override_settings decorator enabled after the fixture's first change
+    # would be captured by it as "the original" and restored - limits on - for every later test of the run.
+    settings.RATE_LIMITS_ENABLED = True
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     settings.CACHES = {
         "default": {

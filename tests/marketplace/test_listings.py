@@ -83,6 +83,9 @@ def test_lists_published_listings_with_plans_and_terms(client_for, shelf):
         ("search=reviewer", {"code-reviewer"}),
         ("search=Acme", {"free-embed", "token-llm", "code-reviewer", "auto-diag"}),
         ("minRating=4", set()),
+        # only whitespace (\x1e is whitespace to Python, not to the schema's pattern): no filter, not a 400
+        ("modelType=%1E", {"free-embed", "token-llm", "code-reviewer", "auto-diag"}),
+        ("provider=%20,%09", {"free-embed", "token-llm", "code-reviewer", "auto-diag"}),
     ],
 )
 def test_filters(client_for, shelf, query, expected):
