@@ -91,9 +91,12 @@ class CompiledRows:
     """
 
     def __init__(self, build, *, max_shapes: int = 512) -> None:
+        import threading
+
         self.build = build
         self.max_shapes = max_shapes
         self._compiled: dict[tuple, tuple[str, list]] = {}
+        self._lock = threading.Lock()
 
     def rows(self, shape: dict, **values):
         from django.db import connections
@@ -103,13 +106,17 @@ class CompiledRows:
             yield from iter_values_rows(self.build(**shape, **values))
             return
         key = (tuple(sorted(shape.items())), tuple(sorted(values)))
-        compiled = self._compiled.pop(key, None)
+        with self._lock:  # requests run on a thread pool
+            compiled = self._compiled.pop(key, None)
+            if compiled is not None:
+                self._compiled[key] = compiled  # re-inserted last: the dict's order is the recency
         if compiled is None:
             qs = self.build(**shape, **_stand_ins(values))
             compiled = _slots(qs, values, connection)
-            while len(self._compiled) >= self.max_shapes:
-                del self._compiled[next(iter(self._compiled))]
-        self._compiled[key] = compiled  # (re)inserted last: the dict's order is the recency
+            with self._lock:
+                while len(self._compiled) >= self.max_shapes:
+                    del self._compiled[next(iter(self._compiled))]
+                self._compiled[key] = compiled
         sql, slots = compiled
         params = [slot.bind(values) if isinstance(slot, _Slot) else slot for slot in slots]
         connection.ensure_connection()
