@@ -127,10 +127,6 @@ class ModelViewSet(BaseViewSet):
         rows = listing.RENDERED.get(ids, generation)
         return listing.page_body(self.results_key, rows, self.paginator.pagination_data(), self.list_extra(rows))
 
-    def count_in_window(self) -> bool:
-        """Relevance-ordered searches visit every match anyway: count them in the same query."""
-        return bool(self.request.query_params.get("search", "").strip())
-
     def list_extra(self, page: list[Any]) -> dict[str, Any]:
         """``filters``: the effective CatalogQuery (given values plus defaults) and the facets."""
         applied = cleaned_applied(getattr(self, "filterset", None))

@@ -260,13 +260,12 @@ class SortFilterMixin:
 
     def apply(self, queryset: QuerySet, cleaned: dict[str, Any]) -> QuerySet:
         qs = super().apply(queryset, cleaned)  # type: ignore[misc]
-        data = cleaned
-        given = data.get("sortBy") or None
+        given = cleaned.get("sortBy") or None
         if not given:
             ordered = self.order_without_sort_by(qs, cleaned)
             if ordered is not None:
                 return ordered
-        sort_by, sort_order = self.effective_sort(given, data.get("sortOrder") or None)
+        sort_by, sort_order = self.effective_sort(given, cleaned.get("sortOrder") or None)
         column = F(self.sort_columns[sort_by])
         return qs.order_by(column.desc() if sort_order == "desc" else column.asc(), *self.sort_tiebreak)
 
