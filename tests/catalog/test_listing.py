@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from catalog import listing, selectors
 from catalog.filters import ModelFilterSet
+from catalog.models import ModelRegistry
 from catalog.serializers import ModelRegistrySerializer
 from modelhub.api.renderers import render_json
 from tests.conftest import API
@@ -128,14 +129,20 @@ def test_rendered_rows_are_read_once_per_generation(client_for, models, django_a
         assert client.get(f"{API}/models?provider=openai,google&limit=100").status_code == 200
     reads = [q["sql"] for q in captured.captured_queries if "catalog_modelregistry" in q["sql"]]
     assert len(reads) == 1, reads  # the page statement only: no row was read again
-    # a write moves the generation on: the next miss reads (and renders) its rows again
+    # a write moves the generation on: the next miss reads (and renders) its rows again, the write in them
     from catalog.services import model_usage_stats_set
 
-    model_usage_stats_set({models[0].pk: (1, 1.0)})
+    target = next(m for m in models if m.provider in ("openai", "google"))
+    model_usage_stats_set({target.pk: (5000, 4.0)})
     selectors.invalidate_catalog_facets()  # what the write's on_commit does
     with django_assert_max_num_queries(4):
         body = client.get(f"{API}/models?provider=openai,google&limit=100&sortBy=popularity").json()
-    assert body["models"][0]["id"] == str(models[0].pk) or models[0].provider not in ("openai", "google")
+    assert body["models"][0]["id"] == str(target.pk)
+    # a shown field changed: the row is rendered again in the new generation, not served from the old one
+    ModelRegistry.objects.filter(pk=target.pk).update(description="changed after rendering")
+    selectors.invalidate_catalog_facets()
+    body = client.get(f"{API}/models?provider=openai,google&limit=100&sortBy=popularity").json()
+    assert body["models"][0]["description"] == "changed after rendering"
 
 
 def test_a_deleted_model_between_the_page_and_its_rows_is_left_out(models):
