@@ -5,12 +5,12 @@ the freshly recomputed 1h buckets plus an exact distinct-user count over the day
 rows) and upserted under ``analytics_bucket_unique`` - never incremented. Running the
 rollup twice, or over a day already rolled up, writes identical rows.
 
-What to recompute comes from :class:`~analytics.models.DirtyHour`: ingestion marks the
-(model, hour) pairs it touched, in the same transaction as the events, with an upsert
-that locks the mark until the ingest commits. The rollup claims marks with
-``SELECT ... FOR UPDATE`` and deletes them in the transaction that writes the buckets,
-so an event is either visible to the recompute or re-marks its hour afterwards; late
-events (timestamps in an hour already rolled up) simply mark that hour again.
+What to recompute comes from :class:`~analytics.models.DirtyHour`, an append-only log: ingestion
+inserts the (model, hour) pairs it touched in the same transaction as the events. The rollup
+deletes the marks it claims (:func:`claim_hours`) in the transaction that writes the buckets, *before*
+it reads the raw rows: a mark it deleted was committed with its events, so the later reads see them,
+and a mark not yet committed is not seen and stays for the next run. Late events (timestamps in an
+hour already rolled up) simply mark that hour again.
 Hours are claimed hour-major and each hour's raw rows read once for all its claimed models; the days
 they fall in are marked (:class:`~analytics.models.DirtyDay`) in the same transaction and recomputed
 after the hours, once each. Runs are serialized per chunk by a PostgreSQL advisory lock (SQLite serializes writers
@@ -29,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, TextField
+from django.db.models import Count, Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -295,18 +295,43 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _claim(marks: Any, field: str, *, before: datetime, limit: int) -> list[tuple[int, uuid.UUID, datetime]]:
-    """Up to ``limit`` marks (DirtyHour or DirtyDay) made before ``before``, time-major, row-locked and deleted
-    in the caller's transaction: ``(pk, model_id, hour or day)``."""
+def _claim_days(*, before: datetime, limit: int) -> list[tuple[int, uuid.UUID, datetime]]:
+    """Up to ``limit`` DirtyDay marks made before ``before``, time-major, row-locked and deleted in the
+    caller's transaction: ``(pk, model_id, day)``. (Only the rollup writes day marks, one per (model, day).)"""
     claimed = list(
-        marks.objects.select_for_update()
+        DirtyDay.objects.select_for_update()
         .filter(marked_at__lte=before)
-        .order_by(field, "model_id")
-        .values_list("pk", "model_id", field)[:limit]
+        .order_by("day", "model_id")
+        .values_list("pk", "model_id", "day")[:limit]
     )
     if claimed:
-        marks.objects.filter(pk__in=[pk for pk, _, _ in claimed]).delete()
+        DirtyDay.objects.filter(pk__in=[pk for pk, _, _ in claimed]).delete()
     return claimed
+
+
+def claim_hours(*, before: datetime, limit: int) -> list[tuple[uuid.UUID, datetime]]:
+    """Up to ``limit`` distinct (model, hour) pairs marked before ``before``, hour-major, their marks deleted
+    in the caller's transaction (which must then read the hours' raw rows).
+
+    READ COMMITTED: the DELETE sees every mark committed before it began, each committed with its
+    events, and the reads after it see those events. Marks made after ``before`` stay (ingestion
+    re-marks the current hour all the time); so do marks whose batch has not committed.
+    """
+    pairs = list(
+        DirtyHour.objects.filter(marked_at__lte=before)
+        .order_by("hour", "model_id")
+        .values_list("model_id", "hour")
+        .distinct()[:limit]
+    )
+    if pairs:
+        by_hour: dict[datetime, list[uuid.UUID]] = defaultdict(list)
+        for model_id, hour in pairs:
+            by_hour[hour].append(model_id)
+        marked = Q()
+        for hour, model_ids in by_hour.items():
+            marked |= Q(hour=hour, model_id__in=model_ids)
+        DirtyHour.objects.filter(marked, marked_at__lte=before).delete()
+    return pairs
 
 
 def _rollup_days(report: RollupReport, *, now: datetime | None, chunk_days: int = 50) -> None:
@@ -316,7 +341,7 @@ def _rollup_days(report: RollupReport, *, now: datetime | None, chunk_days: int 
         cutoff = _retention_cutoffs(now or timezone.now())["1d"] - timedelta(days=1)
         with transaction.atomic():
             _lock()
-            claimed = _claim(DirtyDay, "day", before=phase_started, limit=chunk_days)
+            claimed = _claim_days(before=phase_started, limit=chunk_days)
             if not claimed:
                 return
             by_day: dict[datetime, list[uuid.UUID]] = defaultdict(list)
@@ -358,12 +383,12 @@ def rollup(*, chunk_hours: int = 48, max_chunks: int | None = None, now: datetim
         cutoffs = _retention_cutoffs(now or timezone.now())
         with transaction.atomic():
             _lock()
-            claimed = _claim(DirtyHour, "hour", before=run_started, limit=chunk_hours)
+            claimed = claim_hours(before=run_started, limit=chunk_hours)
             if not claimed:
                 break
-            HOURS_ROLLED_UP.notify([(model_id, hour) for _, model_id, hour in claimed])  # experiments (#11)
+            HOURS_ROLLED_UP.notify(claimed)  # experiments (#11)
             by_hour: dict[datetime, list[uuid.UUID]] = defaultdict(list)
-            for _, model_id, hour in claimed:
+            for model_id, hour in claimed:
                 if hour >= cutoffs["raw"] - timedelta(hours=1):  # else its raw rows are past retention
                     by_hour[hour].append(model_id)
             buckets: list[dict[str, Any]] = []

@@ -270,5 +270,5 @@ def record_feedback(*, request_id: str, deployment_id: Any, user_rating: int | N
         if changes:
             UsageEvent.objects.filter(pk=event.pk, timestamp=event.timestamp).update(**changes)
             hour = event.timestamp.replace(minute=0, second=0, microsecond=0)
-            DirtyHour.objects.get_or_create(model_id=event.model_id, hour=hour)
+            DirtyHour.objects.create(model_id=event.model_id, hour=hour)
     return True

@@ -9,13 +9,15 @@ Steps (bounded in time; the server is always stopped):
 2. seed 20 models and a developer (rate limits on, with a per-user override so they never refuse);
 3. start ``uvicorn modelhub.asgi:application --workers N``, get a JWT;
 4. ``--concurrency`` clients (httpx, keep-alive) post ``--batch``-event batches in a closed loop for
-   ``--duration`` seconds; every event has a unique ``requestId``; a batch counts when the answer is
+   ``--duration`` seconds; every event has a unique ``requestId`` (bodies from pre-encoded templates, see ``BodyMaker``); a batch counts when the answer is
    200 with ``accepted == batch``;
-5. reference, same run: the same number of rows (generated the same way) written with one raw psycopg
-   ``COPY`` into the same table; ratio = API events/s / COPY events/s;
+5. reference, same run, before and after the load: ``--reference-rows`` rows (generated the same way)
+   written with one raw psycopg ``COPY`` into the same table; ratio = API events/s / the mean of the two
+   COPY rates (the machine's speed drifts; both rates are printed);
 6. ``lost`` = events the API acknowledged minus rows found in the table for them (must be 0).
 
-The last line is one JSON object: {"events_per_s", "batch_p50_ms", "batch_p95_ms", "copy_events_per_s", "ratio", "lost"}.
+The last line is one JSON object: {"events_per_s", "batch_p50_ms", "batch_p95_ms", "copy_events_per_s",
+"copy_before_per_s", "copy_after_per_s", "ratio", "lost"}.
 """
 
 from __future__ import annotations
@@ -95,11 +97,38 @@ class BatchMaker:
         return out
 
 
+class BodyMaker:
+    """Request bodies for the load phase at next to no client CPU, so the load generator leaves the two
+    cores to the server (building and encoding 500 dicts per batch cost the client ~10 us an event, a
+    quarter of the server's own time per event).
+
+    ``TEMPLATES`` batches of varied events are encoded once with a placeholder in every ``requestId``;
+    each body is a template with the placeholder replaced by a batch-unique prefix (one ``bytes.replace``),
+    so every event still has a unique ``requestId`` (``{client prefix}-{batch}-{i}``).
+    """
+
+    TEMPLATES = 16
+    PLACEHOLDER = "@@batch@@"
+
+    def __init__(self, model_ids: list[str], prefix: str, batch: int) -> None:
+        import orjson
+
+        maker = BatchMaker(model_ids, self.PLACEHOLDER)
+        self.templates = [orjson.dumps({"events": maker.rows(batch)}) for _ in range(self.TEMPLATES)]
+        self.prefix = prefix
+        self.count = 0
+
+    def body(self) -> bytes:
+        template = self.templates[self.count % self.TEMPLATES]
+        unique = f"{self.prefix}-{self.count}".encode()
+        self.count += 1
+        return template.replace(self.PLACEHOLDER.encode(), unique)
+
+
 async def post_load(
     base_url: str, token: str, model_ids: list[str], *, concurrency: int, duration: float, batch: int, warmup: float
 ) -> tuple[Stats, int, list[str]]:
     import httpx
-    import orjson
 
     stats = Stats()
     acknowledged = 0
@@ -111,7 +140,7 @@ async def post_load(
         nonlocal acknowledged
         prefix = f"c{index}-{uuid.uuid4().hex[:8]}"
         prefixes.append(prefix)
-        maker = BatchMaker(model_ids, prefix)
+        maker = BodyMaker(model_ids, prefix, batch)
         async with httpx.AsyncClient(
             base_url=base_url,
             timeout=60,
@@ -119,7 +148,7 @@ async def post_load(
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         ) as http:
             while time.monotonic() < stop_at:
-                body = orjson.dumps({"events": maker.rows(batch)})
+                body = maker.body()
                 started = time.monotonic()
                 try:
                     response = await http.post(f"{API}/analytics/events", content=body)
@@ -234,6 +263,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--reference-rows", type=int, default=200_000, help="rows in each COPY reference")
     parser.add_argument("--seed-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed_worker:
@@ -245,6 +275,13 @@ def main() -> None:
     reset_database(DB_NAME)
     migrate(env)
     model_ids = json.loads(run_worker(__file__, "--seed-worker", env, 120, "seed"))
+    # The reference runs before and after the load and the ratio is against their mean: this machine's
+    # speed drifts by up to 2x within minutes, and one reference on one side of the load biased the ratio.
+    step(
+        f"reference (before): raw psycopg COPY of {args.reference_rows:,} equally generated rows into analytics_usageevent"
+    )
+    copy_before = copy_reference(model_ids, args.reference_rows)
+    step(f"COPY before: {copy_before:,.0f} rows/s")
     server = Server(env, args.workers, log_name="bench-ingest")
     step(f"starting uvicorn with {args.workers} workers on {server.base_url}")
     with server:
@@ -272,15 +309,17 @@ def main() -> None:
         f"API: {events_per_s:,.0f} events/s ({stats.ok} batches of {args.batch} in {stats.elapsed_s:.1f}s); "
         f"acknowledged {acknowledged:,}, stored {stored:,}, lost {lost}"
     )
-    reference_rows = max(50_000, min(int(events_per_s * 10), 500_000))
-    step(f"reference: raw psycopg COPY of {reference_rows:,} equally generated rows into analytics_usageevent")
-    copy_rate = copy_reference(model_ids, reference_rows)
-    step(f"COPY: {copy_rate:,.0f} rows/s")
+    step(f"reference (after): raw psycopg COPY of {args.reference_rows:,} equally generated rows")
+    copy_after = copy_reference(model_ids, args.reference_rows)
+    copy_rate = (copy_before + copy_after) / 2
+    step(f"COPY after: {copy_after:,.0f} rows/s; mean {copy_rate:,.0f}")
     result = {
         "events_per_s": num(events_per_s, 1),
         "batch_p50_ms": num(stats.percentile(50), 2),
         "batch_p95_ms": num(stats.percentile(95), 2),
         "copy_events_per_s": num(copy_rate, 1),
+        "copy_before_per_s": num(copy_before, 1),
+        "copy_after_per_s": num(copy_after, 1),
         "ratio": num(events_per_s / copy_rate, 3) if copy_rate else None,
         "lost": lost,
     }

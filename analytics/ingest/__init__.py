@@ -7,9 +7,9 @@ invalid one by index; nothing valid is dropped. A ``requestId`` already stored (
 repeated within the batch) is accepted and counted once, as a duplicate.
 
 The batch claims its request ids in ``UsageEventKey`` first and stores the events whose key it
-inserted (:mod:`analytics.ingest.store`): on PostgreSQL a binary COPY into a temporary table and one
-``WITH claimed AS (INSERT INTO keys ... ON CONFLICT (request_id) DO NOTHING RETURNING request_id)
-INSERT INTO events ...`` statement, so the idempotency holds across the daily partitions; on SQLite
+inserted (:mod:`analytics.ingest.store`): on PostgreSQL one ``INSERT INTO keys ... ON CONFLICT
+(request_id) DO NOTHING RETURNING request_id`` of the batch's ids, then a binary COPY of the claimed events,
+so the idempotency holds across the daily partitions; on SQLite
 ``INSERT OR IGNORE`` per key and one executemany. In the same transaction the (model, hour) pairs the
 batch touched are marked dirty for the rollup (late events included).
 """

@@ -327,3 +327,66 @@ def test_the_inlined_sketch_key_is_the_mappings_key():
     for value in values:
         expected = sketch.ZERO if value < sketch.MAPPING.min_possible else sketch.MAPPING.key(value)
         assert sketch.key_for(value) == expected, value
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_open_ingest_neither_blocks_another_nor_loses_its_events_to_a_rollup():
+    """Dirty-hour marks are append-only: a batch of the same hours as one still open does not wait for it,
+    and a rollup run while a batch is open leaves that batch's mark for the next run (nothing lost)."""
+    if not is_postgres():
+        pytest.skip("PostgreSQL: concurrent transactions")
+    import threading
+
+    from django.db import connections, transaction
+
+    model = ModelRegistryFactory()
+    at = HOUR + timedelta(minutes=5)
+    stored, release, errors = threading.Event(), threading.Event(), []
+
+    def open_batch() -> None:
+        try:
+            with transaction.atomic():
+                ingest([event(model, requestId=f"open-{i}", at=at) for i in range(3)])
+                stored.set()
+                assert release.wait(30)
+        except Exception as exc:  # asserted on below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=open_batch)
+    holder.start()
+    try:
+        assert stored.wait(30)
+        # The same (model, hour) from another connection: done at once (an upsert of one shared mark waited).
+        results, failures = race(lambda _: ingest([event(model, requestId="second", at=at)]), 1)
+        assert not failures and results[0].accepted == 1
+        rollup()
+        assert MetricBucket.objects.get(granularity="1h", bucket_start=HOUR).request_count == 1
+        assert not DirtyHour.objects.exists()  # as this connection sees it: the open batch's mark is not committed
+    finally:
+        release.set()
+        holder.join(30)
+    assert not errors
+    assert rollup().hours == 1
+    assert MetricBucket.objects.get(granularity="1h", bucket_start=HOUR).request_count == 4
+    assert not DirtyHour.objects.exists()
+
+
+def test_an_hour_marked_by_many_batches_is_recomputed_once(model):
+    for i in range(4):
+        ingest([event(model, requestId=f"many-{i}", at=HOUR + timedelta(minutes=i))])
+    assert DirtyHour.objects.count() == 4  # one mark per batch
+    report = rollup()
+    assert report.hours == 1 and report.events == 4
+    assert MetricBucket.objects.get(granularity="1h", bucket_start=HOUR).request_count == 4
+    assert not DirtyHour.objects.exists()
+
+
+def test_a_resent_batch_marks_no_hour(model):
+    batch = [event(model, requestId=f"resent-{i}", at=HOUR + timedelta(minutes=i)) for i in range(3)]
+    ingest(batch)
+    rollup()
+    assert ingest(batch).duplicates == 3
+    assert not DirtyHour.objects.exists()  # nothing stored, nothing to recompute
