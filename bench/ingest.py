@@ -9,15 +9,15 @@ Steps (bounded in time; the server is always stopped):
 2. seed 20 models and a developer (rate limits on, with a per-user override so they never refuse);
 3. start ``uvicorn modelhub.asgi:application --workers N``, get a JWT;
 4. ``--concurrency`` clients (httpx, keep-alive) post ``--batch``-event batches in a closed loop for
-   ``--duration`` seconds; every event has a unique ``requestId`` (bodies from pre-encoded templates, see ``BodyMaker``); a batch counts when the answer is
-   200 with ``accepted == batch``;
-5. reference, same run, before and after the load: ``--reference-rows`` rows (generated the same way)
-   written with one raw psycopg ``COPY`` into the same table; ratio = API events/s / the mean of the two
-   COPY rates (the machine's speed drifts; both rates are printed);
+   ``--duration`` seconds in all; every event has a unique ``requestId`` (bodies from pre-encoded
+   templates, see ``BodyMaker``); a batch counts when the answer is 200 with ``accepted == batch``;
+5. reference, same run: rows generated the same way written with one raw psycopg ``COPY`` into the same
+   table. Load and reference alternate in ``--rounds`` rounds (the machine's speed drifts within minutes):
+   ratio = all events the API stored per second of load / all rows COPY wrote per second of COPY;
 6. ``lost`` = events the API acknowledged minus rows found in the table for them (must be 0).
 
 The last line is one JSON object: {"events_per_s", "batch_p50_ms", "batch_p95_ms", "copy_events_per_s",
-"copy_before_per_s", "copy_after_per_s", "ratio", "lost"}.
+"ratio", "round_ratios", "lost"}.
 """
 
 from __future__ import annotations
@@ -263,7 +263,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--reference-rows", type=int, default=200_000, help="rows in each COPY reference")
+    parser.add_argument("--rounds", type=int, default=5, help="load / reference alternations")
+    parser.add_argument("--reference-rows", type=int, default=250_000, help="COPY reference rows in all")
     parser.add_argument("--seed-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed_worker:
@@ -275,52 +276,67 @@ def main() -> None:
     reset_database(DB_NAME)
     migrate(env)
     model_ids = json.loads(run_worker(__file__, "--seed-worker", env, 120, "seed"))
-    # The reference runs before and after the load and the ratio is against their mean: this machine's
-    # speed drifts by up to 2x within minutes, and one reference on one side of the load biased the ratio.
-    step(
-        f"reference (before): raw psycopg COPY of {args.reference_rows:,} equally generated rows into analytics_usageevent"
-    )
-    copy_before = copy_reference(model_ids, args.reference_rows)
-    step(f"COPY before: {copy_before:,.0f} rows/s")
+    # The load and the reference alternate in ``--rounds`` rounds and the ratio is of their totals: this
+    # machine's speed drifts by up to 2x within minutes, so one reference on one side of the load (or even
+    # one before and one after) gave ratios from 0.26 to 0.45 for the same code.
+    rounds = max(1, args.rounds)
+    per_round_s, per_round_rows = args.duration / rounds, max(10_000, args.reference_rows // rounds)
+    stats, acknowledged, prefixes = Stats(), 0, []
+    copy_rows = copy_seconds = 0.0
+    round_ratios = []
     server = Server(env, args.workers, log_name="bench-ingest")
     step(f"starting uvicorn with {args.workers} workers on {server.base_url}")
     with server:
         server.wait_for_health()
         token = server.token(USERNAME)
         step(
-            f"posting {args.batch}-event batches from {args.concurrency} clients for {args.duration:.0f}s (+{args.warmup:.0f}s warm-up)"
+            f"{rounds} rounds of: {args.batch}-event batches from {args.concurrency} clients for {per_round_s:.0f}s "
+            f"(+{args.warmup:.0f}s warm-up in the first), then a raw psycopg COPY of {per_round_rows:,} equally "
+            "generated rows into analytics_usageevent (the reference)"
         )
-        stats, acknowledged, prefixes = asyncio.run(
-            post_load(
-                server.base_url,
-                token,
-                model_ids,
-                concurrency=args.concurrency,
-                duration=args.duration,
-                batch=args.batch,
-                warmup=args.warmup,
+        for index in range(rounds):
+            round_stats, round_acknowledged, round_prefixes = asyncio.run(
+                post_load(
+                    server.base_url,
+                    token,
+                    model_ids,
+                    concurrency=args.concurrency,
+                    duration=per_round_s,
+                    batch=args.batch,
+                    warmup=args.warmup if index == 0 else 0.0,
+                )
             )
-        )
+            stats.latencies_ms += round_stats.latencies_ms
+            stats.errors.update(round_stats.errors)
+            stats.error_samples += round_stats.error_samples[: 3 - len(stats.error_samples)]
+            stats.elapsed_s += round_stats.elapsed_s
+            acknowledged += round_acknowledged
+            prefixes += round_prefixes
+            copy_rate_round = copy_reference(model_ids, per_round_rows)
+            copy_rows += per_round_rows
+            copy_seconds += per_round_rows / copy_rate_round
+            api_round = round_stats.ok * args.batch / round_stats.elapsed_s if round_stats.elapsed_s else 0.0
+            round_ratios.append(api_round / copy_rate_round)
+            step(
+                f"round {index + 1}: API {api_round:,.0f} events/s, COPY {copy_rate_round:,.0f} rows/s, "
+                f"ratio {round_ratios[-1]:.3f}"
+            )
     stored = count_rows(prefixes)
     lost = acknowledged - stored
     events_per_s = stats.ok * args.batch / stats.elapsed_s if stats.elapsed_s else 0.0
+    copy_rate = copy_rows / copy_seconds
     describe("ingest batches", stats)
     step(
         f"API: {events_per_s:,.0f} events/s ({stats.ok} batches of {args.batch} in {stats.elapsed_s:.1f}s); "
-        f"acknowledged {acknowledged:,}, stored {stored:,}, lost {lost}"
+        f"acknowledged {acknowledged:,}, stored {stored:,}, lost {lost}; COPY {copy_rate:,.0f} rows/s"
     )
-    step(f"reference (after): raw psycopg COPY of {args.reference_rows:,} equally generated rows")
-    copy_after = copy_reference(model_ids, args.reference_rows)
-    copy_rate = (copy_before + copy_after) / 2
-    step(f"COPY after: {copy_after:,.0f} rows/s; mean {copy_rate:,.0f}")
     result = {
         "events_per_s": num(events_per_s, 1),
         "batch_p50_ms": num(stats.percentile(50), 2),
         "batch_p95_ms": num(stats.percentile(95), 2),
         "copy_events_per_s": num(copy_rate, 1),
-        "copy_before_per_s": num(copy_before, 1),
-        "copy_after_per_s": num(copy_after, 1),
         "ratio": num(events_per_s / copy_rate, 3) if copy_rate else None,
+        "round_ratios": [num(r, 3) for r in round_ratios],
         "lost": lost,
     }
     print(json.dumps(result), flush=True)
