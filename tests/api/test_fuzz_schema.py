@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
 from modelhub.wsgi import application
 from tests.conftest import bearer
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))
 # In CI the examples are derived from the test itself (same inputs every run), so a red build
 # means a regression, not a lucky draw; locally every run explores new inputs.
 DERANDOMIZE = os.environ.get("CI", "").lower() == "true" or os.environ.get("FUZZ_DERANDOMIZE") == "1"
