@@ -174,6 +174,7 @@ def test_two_server_processes_report_together_in_multiprocess_mode(tmp_path):
                 except httpx.HTTPError:
                     assert time.monotonic() < deadline, "server did not start"
                     time.sleep(0.2)
+
         def not_found_count() -> float:
             found = samples(httpx.get(f"http://127.0.0.1:{ports[0]}/metrics", timeout=10).text)
             return value(found, "modelhub_http_requests_total", route="unmatched", method="GET", status="404")
