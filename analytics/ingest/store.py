@@ -5,12 +5,13 @@ request_id) and stores only the events whose key it inserted: a re-sent requestI
 whatever its timestamp - on PostgreSQL, whatever partition the event would land in (a partitioned
 table's unique constraints must include the partition key, so request_id cannot be unique there).
 
-PostgreSQL, two round trips: one statement inserts the keys (``ON CONFLICT (request_id) DO NOTHING
-RETURNING request_id``) and the claimed events' (model, hour) marks, then one binary COPY writes the
-claimed events into the partitioned table. A batch that meets a day with no partition yet (the upkeep
-job creates them ahead) has the partitions created and is retried once. SQLite: ``INSERT OR IGNORE`` per
-key (the transaction holds the database's write lock from its first statement), then the new events in
-one executemany and their marks. The marks are in the same transaction as the events (late events
+PostgreSQL, two round trips: one statement inserts the keys and the (model, hour) marks, then one binary
+COPY writes the claimed events into the partitioned table. The batch is first taken to be new (a plain
+``INSERT`` of every key); when a key is already stored, the batch runs again with ``ON CONFLICT
+(request_id) DO NOTHING RETURNING request_id`` and stores only the events whose key it inserted. A batch
+that meets a day with no partition yet (the upkeep job creates them ahead) has the partitions created and
+is retried once. SQLite: ``INSERT OR IGNORE`` per key (the transaction holds the database's write lock
+from its first statement), then the new events in one executemany and their marks. The marks are in the same transaction as the events (late events
 included), and only for events this batch stored.
 """
 
@@ -79,44 +80,61 @@ def _store_postgres_retrying(rows: list[dict], names: list[str], now: datetime) 
 
     try:
         with transaction.atomic():
-            return _store_postgres(rows, names, now)
+            return _store_postgres(rows, names, now, fresh=True)
+    except psycopg.errors.UniqueViolation:
+        pass  # a key already stored (a re-sent event): the batch again, claiming what is left
     except psycopg.errors.CheckViolation:
-        # "no partition of relation ... found for row": a day the upkeep job has not created (yet). The
-        # events' own CHECKs cannot fail here (validation bounds every value), and if it was not a
-        # missing partition the retry fails the same way and raises.
-        days = [partitions.utc_day(row["timestamp"]) for row in rows]
-        with transaction.atomic(), connection.cursor() as cursor:
-            partitions.create(cursor, min(days), max(days))
+        _create_partitions(rows)
+    try:
         with transaction.atomic():
-            return _store_postgres(rows, names, now)
+            return _store_postgres(rows, names, now, fresh=False)
+    except psycopg.errors.CheckViolation:
+        _create_partitions(rows)
+        with transaction.atomic():
+            return _store_postgres(rows, names, now, fresh=False)
 
 
-def _store_postgres(rows: list[dict], names: list[str], now: datetime) -> int:
-    """Claim the keys and mark the hours (one statement, :data:`_CLAIM`), then binary COPY of the claimed
-    events into the parent table.
+def _create_partitions(rows: list[dict]) -> None:
+    # "no partition of relation ... found for row": a day the upkeep job has not created (yet). The
+    # events' own CHECKs cannot fail here (validation bounds every value), and if it was not a missing
+    # partition the retry fails the same way and raises.
+    days = [partitions.utc_day(row["timestamp"]) for row in rows]
+    with transaction.atomic(), connection.cursor() as cursor:
+        partitions.create(cursor, min(days), max(days))
+
+
+def _store_postgres(rows: list[dict], names: list[str], now: datetime, *, fresh: bool) -> int:
+    """Claim the keys and mark the hours (one statement), then binary COPY of the claimed events into the
+    parent table.
+
+    ``fresh``: the batch is taken to be new - every key is inserted (:data:`_CLAIM_FRESH`, a plain
+    ``INSERT``; a key already stored raises ``UniqueViolation`` and the caller runs the batch again with
+    ``fresh=False``), and its (model, hour) pairs, computed here, are marked. Otherwise
+    :data:`_CLAIM` (``ON CONFLICT DO NOTHING RETURNING``) claims what is left and marks the claimed events'
+    hours. Measured on the bench's key table, 500 keys: 4.0-5.9 ms for the fresh statement against
+    6.0-9.7 ms for the other (PostgreSQL's speculative insertion for ``ON CONFLICT`` and the join that
+    marks only the claimed events were the difference); a re-sent batch pays one failed statement more.
 
     The events go straight into the partitioned table, as a raw COPY would (PostgreSQL routes each row to
     its day): no staging table, so each event is written once. COPY's binary rows are encoded by psycopg's
     C code (a few ms per 500 events, where array parameters for every column cost ~17 ms and Django's
-    client-side binding ~35 ms); the claim's three JSON arrays are cheap.
+    client-side binding ~35 ms); the claim's JSON arrays are cheap.
     """
     import psycopg
 
     with psycopg.Cursor(connection.connection) as raw:
-        raw.execute(
-            _CLAIM,
-            [
-                _json([row["request_id"] for row in rows]),
-                _json([row["timestamp"] for row in rows]),
-                _json([row["model_id"] for row in rows]),
-                now,
-            ],
-        )
-        if raw.rowcount != len(rows):
-            claimed = {request_id for (request_id,) in raw.fetchall()}
-            rows = [row for row in rows if row["request_id"] in claimed]
-        if not rows:
-            return 0  # every one a duplicate: nothing new to store or roll up
+        keys = _json([row["request_id"] for row in rows])
+        stamps = _json([row["timestamp"] for row in rows])
+        if fresh:
+            pairs = sorted({(row["model_id"], _hour(row["timestamp"])) for row in rows})
+            raw.execute(_CLAIM_FRESH, [now, _json([m for m, _ in pairs]), _json([h for _, h in pairs]), keys, stamps])
+        else:
+            raw.execute(_CLAIM, [keys, stamps, _json([row["model_id"] for row in rows]), now])
+            if raw.rowcount != len(rows):
+                claimed = {request_id for (request_id,) in raw.fetchall()}
+                rows = [row for row in rows if row["request_id"] in claimed]
+            if not rows:
+                return 0  # every one a duplicate: nothing new to store or roll up
         with raw.copy(_COPY_EVENTS) as copy:
             copy.set_types(_COPY_TYPES)
             write = copy.write_row
@@ -133,10 +151,19 @@ def _json(values: list) -> str:
     return orjson.dumps(values).decode()
 
 
-# One round trip claims the keys and marks the claimed events' (model, hour) pairs dirty. Only the events
-# whose key this batch inserted are stored; a concurrent batch with the same key waits on the key's index
-# entry until we commit, then skips it. Keys in request_id order, so two batches sharing keys wait on each
-# other in one order (no deadlock). The marks are append-only (see DirtyHour): no batch waits on another's.
+# One round trip claims the keys and marks the hours dirty. A concurrent batch with the same key waits on
+# the key's index entry until we commit, then fails (fresh: and runs again) or skips it. Keys in
+# request_id order, so two batches sharing keys wait on each other in one order (no deadlock). The marks
+# are append-only (see DirtyHour): no batch waits on another's.
+_CLAIM_FRESH = (
+    f"WITH marked AS (INSERT INTO {_DIRTY_TABLE} (model_id, hour, marked_at) "  # noqa: S608 - our identifiers
+    "SELECT p.m::uuid, p.h::timestamptz, %s::timestamptz FROM ROWS FROM ("
+    "json_array_elements_text(%s::json), json_array_elements_text(%s::json)) AS p(m, h)) "
+    f"INSERT INTO {_KEY_TABLE} (request_id, timestamp) SELECT b.r, b.t::timestamptz FROM ROWS FROM ("
+    "json_array_elements_text(%s::json), json_array_elements_text(%s::json)) AS b(r, t) ORDER BY b.r"
+)
+# The batch again after a UniqueViolation: only the events whose key this statement inserts are stored,
+# and only their hours marked (a re-sent batch marks nothing).
 _CLAIM = (
     "WITH batch AS (SELECT b.r, b.t::timestamptz AS t, b.m::uuid AS m FROM ROWS FROM ("  # noqa: S608 - our identifiers
     "json_array_elements_text(%s::json), json_array_elements_text(%s::json), json_array_elements_text(%s::json)"

@@ -24,12 +24,21 @@ class PayloadTooLarge(APIException):
 
 class BoundedJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+        return self.loads(self.read(stream))
+
+    @staticmethod
+    def read(stream: Any) -> bytes:
+        """The whole body, at most ``API_MAX_BODY_BYTES`` (413 beyond), not empty (400)."""
         limit = settings.API_MAX_BODY_BYTES
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
             raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
         if not raw:
             raise ParseError("The request body is empty.")
+        return raw
+
+    @staticmethod
+    def loads(raw: bytes) -> Any:
         try:
             data = orjson.loads(raw)  # rejects NaN/Infinity (not JSON) and nesting deeper than 1024
         except (orjson.JSONDecodeError, RecursionError) as exc:

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from analytics.models import DirtyHour, UsageEvent
+from catalog import selectors as catalog_selectors
 from tests.analytics.helpers import event
 from tests.conftest import API, assert_error
 from tests.factories import ModelRegistryFactory
@@ -183,3 +184,22 @@ def test_anonymous_cannot_ingest(model):
     from rest_framework.test import APIClient
 
     assert_error(APIClient().post(URL, {"events": [event(model)]}, format="json"), 401, "UNAUTHORIZED")
+
+
+def test_a_price_change_or_a_deleted_model_counts_from_the_next_batch(client_for, model):
+    """Model prices are kept per catalog generation (``catalog.selectors.model_prices``): every catalog
+    write moves it on, so the batch after a write sees it, in every process."""
+    client = client_for("admin")
+    post(client, [event(model, requestId="p-1", promptTokens=1000, completionTokens=0)])  # prices kept
+    response = client.patch(f"{API}/models/{model.pk}", {"baselineMetrics": {"costPer1kTokens": 0.5}}, format="json")
+    assert response.status_code == 200, response.content
+    post(client, [event(model, requestId="p-2", promptTokens=1000, completionTokens=0)])
+    costs = dict(UsageEvent.objects.values_list("request_id", "cost"))
+    assert costs["p-1"] == model.baseline_cost_per_1k_tokens and costs["p-2"] == Decimal("0.5")
+
+    gone = ModelRegistryFactory()
+    assert catalog_selectors.model_prices([gone.pk]) == {gone.pk: gone.baseline_cost_per_1k_tokens}  # now kept
+    gone_id = gone.pk
+    gone.delete()
+    response = post(client, [event(model, requestId="g-2"), {**event(model, requestId="g-3"), "modelId": str(gone_id)}])
+    assert [e["code"] for e in response.json()["errors"]] == ["MODEL_NOT_FOUND"]
