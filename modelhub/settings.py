@@ -287,6 +287,9 @@ RATE_LIMITS_ANONYMOUS = {
 }
 # How long a process keeps a user's effective limits before reading them again.
 RATE_LIMITS_CACHE_SECONDS = 5
+# The user of an authenticated request, cached until the user changes (every save or delete moves it out of
+# use at once); this bounds an entry's life only. 0: one query per request.
+AUTH_USER_CACHE_SECONDS = env.int("AUTH_USER_CACHE_SECONDS", default=300)
 CATALOG_FACETS_CACHE_SECONDS = env.positive_int("CATALOG_FACETS_CACHE_SECONDS", default=300)
 # Whole GET /models answers cached per query until the next catalog write (0 switches it off).
 CATALOG_LIST_CACHE_SECONDS = env.int("CATALOG_LIST_CACHE_SECONDS", default=300)

@@ -9,8 +9,22 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Registers the OpenAPI extension for our JWT authentication class.
+        from django.db import transaction
+        from django.db.models.signals import post_delete, post_save
+
+        from modelhub.accounts.models import User
+        from modelhub.accounts.selectors import user_changed
         from modelhub.api.schema import register_links
+
+        # Cache invalidation, not business flow: whatever saves or deletes a user (a service, the admin, a
+        # login's last_login, a shell) moves that user's cached copy out of use - at once, and again when
+        # it commits (a request between the two may have cached what it read before the commit).
+        def changed(instance: User, **_kwargs) -> None:
+            user_changed(instance.pk)
+            transaction.on_commit(lambda: user_changed(instance.pk))
+
+        post_save.connect(changed, sender=User, weak=False, dispatch_uid="accounts-user-save")
+        post_delete.connect(changed, sender=User, weak=False, dispatch_uid="accounts-user-delete")
 
         user_id = {"id": "$response.body#/id"}
         register_links(

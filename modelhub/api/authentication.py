@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt import authentication
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, InvalidToken, TokenError
+from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from modelhub.api.exceptions import TokenExpired
 from modelhub.registry import Slot
@@ -28,6 +32,29 @@ class JWTAuthentication(authentication.JWTAuthentication):
             if raw is not None and raw.decode() == str(cached.token):
                 return self.get_user(cached), cached
         return super().authenticate(request)
+
+    def get_user(self, validated_token):
+        """simplejwt's checks (the user exists, is active, and - if configured - the token predates no
+        password change), on the user from ``request_user``: cached while the user is unchanged."""
+        from modelhub.accounts.selectors import request_user
+
+        try:
+            user_id = validated_token[api_settings.USER_ID_CLAIM]
+        except KeyError as exc:
+            raise InvalidToken("Token contained no recognizable user identification") from exc
+        try:
+            user = request_user(user_id)
+        except (ValueError, ValidationError):  # not an id at all (the signing key made it, so: never)
+            user = None
+        if user is None:
+            raise AuthenticationFailed("User not found", code="user_not_found")
+        if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
+            raise AuthenticationFailed("User is inactive", code="user_inactive")
+        if api_settings.CHECK_REVOKE_TOKEN and validated_token.get(
+            api_settings.REVOKE_TOKEN_CLAIM
+        ) != get_md5_hash_password(user.password):
+            raise AuthenticationFailed("The user's password has been changed.", code="password_changed")
+        return user
 
     def get_validated_token(self, raw_token: bytes) -> AccessToken:
         try:
