@@ -13,7 +13,7 @@ class AccountsConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from modelhub.accounts.models import User
-        from modelhub.accounts.selectors import user_changed
+        from modelhub.api.authentication import user_changed
         from modelhub.api.schema import register_links
 
         # Cache invalidation, not business flow: whatever saves or deletes a user (a service, the admin, a

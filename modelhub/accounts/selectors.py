@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import secrets
 from typing import Any
 
-from django.conf import settings
-from django.core.cache import cache
 from django.db.models import QuerySet
 
 from modelhub.accounts.limits import RateLimits, merge, role_limits
@@ -17,43 +13,6 @@ from modelhub.accounts.models import RateLimitOverride, User
 
 def user_queryset() -> QuerySet[User]:
     return User.objects.all().order_by("username", "id")
-
-
-# --- the user of an authenticated request --------------------------------------------------------------
-# Every request with an access token loads its user (so a deactivation, a role change or a deletion counts
-# from the next request); from the cache, under a per-user version that every save or delete of the user
-# moves on (``AccountsConfig.ready``: at once and again at commit). The version is read with the entry in
-# one round trip and before the database, so an entry read before a change is never served after it.
-
-
-def _user_keys(user_id: Any) -> tuple[str, str]:
-    return f"accounts:user-version:{user_id}", f"accounts:user:{user_id}"
-
-
-def request_user(user_id: Any) -> User | None:
-    """The user an access token names (None: no such user), from the cache while the user is unchanged."""
-    version_key, key = _user_keys(user_id)
-    seconds = settings.AUTH_USER_CACHE_SECONDS
-    found = cache.get_many([version_key, key]) if seconds > 0 else {}
-    version = found.get(version_key)
-    entry = found.get(key)
-    if version is not None and entry is not None and entry[0] == version:
-        return entry[1]
-    user = User.objects.filter(pk=user_id).first()
-    if seconds > 0 and user is not None:
-        if version is None:  # never set, or evicted: a fresh random one cannot meet an old entry's
-            cache.add(version_key, secrets.randbits(62), None)
-            version = cache.get(version_key)
-        if version is not None:
-            cache.set(key, (version, user), seconds)
-    return user
-
-
-def user_changed(user_id: Any) -> None:
-    """Called when a user is saved or deleted: no request is served the cached user of before."""
-    version_key, _ = _user_keys(user_id)
-    with contextlib.suppress(ValueError):  # no version yet: then no entry can be served either
-        cache.incr(version_key)
 
 
 def rate_limits_for(user: User) -> RateLimits:

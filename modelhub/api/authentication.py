@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt import authentication
@@ -36,8 +43,6 @@ class JWTAuthentication(authentication.JWTAuthentication):
     def get_user(self, validated_token):
         """simplejwt's checks (the user exists, is active, and - if configured - the token predates no
         password change), on the user from ``request_user``: cached while the user is unchanged."""
-        from modelhub.accounts.selectors import request_user
-
         try:
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError as exc:
@@ -63,6 +68,44 @@ class JWTAuthentication(authentication.JWTAuthentication):
             raise TokenExpired() from exc
         except TokenError as exc:
             raise InvalidToken(str(exc.args[0]) if exc.args else "Token is invalid.") from exc
+
+
+# --- the user of an authenticated request --------------------------------------------------------------
+# Every request with an access token loads its user (so a deactivation, a role change or a deletion counts
+# from the next request); from the cache, under a per-user version that every save or delete of the user
+# moves on (``AccountsConfig.ready``: at once and again at commit). The version is read with the entry in
+# one round trip and before the database, so an entry read before a change is never served after it.
+
+
+def _user_keys(user_id: Any) -> tuple[str, str]:
+    return f"accounts:user-version:{user_id}", f"accounts:user:{user_id}"
+
+
+def request_user(user_id: Any) -> Any:
+    """The user an access token names (None: no such user), from the cache while the user is unchanged."""
+    version_key, key = _user_keys(user_id)
+    seconds = settings.AUTH_USER_CACHE_SECONDS
+    found = cache.get_many([version_key, key]) if seconds > 0 else {}
+    version = found.get(version_key)
+    entry = found.get(key)
+    if version is not None and entry is not None and entry[0] == version:
+        return entry[1]
+    if seconds > 0 and version is None:
+        # Never set, or evicted: a fresh random one (it cannot meet an old entry's), set before the database
+        # is read, so a change committed after that read moves it on.
+        cache.add(version_key, secrets.randbits(62), None)
+        version = cache.get(version_key)
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if seconds > 0 and user is not None and version is not None:
+        cache.set(key, (version, user), seconds)
+    return user
+
+
+def user_changed(user_id: Any) -> None:
+    """Called when a user is saved or deleted: no request is served the cached user of before."""
+    version_key, _ = _user_keys(user_id)
+    with contextlib.suppress(ValueError):  # no version yet: then no entry can be served either
+        cache.incr(version_key)
 
 
 API_KEYS = Slot(

@@ -6,7 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from modelhub.accounts.models import User
-from modelhub.accounts.selectors import request_user, user_changed
+from modelhub.api.authentication import request_user, user_changed
 from tests.conftest import API, assert_error
 
 pytestmark = pytest.mark.django_db
