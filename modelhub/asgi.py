@@ -1,8 +1,8 @@
 """ASGI entry point: ``uvicorn modelhub.asgi:application``.
 
 HTTP requests run Django's WSGI handler on a fixed pool of worker threads
-(a2wsgi): every view in the hub is synchronous, and Django's ASGI handler would
-hop between the event loop and a new thread several times per request (once per
+(a2wsgi, with ordinary responses handed back to the loop in one hop: ``modelhub.wsgi_bridge``): every
+view in the hub is synchronous, and Django's ASGI handler would hop between the event loop and a new thread several times per request (once per
 boundary between sync and async middleware, plus a fresh thread per request).
 The catalog benchmark measured that at ~4 ms of CPU per request - more than the
 whole trivial view costs. Websockets (Channels) keep the ASGI path.
@@ -29,15 +29,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "modelhub.settings")
 
 django_wsgi_app = get_wsgi_application()
 
-from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from modelhub import realtime, upstreams  # noqa: E402
 from modelhub.realtime.consumers import websocket_application  # noqa: E402
 from modelhub.realtime.sio import SOCKETIO_PATH, socketio_application  # noqa: E402
+from modelhub.wsgi_bridge import OneHopWSGIMiddleware  # noqa: E402
 
-http_application = WSGIMiddleware(django_wsgi_app, workers=settings.HTTP_THREADS)
+http_application = OneHopWSGIMiddleware(django_wsgi_app, workers=settings.HTTP_THREADS)
 
 if settings.EMBEDDED_WORKER:  # the embedded default: Celery worker + beat as threads of this process
     from modelhub import embedded

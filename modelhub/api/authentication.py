@@ -82,29 +82,39 @@ def _user_keys(user_id: Any) -> tuple[str, str]:
 
 
 def request_user(user_id: Any) -> Any:
-    """The user an access token names (None: no such user), from the cache while the user is unchanged."""
+    """The user an access token names (None: no such user), from the cache while the user is unchanged.
+
+    With the cache unreachable it reads the database (requests keep working, as reads do without the rate
+    limiter); a user changed during an outage is seen when Redis is back empty or the entry expires."""
     version_key, key = _user_keys(user_id)
     seconds = settings.AUTH_USER_CACHE_SECONDS
-    found = cache.get_many([version_key, key]) if seconds > 0 else {}
-    version = found.get(version_key)
-    entry = found.get(key)
-    if version is not None and entry is not None and entry[0] == version:
-        return entry[1]
-    if seconds > 0 and version is None:
-        # Never set, or evicted: a fresh random one (it cannot meet an old entry's), set before the database
-        # is read, so a change committed after that read moves it on.
-        cache.add(version_key, secrets.randbits(62), None)
-        version = cache.get(version_key)
+    version = None
+    if seconds > 0:
+        try:
+            found = cache.get_many([version_key, key])
+            version = found.get(version_key)
+            entry = found.get(key)
+            if version is not None and entry is not None and entry[0] == version:
+                return entry[1]
+            if version is None:
+                # Never set, or evicted: a fresh random one (it cannot meet an old entry's), set before the
+                # database is read, so a change committed after that read moves it on.
+                cache.add(version_key, secrets.randbits(62), None)
+                version = cache.get(version_key)
+        except Exception:  # any cache failure: the database answers, uncached
+            version = None
     user = get_user_model().objects.filter(pk=user_id).first()
-    if seconds > 0 and user is not None and version is not None:
-        cache.set(key, (version, user), seconds)
+    if user is not None and version is not None:
+        with contextlib.suppress(Exception):
+            cache.set(key, (version, user), seconds)
     return user
 
 
 def user_changed(user_id: Any) -> None:
     """Called when a user is saved or deleted: no request is served the cached user of before."""
     version_key, _ = _user_keys(user_id)
-    with contextlib.suppress(ValueError):  # no version yet: then no entry can be served either
+    # No version yet: then no entry can be served either. The cache unreachable: the save goes on (see above).
+    with contextlib.suppress(Exception):
         cache.incr(version_key)
 
 
