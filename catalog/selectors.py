@@ -274,9 +274,12 @@ class _PriceMemo:
         self._lock = threading.Lock()  # requests run on a thread pool
 
     def get(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
-        generation = cache.get(_FACETS_VERSION_KEY)  # read before the rows: a write after it moves it on
-        if generation is None:
-            generation = _new_generation()
+        try:
+            generation = cache.get(_FACETS_VERSION_KEY)  # read before the rows: a write after it moves it on
+            if generation is None:
+                generation = _new_generation()
+        except Exception:  # the cache unreachable: the database answers, and nothing is kept
+            return self._read(ids)
         now = time.monotonic()
         with self._lock:
             if generation != self._generation or now >= self._expires:
@@ -286,14 +289,15 @@ class _PriceMemo:
             prices = self._prices
         found = {pk: prices[pk] for pk in ids if pk in prices}
         if len(found) < len(ids):
-            missing = [pk for pk in ids if pk not in found]
-            fetched = dict(
-                ModelRegistry.objects.filter(pk__in=missing).values_list("pk", "baseline_cost_per_1k_tokens")
-            )
+            fetched = self._read([pk for pk in ids if pk not in found])
             if len(prices) + len(fetched) <= self.max_rows:
                 prices.update(fetched)
             found.update(fetched)
         return found
+
+    @staticmethod
+    def _read(ids: list[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
+        return dict(ModelRegistry.objects.filter(pk__in=ids).values_list("pk", "baseline_cost_per_1k_tokens"))
 
 
 _PRICES = _PriceMemo()

@@ -4,14 +4,16 @@
 per-row ORM instances: a table of checks read off :class:`~analytics.serializers.UsageEventSerializer`,
 the one declaration that OpenAPI documents too), stores every valid event in one statement and reports each
 invalid one by index; nothing valid is dropped. A ``requestId`` already stored (or
-repeated within the batch) is accepted and counted once, as a duplicate.
+repeated within the batch) is accepted and counted once, as a duplicate. ``ingest_decoded(events)`` is
+the same for a body the endpoint's fast path decoded and type-checked in C (:mod:`analytics.ingest.decode`);
+the answers are the same whichever path a body took.
 
 The batch claims its request ids in ``UsageEventKey`` first and stores the events whose key it
-inserted (:mod:`analytics.ingest.store`): on PostgreSQL one ``INSERT INTO keys ... ON CONFLICT
-(request_id) DO NOTHING RETURNING request_id`` of the batch's ids, then a binary COPY of the claimed events,
-so the idempotency holds across the daily partitions; on SQLite
-``INSERT OR IGNORE`` per key and one executemany. In the same transaction the (model, hour) pairs the
-batch touched are marked dirty for the rollup (late events included).
+inserted (:mod:`analytics.ingest.store`): on PostgreSQL a plain ``INSERT`` of the batch's keys (and, on a
+key already stored, the batch again with ``ON CONFLICT (request_id) DO NOTHING RETURNING request_id``),
+then a binary COPY of the claimed events, so the idempotency holds across the daily partitions; on SQLite
+``INSERT OR IGNORE`` per key and one executemany. In the same transaction the (model, hour) pairs of the
+stored events are marked dirty for the rollup (late events included).
 """
 
 from __future__ import annotations

@@ -203,3 +203,20 @@ def test_a_price_change_or_a_deleted_model_counts_from_the_next_batch(client_for
     gone.delete()
     response = post(client, [event(model, requestId="g-2"), {**event(model, requestId="g-3"), "modelId": str(gone_id)}])
     assert [e["code"] for e in response.json()["errors"]] == ["MODEL_NOT_FOUND"]
+
+
+def test_ingestion_prices_events_without_the_cache(client_for, model, settings):
+    """The price memo needs the catalog generation from the cache; with the cache unreachable the prices
+    come from the database (nothing is kept) and the batch is stored as usual."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    response = post(
+        client_for("developer"), [event(model, requestId="no-cache", promptTokens=1000, completionTokens=0)]
+    )
+    assert response.status_code == 200, response.content
+    assert UsageEvent.objects.get(request_id="no-cache").cost == model.baseline_cost_per_1k_tokens
