@@ -24,17 +24,14 @@ the page.
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.db.models import BigIntegerField, Count, Func, QuerySet, Value, Window
 
 from catalog.filters import ModelFilterSet
 from catalog.models import ModelRegistry
-from catalog.selectors import model_queryset
+from catalog.selectors import GenerationDict, model_queryset
 from catalog.serializers import ModelRegistrySerializer
 from modelhub.api.renderers import render_json
 from modelhub.db import CompiledRows
@@ -123,24 +120,11 @@ class RenderedRows:
 
     def __init__(self, max_rows: int = 20_000) -> None:
         self.max_rows = max_rows
-        self._lock = threading.Lock()  # requests run on a thread pool
-        self._generation: int | None = None
-        self._expires = 0.0
-        self._rows: dict[uuid.UUID, bytes] = {}
-
-    def _for(self, generation: int | None) -> dict[uuid.UUID, bytes] | None:
-        if generation is None:
-            return None
-        now = time.monotonic()
-        with self._lock:
-            if generation != self._generation or now >= self._expires:
-                self._generation, self._rows = generation, {}
-                self._expires = now + settings.CATALOG_LIST_CACHE_SECONDS
-            return self._rows
+        self._scope = GenerationDict()
 
     def get(self, ids: list[uuid.UUID], generation: int | None) -> list[bytes]:
         """The JSON of each of ``ids`` that still exists, in order; ``generation`` None: nothing is kept."""
-        rows = self._for(generation)
+        rows = self._scope.current(generation)
         found = [rows.get(i) for i in ids] if rows is not None else [None] * len(ids)
         missing = [i for i, row in zip(ids, found, strict=True) if row is None]
         if missing:
@@ -152,8 +136,7 @@ class RenderedRows:
         return [row for row in found if row is not None]
 
     def clear(self) -> None:
-        with self._lock:
-            self._generation, self._rows = None, {}
+        self._scope.clear()
 
 
 RENDERED = RenderedRows()

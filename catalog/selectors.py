@@ -260,18 +260,42 @@ def model_count() -> int:
     return ModelRegistry.objects.count()
 
 
+class GenerationDict:
+    """A process-local dict for one catalog generation, and for at most ``CATALOG_LIST_CACHE_SECONDS``: a
+    new generation (or the time up) starts a fresh dict, so a thread still filling the old one fills a dict
+    nobody reads again. What the rendered list rows and the model prices are kept in."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # requests run on a thread pool
+        self._generation: int | None = None
+        self._expires = 0.0
+        self._items: dict[Any, Any] = {}
+
+    def current(self, generation: int | None) -> dict[Any, Any] | None:
+        """The dict of ``generation``; None keeps nothing (None)."""
+        if generation is None:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            if generation != self._generation or now >= self._expires:
+                self._generation, self._items = generation, {}
+                self._expires = now + settings.CATALOG_LIST_CACHE_SECONDS
+            return self._items
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation, self._items = None, {}
+
+
 class _PriceMemo:
-    """This process's ``{model id: costPer1kTokens}`` for one catalog generation (bounded in size and in
-    time like the rendered list rows). Ingestion prices every batch with it: the query it saves was 8 %
-    of an ingesting server's CPU (Django building it each time). Every save or delete of a model moves
-    the generation on (``CatalogConfig.ready``), so a price change is used from the next batch on."""
+    """This process's ``{model id: costPer1kTokens}`` for one catalog generation (a :class:`GenerationDict`,
+    bounded in size). Ingestion prices every batch with it: the query it saves was 8 % of an ingesting
+    server's CPU (Django building it each time). Every save or delete of a model moves the generation on
+    (``CatalogConfig.ready``), so a price change is used from the next batch on."""
 
     def __init__(self, max_rows: int = 20_000) -> None:
         self.max_rows = max_rows
-        self._generation: int | None = None
-        self._expires = 0.0
-        self._prices: dict[uuid.UUID, Decimal] = {}
-        self._lock = threading.Lock()  # requests run on a thread pool
+        self._scope = GenerationDict()
 
     def get(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
         try:
@@ -280,13 +304,7 @@ class _PriceMemo:
                 generation = _new_generation()
         except Exception:  # the cache unreachable: the database answers, and nothing is kept
             return self._read(ids)
-        now = time.monotonic()
-        with self._lock:
-            if generation != self._generation or now >= self._expires:
-                # a fresh dict: a thread still filling the old one fills a dead generation
-                self._generation, self._prices = generation, {}
-                self._expires = now + settings.CATALOG_LIST_CACHE_SECONDS
-            prices = self._prices
+        prices = self._scope.current(generation)
         found = {pk: prices[pk] for pk in ids if pk in prices}
         if len(found) < len(ids):
             fetched = self._read([pk for pk in ids if pk not in found])

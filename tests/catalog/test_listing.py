@@ -159,8 +159,8 @@ def test_the_row_cache_is_bounded(models):
     ids = [m.pk for m in models]
     assert len(rows.get(ids[:8], generation=1)) == 8
     assert len(rows.get(ids[8:20], generation=1)) == 12  # answered, but not kept: 8 + 12 > 10
-    assert len(rows._for(1)) == 8
-    assert len(rows._for(2)) == 0  # another generation starts empty
+    assert len(rows._scope.current(1)) == 8
+    assert len(rows._scope.current(2)) == 0  # another generation starts empty
 
 
 def test_shape_and_values_round_trip():
