@@ -11,8 +11,8 @@ COPY writes the claimed events into the partitioned table. The batch is first ta
 (request_id) DO NOTHING RETURNING request_id`` and stores only the events whose key it inserted. A batch
 that meets a day with no partition yet (the upkeep job creates them ahead) has the partitions created and
 is retried once. SQLite: ``INSERT OR IGNORE`` per key (the transaction holds the database's write lock
-from its first statement), then the new events in one executemany and their marks. The marks are in the same transaction as the events (late events
-included), and only for events this batch stored.
+from its first statement), then the new events in one executemany and their marks. The marks are in the
+same transaction as the events (late events included), and only for events this batch stored.
 """
 
 from __future__ import annotations

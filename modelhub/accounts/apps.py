@@ -20,8 +20,9 @@ class AccountsConfig(AppConfig):
         # login's last_login, a shell) moves that user's cached copy out of use - at once, and again when
         # it commits (a request between the two may have cached what it read before the commit).
         def changed(instance: User, **_kwargs) -> None:
-            user_changed(instance.pk)
-            transaction.on_commit(lambda: user_changed(instance.pk))
+            pk = instance.pk  # now: a delete sets the instance's pk to None before the commit
+            user_changed(pk)
+            transaction.on_commit(lambda: user_changed(pk))
 
         post_save.connect(changed, sender=User, weak=False, dispatch_uid="accounts-user-save")
         post_delete.connect(changed, sender=User, weak=False, dispatch_uid="accounts-user-delete")

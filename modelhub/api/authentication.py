@@ -26,8 +26,8 @@ class JWTAuthentication(authentication.JWTAuthentication):
 
     An expired token answers ``TOKEN_EXPIRED`` so clients know to refresh; a
     forged, malformed, ``alg: none`` or refresh-typed token answers
-    ``UNAUTHORIZED``. The user is loaded on every request, so deactivation takes
-    effect at once.
+    ``UNAUTHORIZED``. The user is looked up on every request (from the cache while it is unchanged:
+    :func:`request_user`), so deactivation takes effect at once.
     """
 
     def authenticate(self, request):

@@ -64,3 +64,15 @@ def test_the_cache_can_be_switched_off(client_for, settings):
     client = client_for("analyst")
     client.get(ME)
     assert user_queries(lambda: client.get(ME)) == 1
+
+
+def test_a_deletion_moves_the_version_on_again_when_it_commits(personas, django_capture_on_commit_callbacks):
+    """At once and at commit (a request between the two may cache the row it read before the commit): the
+    commit's move must name the user although ``delete()`` has cleared the instance's pk by then."""
+    user = personas["viewer"]
+    request_user(user.pk)
+    version_key = f"accounts:user-version:{user.pk}"
+    before = cache.get(version_key)
+    with django_capture_on_commit_callbacks(execute=True):
+        user.delete()
+    assert cache.get(version_key) == before + 2
