@@ -162,7 +162,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured seconds before each phase (default 3)")
     parser.add_argument("--models", type=int, default=5000, help="models to seed (default 5000)")
     parser.add_argument("--seed", type=int, default=20240601, help="random seed for data and requests")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
+    parser.add_argument(
+        "--server", choices=["uvicorn", "granian"], default="uvicorn", help="the ASGI server (default uvicorn)"
+    )
     parser.add_argument(
         "--client",
         choices=["raw", "httpx"],
@@ -223,8 +226,8 @@ def main() -> int:
     if zero:
         step(f"WARNING: terms matching nothing: {zero}")
 
-    server = Server(env, args.workers, stopped="server stopped")
-    step(f"starting uvicorn ({args.workers} workers) on {server.base_url}; log {server.log_path}")
+    server = Server(env, args.workers, stopped="server stopped", kind=args.server)
+    step(f"starting {args.server} ({args.workers} workers) on {server.base_url}; log {server.log_path}")
     with server:
         health = server.wait_for_health()
         step(f"health answered {health} after {time.perf_counter() - started:.1f}s total setup")

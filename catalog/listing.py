@@ -20,13 +20,28 @@ miss takes three cheaper steps, with the same validation and the same answer, by
 Queries per miss: the page (+ the count of a plain list, or of a search paged past its end), + the rows
 this process has not rendered in this generation. A model deleted between steps 2 and 3 is left out of
 the page.
+
+Before step 2, :class:`CandidateLists` answers most misses without the database: the catalog is small
+(thousands of models, not millions), and what makes a page's statement cost is its search and its order,
+not its filters. So per catalog generation this process keeps, per (search text, sortBy, sortOrder),
+every matching model's id and filter columns *in the list's order, as the database ordered them* (one
+statement, the same filterset with only the search and the sort), and applies ``provider``, ``modelType``,
+``category``, ``status``, ``capabilities``, ``minRating``, ``maxCost`` and ``maxLatency`` in Python. A
+filter keeps the order, so the page and the total are the database's; ``tests/catalog/test_listing.py``
+checks them against the compiled statement over generated catalogs and queries. A catalog larger than
+``CATALOG_CANDIDATES_MAX_MODELS`` or a parameter the lists do not know goes to step 2.
 """
 
 from __future__ import annotations
 
+import json
+import operator
 import uuid
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db.models import BigIntegerField, Count, Func, QuerySet, Value, Window
 
 from catalog.filters import ModelFilterSet
@@ -95,8 +110,15 @@ _PAGE = CompiledRows(_page_statement)
 _COUNT = CompiledRows(_count_statement)
 
 
-def page_ids(cleaned: dict[str, Any], *, offset: int, limit: int) -> tuple[list[uuid.UUID], int]:
-    """The ids of one page in the list's order, and how many models match in all."""
+def page_ids(
+    cleaned: dict[str, Any], *, offset: int, limit: int, generation: int | None = None
+) -> tuple[list[uuid.UUID], int]:
+    """The ids of one page in the list's order, and how many models match in all: from this process's
+    candidate lists of ``generation`` when they can answer (:class:`CandidateLists`), else from the
+    compiled statement."""
+    found = CANDIDATES.page_ids(cleaned, offset=offset, limit=limit, generation=generation)
+    if found is not None:
+        return found
     filters, values = shape_and_values(cleaned)
     windowed = bool(cleaned.get("search"))
     rows = list(_PAGE.rows({"filters": filters, "offset": offset, "limit": limit, "windowed": windowed}, **values))
@@ -113,6 +135,127 @@ def page_ids(cleaned: dict[str, Any], *, offset: int, limit: int) -> tuple[list[
 
 def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+# What decides a candidate list (everything else given is applied to it in Python).
+_ORDER_KEYS = ("search", "sortBy", "sortOrder")
+# A candidate's columns, in this order: the id, then what the filters below read.
+_COLUMNS = (
+    "pk",
+    "provider",
+    "model_type",
+    "category",
+    "status",
+    "capabilities",
+    "avg_rating",
+    "baseline_cost_per_1k_tokens",
+    "baseline_avg_latency_ms",
+)
+_ID, _PROVIDER, _TYPE, _CATEGORY, _STATUS, _CAPABILITIES, _RATING, _COST, _LATENCY = range(len(_COLUMNS))
+_ANY_OF = {"provider": _PROVIDER, "modelType": _TYPE, "category": _CATEGORY, "status": _STATUS}
+# (column, comparison, the column's Python type): a bound is converted to the column's type first, as the
+# database does (``avg_rating >= 4.1`` compares two doubles; Python would compare a double with the exact
+# Decimal 4.1 otherwise). NULL matches no comparison, in SQL and here.
+_BOUNDS = {
+    "minRating": (_RATING, operator.ge, float),
+    "maxCost": (_COST, operator.le, Decimal),
+    "maxLatency": (_LATENCY, operator.le, float),
+}
+_TOO_MANY = object()  # a list's marker: the catalog is larger than the lists are for
+
+
+def _candidate_statement(*, filters: tuple, **values: str) -> QuerySet:
+    return _filtered(filters, values).values_list(*_COLUMNS)
+
+
+_CANDIDATES = CompiledRows(_candidate_statement)
+
+
+class CandidateLists:
+    """Per catalog generation (a :class:`GenerationDict`), per search text and sort: every match, in the
+    list's order, with its filter columns; pages are cut from them in Python (see the module docstring).
+
+    Bounded: at most ``max_lists`` lists per generation (the oldest goes first), and none for a catalog of
+    more than ``max_models`` models (the statement asks for one row more; such a list is remembered as too
+    large, so it is asked once per generation)."""
+
+    def __init__(self, max_lists: int = 256, max_models: int | None = None) -> None:
+        self.max_lists = max_lists
+        self._max_models = max_models
+        self._scope = GenerationDict()
+
+    @property
+    def max_models(self) -> int:
+        return settings.CATALOG_CANDIDATES_MAX_MODELS if self._max_models is None else self._max_models
+
+    def page_ids(
+        self, cleaned: dict[str, Any], *, offset: int, limit: int, generation: int | None
+    ) -> tuple[list[uuid.UUID], int] | None:
+        """``(ids, total)`` of the page, or None when the lists cannot answer (nothing kept without a
+        generation, a parameter they do not filter by, a catalog too large)."""
+        lists = self._scope.current(generation)
+        if lists is None or self.max_models <= 0:
+            return None
+        order: dict[str, Any] = {}
+        tests: list[Callable[[tuple], bool]] = []
+        for name, value in cleaned.items():
+            if value in (None, "", []):
+                continue
+            if name in _ORDER_KEYS:
+                order[name] = value
+            elif name in _ANY_OF:
+                tests.append(_any_of(_ANY_OF[name], frozenset(value)))
+            elif name == "capabilities":
+                tests.append(_all_of(frozenset(value)))
+            elif name in _BOUNDS:
+                column, compare, kind = _BOUNDS[name]
+                tests.append(_bounded(column, compare, kind(value)))
+            else:
+                return None
+        key = tuple(sorted(order.items()))
+        candidates = lists.get(key)
+        if candidates is None:
+            candidates = self._read(order)
+            if len(lists) >= self.max_lists:
+                lists.pop(next(iter(lists)), None)  # the oldest list of this generation
+            lists[key] = candidates
+        if candidates is _TOO_MANY:
+            return None
+        matches = [row for row in candidates if all(test(row) for test in tests)] if tests else candidates
+        return [row[_ID] for row in matches[offset : offset + limit]], len(matches)
+
+    def _read(self, order: dict[str, Any]) -> list[tuple] | object:
+        filters, values = shape_and_values(order)
+        rows = []
+        for row in _CANDIDATES.rows({"filters": filters}, **values):
+            if len(rows) == self.max_models:
+                return _TOO_MANY
+            rows.append((_uuid(row[_ID]), *row[1:_CAPABILITIES], _capabilities(row[_CAPABILITIES]), *row[_RATING:]))
+        return rows
+
+    def clear(self) -> None:
+        self._scope.clear()
+
+
+def _capabilities(value: Any) -> frozenset[str]:
+    if isinstance(value, str):  # a JSON column read without its decoder (a raw compiled statement)
+        value = json.loads(value)
+    return frozenset(item for item in value if isinstance(item, str)) if isinstance(value, list) else frozenset()
+
+
+def _any_of(column: int, allowed: frozenset[str]) -> Callable[[tuple], bool]:
+    return lambda row: row[column] in allowed
+
+
+def _all_of(required: frozenset[str]) -> Callable[[tuple], bool]:
+    return lambda row: required <= row[_CAPABILITIES]
+
+
+def _bounded(column: int, compare: Callable[[Any, Any], bool], bound: Any) -> Callable[[tuple], bool]:
+    return lambda row: row[column] is not None and compare(row[column], bound)
+
+
+CANDIDATES = CandidateLists()
 
 
 class RenderedRows:

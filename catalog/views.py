@@ -122,7 +122,7 @@ class ModelViewSet(BaseViewSet):
         filterset = StrictFilterBackend().validated_filterset(request, self.get_queryset(), self)
         offset = self.paginator.read_params(request)
         ids, self.paginator.total = listing.page_ids(
-            filterset.form.cleaned_data, offset=offset, limit=self.paginator.limit
+            filterset.form.cleaned_data, offset=offset, limit=self.paginator.limit, generation=generation
         )
         rows = listing.RENDERED.get(ids, generation)
         return listing.page_body(self.results_key, rows, self.paginator.pagination_data(), self.list_extra(rows))

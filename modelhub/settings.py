@@ -293,6 +293,9 @@ AUTH_USER_CACHE_SECONDS = env.int("AUTH_USER_CACHE_SECONDS", default=300)
 CATALOG_FACETS_CACHE_SECONDS = env.positive_int("CATALOG_FACETS_CACHE_SECONDS", default=300)
 # Whole GET /models answers cached per query until the next catalog write (0 switches it off).
 CATALOG_LIST_CACHE_SECONDS = env.int("CATALOG_LIST_CACHE_SECONDS", default=300)
+# A catalog of at most this many models is searched and filtered from per-process candidate lists
+# (catalog.listing.CandidateLists); a larger one by the database on every miss. 0 turns the lists off.
+CATALOG_CANDIDATES_MAX_MODELS = env.int("CATALOG_CANDIDATES_MAX_MODELS", default=20_000)
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
 
 # --- Realtime: websocket /modelhub/realtime and Socket.IO (modelhub.realtime) ------------

@@ -23,13 +23,24 @@ def _headers(response_headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes
     return [(name.strip().encode("latin1").lower(), value.strip().encode("latin1")) for name, value in response_headers]
 
 
+def _as_coroutine(receive):
+    """``receive`` as a coroutine function: a2wsgi's ``Body`` hands ``receive()`` to
+    ``asyncio.run_coroutine_threadsafe``, which takes coroutines only, and granian's ``receive()`` returns
+    another awaitable (a Rust future)."""
+
+    async def receive_message() -> dict:
+        return await receive()
+
+    return receive_message
+
+
 class _Responder(WSGIResponder):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._start: dict | None = None  # the response's start, held until we know how the body comes
 
     async def __call__(self, scope, receive, send) -> None:
-        environ = build_environ(scope, Body(self.loop, receive))
+        environ = build_environ(scope, Body(self.loop, _as_coroutine(receive)))
         sender = self.loop.create_task(self.sender(send))
         try:
             func = functools.partial(contextvars.copy_context().run, self.wsgi)

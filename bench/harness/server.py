@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .paths import API, ROOT, UVICORN
+from .paths import API, GRANIAN, ROOT, UVICORN
 from .report import step
 
 
@@ -21,20 +21,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(env: dict, port: int, workers: int, log_path: Path) -> subprocess.Popen:
-    cmd = [
-        str(UVICORN),
-        "modelhub.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+SERVERS = ("uvicorn", "granian")
+
+
+def server_command(kind: str, port: int, workers: int) -> list[str]:
+    """The command line of one ASGI server serving ``modelhub.asgi:application``: uvicorn (uvloop, httptools),
+    or granian (Rust HTTP/1 and websockets in front of the same asyncio application)."""
+    common = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log"]
+    if kind == "uvicorn":
+        return [str(UVICORN), "modelhub.asgi:application", *common, "--log-level", "warning"]
+    if kind == "granian":
+        return [
+            str(GRANIAN),
+            "--interface",
+            "asgi",
+            "--loop",
+            "uvloop",
+            *common,
+            "--log-level",
+            "warning",
+            "modelhub.asgi:application",
+        ]
+    raise ValueError(f"unknown server {kind!r}; one of {SERVERS}")
+
+
+def start_server(env: dict, port: int, workers: int, log_path: Path, kind: str = "uvicorn") -> subprocess.Popen:
+    cmd = server_command(kind, port, workers)
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -104,15 +116,22 @@ class Server:
     ``stopped``, if given, is printed as a step once it is stopped.
     """
 
-    def __init__(self, env: dict, workers: int, log_name: str = "modelhub-bench-uvicorn", stopped: str = "") -> None:
-        self.env, self.workers, self.stopped = env, workers, stopped
+    def __init__(
+        self,
+        env: dict,
+        workers: int,
+        log_name: str = "modelhub-bench-uvicorn",
+        stopped: str = "",
+        kind: str = "uvicorn",
+    ) -> None:
+        self.env, self.workers, self.stopped, self.kind = env, workers, stopped, kind
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.gettempdir()) / f"{log_name}-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
-        self.proc = start_server(self.env, self.port, self.workers, self.log_path)
+        self.proc = start_server(self.env, self.port, self.workers, self.log_path, self.kind)
         return self
 
     def __exit__(self, *exc_info) -> None:

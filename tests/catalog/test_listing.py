@@ -122,7 +122,8 @@ def test_the_same_shape_with_other_values_reuses_the_statement_and_binds_them(cl
         assert body["pagination"] == expected["pagination"], query
 
 
-def test_rendered_rows_are_read_once_per_generation(client_for, models, django_assert_max_num_queries):
+def test_rendered_rows_are_read_once_per_generation(client_for, models, django_assert_max_num_queries, settings):
+    settings.CATALOG_CANDIDATES_MAX_MODELS = 0  # the page statement each miss (the candidate lists: below)
     client = client_for("viewer")
     client.get(f"{API}/models?limit=100")  # renders every row into this process's cache
     with CaptureQueriesContext(connection) as captured:
@@ -182,3 +183,131 @@ def test_shape_and_values_round_trip():
     assert listing._cleaned(shape, values) == {k: v for k, v in cleaned.items() if v not in (None, "", [])}
     other_shape, _ = listing.shape_and_values({**cleaned, "search": "medical", "provider": ["custom", "x"]})
     assert other_shape == shape  # other words, other providers: the same statement
+
+
+# --- Candidate lists: pages cut in Python from the database's ordered matches ---------------------------
+
+
+@pytest.fixture
+def tangled_models(personas):
+    """A catalog made to find differences: names and ranks that tie, ratings that are no exact decimal
+    (4.1, 2.3), NULL ratings, costs at the filters' edges, models without capabilities."""
+    rng = random.Random(11)
+    made = []
+    for i in range(90):
+        made.append(
+            ModelRegistryFactory(
+                name=rng.choice(["legal", "vision", "chat-legal", "support", "a", "B", "b"]) + f"-{i % 7}",
+                version=f"{i}.0",
+                provider=rng.choice(["openai", "anthropic", "google", "custom"]),
+                model_type=rng.choice(["text", "vision", "code", "embedding"]),
+                capabilities=rng.sample(["chat", "vision", "embeddings", "code"], k=rng.randint(0, 3)),
+                category=rng.choice(["general", "legal", "medical", ""]),
+                description=" ".join(rng.sample(WORDS, k=rng.randint(0, 3))),
+                tags=rng.sample(WORDS, k=rng.randint(0, 2)),
+                baseline_cost_per_1k_tokens=Decimal(rng.randint(0, 40)) / 10_000,
+                baseline_avg_latency_ms=rng.choice([100, 1500, 1500.5, 2000, 0.1 + 0.2]),
+                avg_rating=rng.choice([None, 4.1, 2.3, 0.0, 5.0, rng.randint(0, 50) / 10]),
+                popularity=rng.choice([0, 10, 10, 500]),
+                status=rng.choice(["active", "active", "deprecated", "experimental"]),
+                owner=personas["admin"] if i % 2 else None,
+            )
+        )
+    return made
+
+
+def random_query(rng: random.Random) -> str:
+    parts = []
+    if rng.random() < 0.6:
+        parts.append("search=" + rng.choice(["legal", "vision", "chat", "support", "50%25", "b", "medical chat"]))
+    for name, values in (
+        ("provider", ["openai", "anthropic", "google", "custom"]),
+        ("modelType", ["text", "vision", "code", "embedding"]),
+        ("capabilities", ["chat", "vision", "embeddings", "code"]),
+        ("category", ["general", "legal", "medical", "none-such"]),
+        ("status", ["active", "deprecated", "experimental"]),
+    ):
+        if rng.random() < 0.35:
+            parts.append(f"{name}=" + ",".join(rng.sample(values, k=rng.randint(1, 3))))
+    for name, choices in (
+        ("minRating", ["4.1", "2.3", "0", "5", "3.05"]),
+        ("maxCost", ["0.0001", "0.002", "0.0035", "1"]),
+        ("maxLatency", ["1500", "1500.5", "0.3", "0.30000000000000004", "100"]),
+    ):
+        if rng.random() < 0.2:
+            parts.append(f"{name}={rng.choice(choices)}")
+    if rng.random() < 0.3:
+        parts.append("sortBy=" + rng.choice(["name", "createdAt", "updatedAt", "popularity"]))
+        if rng.random() < 0.5:
+            parts.append("sortOrder=" + rng.choice(["asc", "desc"]))
+    parts.append(f"limit={rng.choice([1, 3, 20, 100])}&page={rng.choice([1, 1, 2, 5])}")
+    return "&".join(parts)
+
+
+def test_candidate_lists_cut_the_pages_the_statement_gives(tangled_models):
+    rng = random.Random(5)
+    lists = listing.CandidateLists()
+    for _ in range(400):
+        query = random_query(rng)
+        params = QueryDict(query)
+        filterset = ModelFilterSet(params, queryset=selectors.model_queryset())
+        assert filterset.is_valid(), (query, filterset.errors)
+        limit, page = int(params["limit"]), int(params["page"])
+        cleaned = filterset.form.cleaned_data
+        found = lists.page_ids(cleaned, offset=(page - 1) * limit, limit=limit, generation=1)
+        assert found is not None, query
+        assert found == listing.page_ids(cleaned, offset=(page - 1) * limit, limit=limit), query
+    assert 1 < len(lists._scope.current(1)) <= 8 * 13  # one list per search text and sort, not per query
+
+
+def test_the_api_answers_the_same_with_and_without_candidate_lists(client_for, tangled_models, settings):
+    rng = random.Random(6)
+    client = client_for("viewer")
+    for _ in range(60):
+        query = random_query(rng)
+        settings.CATALOG_CANDIDATES_MAX_MODELS = 20_000
+        listing.RENDERED.clear()
+        with_lists = client.get(f"{API}/models?{query}")
+        settings.CATALOG_CANDIDATES_MAX_MODELS = 0
+        selectors.invalidate_catalog_facets()  # a new generation: no whole answer to hit
+        without = client.get(f"{API}/models?{query}")
+        assert with_lists.status_code == without.status_code == 200, query
+        assert with_lists.headers["X-Catalog-Cache"] == without.headers["X-Catalog-Cache"] == "miss"
+        assert with_lists.json() == without.json() == {**without.json(), **generic_answer(query)}, query
+
+
+def test_candidate_lists_read_once_per_search_and_generation_and_see_the_next_write(
+    client_for, tangled_models, django_assert_num_queries
+):
+    client = client_for("viewer")
+    client.get(f"{API}/models?search=legal&limit=100")  # the candidate list of "legal" and its rows
+    with django_assert_num_queries(0):  # another filter, the same search: no statement at all
+        body = client.get(f"{API}/models?search=legal&provider=openai,custom&limit=100").json()
+    assert body["pagination"]["total"] == len(body["models"]) > 0
+    target = next(m for m in tangled_models if m.provider == "google" and "legal" in m.name)
+    from catalog.services import model_update
+
+    model_update(model=target, actor=None, provider="openai")  # a catalog write: the next read sees it
+    selectors.invalidate_catalog_facets()  # (what its on_commit does)
+    body = client.get(f"{API}/models?search=legal&provider=openai,custom&limit=100").json()
+    assert str(target.pk) in [m["id"] for m in body["models"]]
+
+
+def test_candidate_lists_step_aside_for_a_large_catalog_or_an_unknown_filter(tangled_models, settings):
+    cleaned = {"search": "legal", "provider": ["openai"]}
+    small = listing.CandidateLists(max_models=10)
+    assert small.page_ids(cleaned, offset=0, limit=5, generation=1) is None
+    assert small.page_ids(cleaned, offset=0, limit=5, generation=1) is None  # remembered: no second read
+    assert len(small._scope.current(1)) == 1
+    lists = listing.CandidateLists()
+    assert lists.page_ids({**cleaned, "ownerId": ["x"]}, offset=0, limit=5, generation=1) is None
+    assert lists.page_ids(cleaned, offset=0, limit=5, generation=None) is None  # no generation: nothing kept
+    settings.CATALOG_CANDIDATES_MAX_MODELS = 0
+    assert listing.CandidateLists().page_ids(cleaned, offset=0, limit=5, generation=1) is None
+
+
+def test_candidate_lists_are_bounded(tangled_models):
+    lists = listing.CandidateLists(max_lists=2)
+    for word in ("legal", "vision", "chat"):
+        assert lists.page_ids({"search": word}, offset=0, limit=5, generation=1) is not None
+    assert [dict(key)["search"] for key in lists._scope.current(1)] == ["vision", "chat"]  # the oldest went
