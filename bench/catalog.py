@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Catalog list/search benchmark: PostgreSQL + Redis + uvicorn (2 workers) under concurrent load.
+"""Catalog list/search benchmark: PostgreSQL + Redis + uvicorn or granian (2 workers) under concurrent load.
 
     .venv/bin/python bench/catalog.py [--duration 30] [--concurrency 32] [--client raw|httpx]
 
@@ -10,13 +10,15 @@ Steps (every step bounded in time; the server is always stopped):
 2. seed N models (default 5,000; deterministic from ``--seed``) with ``bulk_create``
    in a ``django.setup()`` subprocess (this same file, ``--seed-worker``), plus one
    ``viewer`` user; the PostgreSQL trigger fills ``search_vector``; then ANALYZE;
-3. start ``uvicorn modelhub.asgi:application --workers 2`` on a free 127.0.0.1 port,
+3. start ``uvicorn modelhub.asgi:application --workers 2`` (or granian, ``--servers``) on a free 127.0.0.1 port,
    wait for ``/health``, obtain a JWT for the viewer;
 4. closed-loop load from ``--concurrency`` clients (the small httptools ``raw`` client by
    default, or httpx) for ``--duration`` seconds (after ``--warmup`` seconds that are not
    counted) against ``GET /models?search=..&provider=..&modelType=..&limit=25``, then the
    same load against the trivial authenticated ``GET /auth/me`` as a reference;
-5. print requests/s, p50/p95/p99, errors and the ratio; the last line is one JSON object.
+5. print requests/s, p50/p95/p99, errors and the ratio; with ``--servers uvicorn,granian`` steps 3-5 again
+   for each server on the same data (the whole-answer cache emptied between them), and their ratios;
+   the last line is one JSON object.
 
 Only 200 responses count towards requests/s and latency; everything else is an
 error and is reported. Traffic goes to 127.0.0.1 only. The synthetic data is in
@@ -42,7 +44,7 @@ from harness.load import measured_load
 from harness.paths import API
 from harness.report import describe, step
 from harness.seed import bench_user, django_setup
-from harness.server import Server
+from harness.server import SERVERS, Server
 from harness.stats import Stats, num
 
 DB_NAME, REDIS_URL = bench_target("modelhub_bench", "redis://127.0.0.1:6379/1")
@@ -164,7 +166,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20240601, help="random seed for data and requests")
     parser.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
     parser.add_argument(
-        "--server", choices=["uvicorn", "granian"], default="uvicorn", help="the ASGI server (default uvicorn)"
+        "--servers",
+        default="uvicorn",
+        help="comma-separated ASGI servers to measure one after the other on the same data: uvicorn, granian "
+        "(default uvicorn; the first is the JSON line's figures, all of them under 'servers')",
     )
     parser.add_argument(
         "--client",
@@ -191,6 +196,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skew", type=float, default=1.0, help="Zipf exponent of --popular (default 1.0)")
     parser.add_argument("--seed-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.servers = [kind.strip() for kind in args.servers.split(",") if kind.strip()]
+    if not args.servers or not set(args.servers) <= set(SERVERS) or len(set(args.servers)) < len(args.servers):
+        parser.error(f"--servers: distinct values of {', '.join(SERVERS)}")
     if not (0 < args.duration <= 3600 and 0 < args.concurrency <= 1024 and 0 <= args.warmup <= 600):
         parser.error("duration must be in (0, 3600], concurrency in (0, 1024], warmup in [0, 600]")
     return args
@@ -226,8 +234,34 @@ def main() -> int:
     if zero:
         step(f"WARNING: terms matching nothing: {zero}")
 
-    server = Server(env, args.workers, stopped="server stopped", kind=args.server)
-    step(f"starting {args.server} ({args.workers} workers) on {server.base_url}; log {server.log_path}")
+    results = {}
+    for kind in args.servers:
+        if len(args.servers) > 1:
+            clear_redis_facets()  # each server starts with the same empty whole-answer cache
+        results[kind] = run_server(env, args, kind, started)
+    if len(results) > 1:
+        first, *others = results
+        for other in others:
+            a, b = results[first]["summary"], results[other]["summary"]
+            print(
+                f"{other} / {first}: catalog {b['rps'] / a['rps']:.3f}, auth/me {b['ref_rps'] / a['ref_rps']:.3f}"
+                + (f", popular {b['popular_rps'] / a['popular_rps']:.3f}" if "popular_rps" in a else "")
+            )
+    main_result = results[args.servers[0]]["summary"]
+    print(
+        json.dumps(
+            {**main_result, "server": args.servers[0]}
+            if len(results) == 1
+            else {**main_result, "server": args.servers[0], "servers": {k: v["summary"] for k, v in results.items()}}
+        )
+    )
+    return 0
+
+
+def run_server(env: dict, args: argparse.Namespace, kind: str, started: float) -> dict:
+    """The catalog (+ popular) and auth/me phases against one server; prints them; returns the figures."""
+    server = Server(env, args.workers, stopped=f"{kind} stopped", kind=kind)
+    step(f"starting {kind} ({args.workers} workers) on {server.base_url}; log {server.log_path}")
     with server:
         health = server.wait_for_health()
         step(f"health answered {health} after {time.perf_counter() - started:.1f}s total setup")
@@ -264,7 +298,7 @@ def main() -> int:
         reference = measured_load(server, headers, lambda i: (lambda: f"{API}/auth/me"), **load)
         server.warn_if_exited()
 
-    print()
+    print(f"\n--- {kind}, {args.workers} processes")
     describe("catalog", catalog)
     pages = catalog.samples["pages"]
     if pages:
@@ -290,35 +324,26 @@ def main() -> int:
     print(f"ratio    {ratio:.3f} (catalog rps / auth/me rps)")
     print(
         f"goal (>= 400 req/s, p95 < 100 ms, ratio >= 0.6): {'met' if goal else 'NOT met'}"
-        f"{'' if not (catalog.error_count or reference.error_count) else '; there were errors'}"
+        f"{'' if not (catalog.error_count or reference.error_count) else '; there were errors'}",
+        flush=True,
     )
-
-    print(
-        json.dumps(
-            {
-                "rps": num(catalog.rps, 1),
-                "p50_ms": num(catalog.percentile(50), 2),
-                "p95_ms": num(catalog.percentile(95), 2),
-                "p99_ms": num(catalog.percentile(99), 2),
-                "ref_rps": num(reference.rps, 1),
-                "ratio": num(ratio, 3),
-                "cache_hit_rate": num(catalog.samples["cache_hits"] / pages, 3) if pages else None,
-                **(
-                    {
-                        "popular_rps": num(popular.rps, 1),
-                        "popular_p95_ms": num(popular.percentile(95), 2),
-                        "popular_ratio": num(popular.rps / reference.rps, 3) if reference.rps else None,
-                        "popular_cache_hit_rate": num(
-                            popular.samples["cache_hits"] / max(1, popular.samples["pages"]), 3
-                        ),
-                    }
-                    if popular is not None
-                    else {}
-                ),
-            }
+    summary = {
+        "rps": num(catalog.rps, 1),
+        "p50_ms": num(catalog.percentile(50), 2),
+        "p95_ms": num(catalog.percentile(95), 2),
+        "p99_ms": num(catalog.percentile(99), 2),
+        "ref_rps": num(reference.rps, 1),
+        "ratio": num(ratio, 3),
+        "cache_hit_rate": num(catalog.samples["cache_hits"] / pages, 3) if pages else None,
+    }
+    if popular is not None:
+        summary.update(
+            popular_rps=num(popular.rps, 1),
+            popular_p95_ms=num(popular.percentile(95), 2),
+            popular_ratio=num(popular.rps / reference.rps, 3) if reference.rps else None,
+            popular_cache_hit_rate=num(popular.samples["cache_hits"] / max(1, popular.samples["pages"]), 3),
         )
-    )
-    return 0
+    return {"summary": summary}
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from harness.env import bench_env, bench_target, migrate, run_worker
 from harness.paths import API
 from harness.report import describe, step
 from harness.seed import bench_user, django_setup, plain_models
-from harness.server import Server
+from harness.server import Server, add_server_argument
 from harness.stats import Stats, num
 
 DB_NAME, REDIS_URL = bench_target("modelhub_bench_ingest", "redis://127.0.0.1:6379/11")
@@ -264,6 +264,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
+    add_server_argument(parser)
     parser.add_argument("--rounds", type=int, default=5, help="load / reference alternations")
     parser.add_argument("--reference-rows", type=int, default=250_000, help="COPY reference rows in all")
     parser.add_argument("--seed-worker", action="store_true", help=argparse.SUPPRESS)
@@ -285,8 +286,8 @@ def main() -> None:
     stats, acknowledged, prefixes = Stats(), 0, []
     copy_rows = copy_seconds = 0.0
     round_ratios = []
-    server = Server(env, args.workers, log_name="bench-ingest")
-    step(f"starting uvicorn with {args.workers} workers on {server.base_url}")
+    server = Server(env, args.workers, log_name="bench-ingest", kind=args.server)
+    step(f"starting {args.server} with {args.workers} workers on {server.base_url}")
     with server:
         server.wait_for_health()
         token = server.token(USERNAME)

@@ -45,7 +45,7 @@ from harness.db import reset_database
 from harness.env import bench_env, bench_target, migrate, run_worker
 from harness.report import step, warn_other_processes
 from harness.seed import django_setup
-from harness.server import Server
+from harness.server import Server, add_server_argument
 from harness.stats import num, percentiles
 from harness.websocket import WebSocketClient
 
@@ -362,6 +362,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reference-duration", type=float, default=10.0, help="measured seconds with 1 subscriber")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of events before the measured load")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    add_server_argument(parser)
     parser.add_argument("--connect-concurrency", type=int, default=50)
     parser.add_argument(
         "--client-processes",
@@ -411,8 +412,8 @@ def main() -> int:
     os.environ.update(env)
     django_setup()
 
-    server = Server(env, args.workers)
-    step(f"starting uvicorn --workers {args.workers} on {server.base_url} (log {server.log_path})")
+    server = Server(env, args.workers, kind=args.server)
+    step(f"starting {args.server} --workers {args.workers} on {server.base_url} (log {server.log_path})")
     with server:
         server.wait_for_health()
         token = server.token(BENCH_USERNAME)

@@ -45,6 +45,11 @@ def server_command(kind: str, port: int, workers: int) -> list[str]:
     raise ValueError(f"unknown server {kind!r}; one of {SERVERS}")
 
 
+def add_server_argument(parser) -> None:
+    """``--server uvicorn|granian`` for a bench script's parser."""
+    parser.add_argument("--server", choices=SERVERS, default="uvicorn", help="the ASGI server (default uvicorn)")
+
+
 def start_server(env: dict, port: int, workers: int, log_path: Path, kind: str = "uvicorn") -> subprocess.Popen:
     cmd = server_command(kind, port, workers)
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
