@@ -177,6 +177,35 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         elif kind == "realtime.revalidate" and self.session is not None and not self.closing:
             self.timers["revalidate"] = _background(self._revalidate())
 
+    def deliver_many(self, messages: list[dict[str, Any]], shared: dict[str, Any]) -> None:
+        """A run of messages of one group (``fanout``'s coalescing): on the direct path the events' frames
+        in one write - joined once per run and process, in ``shared`` - else one by one."""
+        direct = self.direct
+        if (
+            direct is None
+            or self.session is None
+            or self.closing
+            or self.writer is not None
+            or self.outbox
+            or not direct.writable_now()
+            or any(message.get("type") != "realtime.event" for message in messages)
+        ):
+            for message in messages:
+                self.deliver(message)
+            return
+        transport = direct.transport
+        if transport.get_write_buffer_size() > settings.REALTIME_MAX_PENDING_BYTES:
+            self.closing = True
+            self.timers["overflow"] = _background(self._overflow())
+            return
+        frames = shared.get("frames")
+        if frames is None:
+            for message in messages:
+                if message.get("frame") is None:
+                    message["frame"] = text_frame(message["text"])
+            frames = shared["frames"] = b"".join(message["frame"] for message in messages)
+        transport.write(frames)
+
     async def _write(self) -> None:
         try:
             while self.outbox and not self.closing:

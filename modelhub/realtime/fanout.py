@@ -11,6 +11,15 @@ needs; each message is handed to the local members of its group by a plain metho
 own outbox, Socket.IO rooms start one emit). The groups and the publish side are unchanged, so the
 Redis channel layer still carries events between processes, and the in-memory layer serves the
 embedded single process.
+
+**Coalescing.** A message is handed out together with every message already waiting behind it (and
+those that arrive within ``REALTIME_COALESCE_SECONDS``, default 0: none waited for), up to
+``MAX_BATCH``: a run of consecutive messages of one group goes to each member at once
+(``member.deliver_many(messages)`` where a member has it), so a websocket writes the run's frames -
+each event still its own frame, encoded once per process - with one ``send`` instead of one per
+event. Writing to 2,500 sockets is ~11 us a socket, mostly that system call: when the loop falls
+behind, the events it has not sent yet leave in fewer writes, and it catches up instead of queueing.
+Order is kept: runs are cut where the group changes.
 """
 
 from __future__ import annotations
@@ -21,12 +30,14 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from modelhub import metrics
 
 logger = logging.getLogger(__name__)
 
 RENEW_SECONDS = 3600  # layers that expire group membership (in-memory: after a day) get it renewed
+MAX_BATCH = 64  # messages handed out together at most
 
 
 class Member(Protocol):
@@ -89,17 +100,63 @@ class LocalFanout:
         ]
 
     async def _receive(self, layer: Any, channel: str) -> None:
-        while True:
-            message = await layer.receive(channel)
-            members = tuple(self.members.get(message.get("group", ""), ()))
-            for member in members:
-                try:
-                    member.deliver(message)
-                except Exception:
-                    logger.exception("realtime delivery of %s failed", message.get("type"))
-            if members and message.get("type") == "realtime.event":
-                # Per fan-out, not per socket: one counter update per event and process.
-                metrics.realtime_messages.labels(message.get("event", "")).inc(len(members))
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Future | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(layer.receive(channel))
+                batch = [await asyncio.shield(pending)]
+                pending = None
+                window = settings.REALTIME_COALESCE_SECONDS
+                deadline = loop.time() + window
+                while len(batch) < MAX_BATCH:
+                    # The next receive runs for one step: a message already waiting completes it at once.
+                    # It is never cancelled mid-way (a layer's receive need not be cancel-safe): one that
+                    # is not done yet is awaited by the next round.
+                    pending = asyncio.ensure_future(layer.receive(channel))
+                    await asyncio.sleep(0)
+                    left = deadline - loop.time()
+                    if not pending.done() and left > 0:
+                        await asyncio.wait((pending,), timeout=left)
+                    if not pending.done():
+                        break
+                    batch.append(pending.result())
+                    pending = None
+                self._dispatch(batch)
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    def _dispatch(self, batch: list[dict[str, Any]]) -> None:
+        """Hand ``batch`` out in order, each run of consecutive messages of one group at once."""
+        start = 0
+        while start < len(batch):
+            group = batch[start].get("group", "")
+            end = start + 1
+            while end < len(batch) and batch[end].get("group", "") == group:
+                end += 1
+            self._deliver_run(group, batch[start:end])
+            start = end
+
+    def _deliver_run(self, group: str, run: list[dict[str, Any]]) -> None:
+        members = tuple(self.members.get(group, ()))
+        shared: dict[str, Any] = {}  # what members compute once for the run (the joined frames)
+        for member in members:
+            try:
+                deliver_many = getattr(member, "deliver_many", None)
+                if deliver_many is not None and len(run) > 1:
+                    deliver_many(run, shared)
+                else:
+                    for message in run:
+                        member.deliver(message)
+            except Exception:
+                logger.exception("realtime delivery of %s failed", run[0].get("type"))
+        if members:
+            for message in run:
+                if message.get("type") == "realtime.event":
+                    # Per fan-out, not per socket: one counter update per event and process.
+                    metrics.realtime_messages.labels(message.get("event", "")).inc(len(members))
 
     async def _renew(self, layer: Any, channel: str) -> None:
         while True:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -54,6 +55,35 @@ def test_events_arrive_whole_and_in_order_on_either_path(live_server_url, person
     assert all(len(m["data"]["payload"]) == 70_000 for m in messages)  # the 8-byte length form
     # One frame per event on the direct path (one socket here), none on the ASGI path.
     assert len(encoded) == (30 if direct else 0)
+
+
+@pytest.mark.slow
+def test_coalesced_events_arrive_whole_and_in_order_in_one_write(live_server_url, personas, settings, monkeypatch):
+    settings.REALTIME_COALESCE_SECONDS = 0.3  # the fan-out holds the first event for the others
+    runs, writes = [], []
+    real_many = consumers.RealtimeConsumer.deliver_many
+
+    def deliver_many(self, messages, shared):
+        runs.append(len(messages))
+        direct = self.direct  # its transport (uvloop's) cannot be patched: a recording stand-in for the run
+        recording = SimpleNamespace(
+            get_write_buffer_size=direct.transport.get_write_buffer_size,
+            write=lambda data: writes.append(len(data)) or direct.transport.write(data),
+        )
+        self.direct = SimpleNamespace(transport=recording, writable_now=direct.writable_now)
+        try:
+            real_many(self, messages, shared)
+        finally:
+            self.direct = direct
+
+    monkeypatch.setattr(consumers.RealtimeConsumer, "deliver_many", deliver_many)
+    messages = _deliveries(live_server_url, token_for(personas["viewer"]), 12, payload="p" * 200)
+    assert [m["data"]["n"] for m in messages] == list(range(12))
+    assert all(len(m["data"]["payload"]) == 200 for m in messages)
+    assert sum(runs) <= 12 and max(runs) > 1  # at least one run of several events went out together
+    assert len(writes) == len(runs)  # one write per run, the run's frames joined
+    single = len(consumers.text_frame(json.dumps(messages[0], separators=(",", ":"))))
+    assert max(writes) > single
 
 
 @pytest.mark.slow
