@@ -35,6 +35,7 @@ checks them against the compiled statement over generated catalogs and queries. 
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -167,16 +168,28 @@ def _candidate_statement(*, filters: tuple, **values: str) -> QuerySet:
 _CANDIDATES = CompiledRows(_candidate_statement)
 
 
+class _Generation:
+    """One generation's candidate lists: ``table`` holds each model's row once, the lists refer to it."""
+
+    __slots__ = ("entries", "lists", "table")
+
+    def __init__(self) -> None:
+        self.table: dict[Any, tuple] = {}
+        self.lists: dict[tuple, list[tuple] | object] = {}  # insertion order: the oldest first
+        self.entries = 0  # references held by the lists
+
+
 class CandidateLists:
     """Per catalog generation (a :class:`GenerationDict`), per search text and sort: every match, in the
     list's order, with its filter columns; pages are cut from them in Python (see the module docstring).
 
-    Bounded: at most ``max_lists`` lists per generation (the oldest goes first), and none for a catalog of
-    more than ``max_models`` models (the statement asks for one row more; such a list is remembered as too
-    large, so it is asked once per generation)."""
+    Bounded: a model's row is kept once per generation however many lists hold it (at most the catalog's
+    size); the lists hold references, at most ``max_entries`` of them in all and ``max_lists`` lists (the
+    oldest go first); and none for a catalog of more than ``max_models`` models (the statement asks for one
+    row more; such a list is remembered as too large, so it is asked once per generation)."""
 
-    def __init__(self, max_lists: int = 256, max_models: int | None = None) -> None:
-        self.max_lists = max_lists
+    def __init__(self, max_lists: int = 256, max_models: int | None = None, max_entries: int = 1_000_000) -> None:
+        self.max_lists, self.max_entries = max_lists, max_entries
         self._max_models = max_models
         self._scope = GenerationDict()
 
@@ -189,8 +202,8 @@ class CandidateLists:
     ) -> tuple[list[uuid.UUID], int] | None:
         """``(ids, total)`` of the page, or None when the lists cannot answer (nothing kept without a
         generation, a parameter they do not filter by, a catalog too large)."""
-        lists = self._scope.current(generation)
-        if lists is None or self.max_models <= 0:
+        scope = self._scope.current(generation)
+        if scope is None or self.max_models <= 0:
             return None
         order: dict[str, Any] = {}
         tests: list[tuple[int, Any, Any]] = []  # (filter kind, column, argument)
@@ -208,35 +221,57 @@ class CandidateLists:
                 tests.append((_AT_LEAST if name == "minRating" else _AT_MOST, column, kind(value)))
             else:
                 return None
+        state: _Generation = scope.setdefault(None, _Generation())  # setdefault: one winner among threads
         key = tuple(sorted(order.items()))
-        candidates = lists.get(key)
+        candidates = state.lists.get(key)
         if candidates is None:
-            candidates = self._read(order)
-            if len(lists) >= self.max_lists:
-                lists.pop(next(iter(lists)), None)  # the oldest list of this generation
-            lists[key] = candidates
+            candidates = self._read(order, state.table)
+            size = len(candidates) if isinstance(candidates, list) else 0
+            while state.lists and (len(state.lists) >= self.max_lists or state.entries + size > self.max_entries):
+                oldest = state.lists.pop(next(iter(state.lists)), None)  # the oldest list of this generation
+                state.entries -= len(oldest) if isinstance(oldest, list) else 0
+            state.lists[key] = candidates
+            state.entries += size
         if candidates is _TOO_MANY:
             return None
         matches = _matching(candidates, tests)
         return [row[_ID] for row in matches[offset : offset + limit]], len(matches)
 
-    def _read(self, order: dict[str, Any]) -> list[tuple] | object:
+    def _read(self, order: dict[str, Any], table: dict[Any, tuple]) -> list[tuple] | object:
         filters, values = shape_and_values(order)
         rows = []
         for row in _CANDIDATES.rows({"filters": filters}, **values):
             if len(rows) == self.max_models:
                 return _TOO_MANY
-            rows.append((_uuid(row[_ID]), *row[1:_CAPABILITIES], _capabilities(row[_CAPABILITIES]), *row[_RATING:]))
+            kept = table.get(row[_ID])
+            if kept is None:
+                kept = table[row[_ID]] = (
+                    _uuid(row[_ID]),
+                    *map(_intern, row[1:_CAPABILITIES]),
+                    _capabilities(row[_CAPABILITIES]),
+                    *row[_RATING:],
+                )
+            rows.append(kept)
         return rows
 
     def clear(self) -> None:
         self._scope.clear()
 
 
+def _intern(value: Any) -> Any:
+    return sys.intern(value) if isinstance(value, str) else value
+
+
 def _capabilities(value: Any) -> frozenset[str]:
     if isinstance(value, str):  # a JSON column read without its decoder (a raw compiled statement)
         value = json.loads(value)
-    return frozenset(item for item in value if isinstance(item, str)) if isinstance(value, list) else frozenset()
+    items = frozenset(item for item in value if isinstance(item, str)) if isinstance(value, list) else frozenset()
+    if len(_CAPABILITY_SETS) > 10_000:  # bounded whatever the catalogs seen
+        _CAPABILITY_SETS.clear()
+    return _CAPABILITY_SETS.setdefault(items, items)  # one object per distinct set (a catalog has few)
+
+
+_CAPABILITY_SETS: dict[frozenset[str], frozenset[str]] = {}
 
 
 def _matching(rows: list[tuple], tests: list[tuple[int, Any, Any]]) -> list[tuple]:

@@ -257,7 +257,10 @@ def test_candidate_lists_cut_the_pages_the_statement_gives(tangled_models):
         found = lists.page_ids(cleaned, offset=(page - 1) * limit, limit=limit, generation=1)
         assert found is not None, query
         assert found == listing.page_ids(cleaned, offset=(page - 1) * limit, limit=limit), query
-    assert 1 < len(lists._scope.current(1)) <= 8 * 13  # one list per search text and sort, not per query
+    state = lists._scope.current(1)[None]
+    assert 1 < len(state.lists) <= 8 * 13  # one list per search text and sort, not per query
+    assert len(state.table) <= len(tangled_models)  # each model's row once, whichever lists hold it
+    assert state.entries == sum(len(found) for found in state.lists.values())
 
 
 def test_the_api_answers_the_same_with_and_without_candidate_lists(client_for, tangled_models, settings):
@@ -298,7 +301,7 @@ def test_candidate_lists_step_aside_for_a_large_catalog_or_an_unknown_filter(tan
     small = listing.CandidateLists(max_models=10)
     assert small.page_ids(cleaned, offset=0, limit=5, generation=1) is None
     assert small.page_ids(cleaned, offset=0, limit=5, generation=1) is None  # remembered: no second read
-    assert len(small._scope.current(1)) == 1
+    assert len(small._scope.current(1)[None].lists) == 1
     lists = listing.CandidateLists()
     assert lists.page_ids({**cleaned, "ownerId": ["x"]}, offset=0, limit=5, generation=1) is None
     assert lists.page_ids(cleaned, offset=0, limit=5, generation=None) is None  # no generation: nothing kept
@@ -310,4 +313,16 @@ def test_candidate_lists_are_bounded(tangled_models):
     lists = listing.CandidateLists(max_lists=2)
     for word in ("legal", "vision", "chat"):
         assert lists.page_ids({"search": word}, offset=0, limit=5, generation=1) is not None
-    assert [dict(key)["search"] for key in lists._scope.current(1)] == ["vision", "chat"]  # the oldest went
+    assert [dict(key)["search"] for key in lists._scope.current(1)[None].lists] == ["vision", "chat"]  # oldest out
+    # in references too: the whole catalog's list (90) and then another leave room for one only
+    lists = listing.CandidateLists(max_entries=120)
+    assert lists.page_ids({}, offset=0, limit=5, generation=1)[1] == len(tangled_models)
+    assert lists.page_ids({"sortBy": "popularity"}, offset=0, limit=5, generation=1)[1] == len(tangled_models)
+    state = lists._scope.current(1)[None]
+    assert list(state.lists) == [(("sortBy", "popularity"),)] and state.entries == len(tangled_models)
+    # the rows are shared: the same tuple in both lists' places
+    both = listing.CandidateLists()
+    both.page_ids({}, offset=0, limit=5, generation=1)
+    both.page_ids({"search": "legal"}, offset=0, limit=5, generation=1)
+    first, second = both._scope.current(1)[None].lists.values()
+    assert second and all(any(row is other for other in first) for row in second)
