@@ -171,25 +171,33 @@ _CANDIDATES = CompiledRows(_candidate_statement)
 class _Generation:
     """One generation's candidate lists: ``table`` holds each model's row once, the lists refer to it."""
 
-    __slots__ = ("entries", "lists", "table")
+    __slots__ = ("entries", "lists", "seen", "table")
 
     def __init__(self) -> None:
         self.table: dict[Any, tuple] = {}
         self.lists: dict[tuple, list[tuple] | object] = {}  # insertion order: the oldest first
         self.entries = 0  # references held by the lists
+        self.seen: dict[tuple, int] = {}  # how often a key without a list was asked (the oldest first)
 
 
 class CandidateLists:
     """Per catalog generation (a :class:`GenerationDict`), per search text and sort: every match, in the
     list's order, with its filter columns; pages are cut from them in Python (see the module docstring).
 
+    A list is built the ``admit_after``-th time its search and sort are asked in a generation (2: a search
+    asked once - most of a search box's long tail - runs the page statement, which reads 25 ids, instead
+    of reading every match).
+
     Bounded: a model's row is kept once per generation however many lists hold it (at most the catalog's
     size); the lists hold references, at most ``max_entries`` of them in all and ``max_lists`` lists (the
-    oldest go first); and none for a catalog of more than ``max_models`` models (the statement asks for one
-    row more; such a list is remembered as too large, so it is asked once per generation)."""
+    oldest go first); the keys counted towards admission at most ``max_lists * 16``; and no list for a
+    catalog of more than ``max_models`` models (the statement asks for one row more; such a list is
+    remembered as too large, so it is asked once per generation)."""
 
-    def __init__(self, max_lists: int = 256, max_models: int | None = None, max_entries: int = 1_000_000) -> None:
-        self.max_lists, self.max_entries = max_lists, max_entries
+    def __init__(
+        self, max_lists: int = 256, max_models: int | None = None, max_entries: int = 1_000_000, admit_after: int = 2
+    ) -> None:
+        self.max_lists, self.max_entries, self.admit_after = max_lists, max_entries, admit_after
         self._max_models = max_models
         self._scope = GenerationDict()
 
@@ -225,6 +233,12 @@ class CandidateLists:
         key = tuple(sorted(order.items()))
         candidates = state.lists.get(key)
         if candidates is None:
+            asked = state.seen.pop(key, 0) + 1
+            if asked < self.admit_after:
+                while len(state.seen) >= self.max_lists * 16:
+                    state.seen.pop(next(iter(state.seen)), None)
+                state.seen[key] = asked
+                return None
             candidates = self._read(order, state.table)
             size = len(candidates) if isinstance(candidates, list) else 0
             while state.lists and (len(state.lists) >= self.max_lists or state.entries + size > self.max_entries):

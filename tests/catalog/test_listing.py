@@ -246,7 +246,7 @@ def random_query(rng: random.Random) -> str:
 
 def test_candidate_lists_cut_the_pages_the_statement_gives(tangled_models):
     rng = random.Random(5)
-    lists = listing.CandidateLists()
+    lists = listing.CandidateLists(admit_after=1)
     for _ in range(400):
         query = random_query(rng)
         params = QueryDict(query)
@@ -263,7 +263,8 @@ def test_candidate_lists_cut_the_pages_the_statement_gives(tangled_models):
     assert state.entries == sum(len(found) for found in state.lists.values())
 
 
-def test_the_api_answers_the_same_with_and_without_candidate_lists(client_for, tangled_models, settings):
+def test_the_api_answers_the_same_with_and_without_candidate_lists(client_for, tangled_models, settings, monkeypatch):
+    monkeypatch.setattr(listing.CANDIDATES, "admit_after", 1)  # a list from the first request of a search on
     rng = random.Random(6)
     client = client_for("viewer")
     for _ in range(60):
@@ -283,7 +284,8 @@ def test_candidate_lists_read_once_per_search_and_generation_and_see_the_next_wr
     client_for, tangled_models, django_assert_num_queries
 ):
     client = client_for("viewer")
-    client.get(f"{API}/models?search=legal&limit=100")  # the candidate list of "legal" and its rows
+    client.get(f"{API}/models?search=legal&limit=5")  # asked once: the page statement, no list yet
+    client.get(f"{API}/models?search=legal&limit=100")  # asked again: the candidate list of "legal" and its rows
     with django_assert_num_queries(0):  # another filter, the same search: no statement at all
         body = client.get(f"{API}/models?search=legal&provider=openai,custom&limit=100").json()
     assert body["pagination"]["total"] == len(body["models"]) > 0
@@ -298,30 +300,43 @@ def test_candidate_lists_read_once_per_search_and_generation_and_see_the_next_wr
 
 def test_candidate_lists_step_aside_for_a_large_catalog_or_an_unknown_filter(tangled_models, settings):
     cleaned = {"search": "legal", "provider": ["openai"]}
-    small = listing.CandidateLists(max_models=10)
+    small = listing.CandidateLists(max_models=10, admit_after=1)
     assert small.page_ids(cleaned, offset=0, limit=5, generation=1) is None
     assert small.page_ids(cleaned, offset=0, limit=5, generation=1) is None  # remembered: no second read
     assert len(small._scope.current(1)[None].lists) == 1
-    lists = listing.CandidateLists()
+    lists = listing.CandidateLists(admit_after=1)
     assert lists.page_ids({**cleaned, "ownerId": ["x"]}, offset=0, limit=5, generation=1) is None
     assert lists.page_ids(cleaned, offset=0, limit=5, generation=None) is None  # no generation: nothing kept
     settings.CATALOG_CANDIDATES_MAX_MODELS = 0
-    assert listing.CandidateLists().page_ids(cleaned, offset=0, limit=5, generation=1) is None
+    assert listing.CandidateLists(admit_after=1).page_ids(cleaned, offset=0, limit=5, generation=1) is None
+
+
+def test_a_search_gets_its_list_the_second_time_it_is_asked_in_a_generation(tangled_models):
+    lists = listing.CandidateLists(max_lists=1)  # admit_after=2; at most 16 keys counted
+    assert lists.page_ids({"search": "legal"}, offset=0, limit=5, generation=1) is None  # the statement answers
+    state = lists._scope.current(1)[None]
+    assert not state.lists and state.seen == {(("search", "legal"),): 1}
+    assert lists.page_ids({"search": "legal", "provider": ["openai"]}, offset=0, limit=5, generation=1) is not None
+    assert list(state.lists) == [(("search", "legal"),)] and not state.seen
+    for i in range(40):  # one-off searches: counted, bounded, never read whole
+        assert lists.page_ids({"search": f"once-{i}"}, offset=0, limit=5, generation=1) is None
+    assert len(state.seen) == 16 and list(state.lists) == [(("search", "legal"),)]
+    assert lists.page_ids({"search": "legal"}, offset=0, limit=5, generation=2) is None  # a new generation: anew
 
 
 def test_candidate_lists_are_bounded(tangled_models):
-    lists = listing.CandidateLists(max_lists=2)
+    lists = listing.CandidateLists(max_lists=2, admit_after=1)
     for word in ("legal", "vision", "chat"):
         assert lists.page_ids({"search": word}, offset=0, limit=5, generation=1) is not None
     assert [dict(key)["search"] for key in lists._scope.current(1)[None].lists] == ["vision", "chat"]  # oldest out
     # in references too: the whole catalog's list (90) and then another leave room for one only
-    lists = listing.CandidateLists(max_entries=120)
+    lists = listing.CandidateLists(max_entries=120, admit_after=1)
     assert lists.page_ids({}, offset=0, limit=5, generation=1)[1] == len(tangled_models)
     assert lists.page_ids({"sortBy": "popularity"}, offset=0, limit=5, generation=1)[1] == len(tangled_models)
     state = lists._scope.current(1)[None]
     assert list(state.lists) == [(("sortBy", "popularity"),)] and state.entries == len(tangled_models)
     # the rows are shared: the same tuple in both lists' places
-    both = listing.CandidateLists()
+    both = listing.CandidateLists(admit_after=1)
     both.page_ids({}, offset=0, limit=5, generation=1)
     both.page_ids({"search": "legal"}, offset=0, limit=5, generation=1)
     first, second = both._scope.current(1)[None].lists.values()
