@@ -108,5 +108,13 @@ class StrictEnv(environ.Env):
             raise ImproperlyConfigured(f"Environment variable {var}={value!r} is invalid: must be > 0")
         return value
 
+    def bounded_float(self, var: str, default: float, minimum: float, maximum: float) -> float:
+        value = self.float(var, default=default)
+        if not minimum <= value <= maximum:
+            raise ImproperlyConfigured(
+                f"Environment variable {var}={value!r} is invalid: must be between {minimum:g} and {maximum:g}"
+            )
+        return value
+
 
 env = StrictEnv()

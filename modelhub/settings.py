@@ -309,8 +309,8 @@ REALTIME_PUBLISH_TIMEOUT_SECONDS = 2.0  # send_now gives up (and logs) if the ch
 REALTIME_DIRECT_WRITES = env.bool("REALTIME_DIRECT_WRITES", default=True)
 REALTIME_MAX_PENDING_BYTES = env.positive_int("REALTIME_MAX_PENDING_BYTES", default=4 * 1024 * 1024)
 # How long the fan-out waits for more events to write with the first (modelhub.realtime.fanout): 0 writes at
-# once, coalescing only what is already waiting.
-REALTIME_COALESCE_SECONDS = env.float("REALTIME_COALESCE_SECONDS", default=0.0)
+# once, coalescing only what is already waiting; at most a second.
+REALTIME_COALESCE_SECONDS = env.bounded_float("REALTIME_COALESCE_SECONDS", default=0.0, minimum=0.0, maximum=1.0)
 REALTIME_MAX_PENDING_MESSAGES = 1000  # events queued for a client that does not read; beyond: closed (1013)
 
 # --- Deployments ------------------------------------------------------------------------

@@ -153,3 +153,14 @@ def test_public_base_url_follows_the_port_the_run_command_serves_on():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "http://127.0.0.1:8011"
+
+
+@pytest.mark.parametrize("value, ok", [("0", True), ("0.05", True), ("1", True), ("-0.1", False), ("2", False)])
+def test_a_bounded_float_is_refused_outside_its_bounds(value, ok):
+    reader = _env(REALTIME_COALESCE_SECONDS=value)
+    if ok:
+        assert reader.bounded_float("REALTIME_COALESCE_SECONDS", 0.0, 0.0, 1.0) == float(value)
+    else:
+        with pytest.raises(ImproperlyConfigured, match="REALTIME_COALESCE_SECONDS=.* must be between 0 and 1"):
+            reader.bounded_float("REALTIME_COALESCE_SECONDS", 0.0, 0.0, 1.0)
+    assert _env().bounded_float("REALTIME_COALESCE_SECONDS", 0.0, 0.0, 1.0) == 0.0  # the default when unset
