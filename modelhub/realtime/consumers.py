@@ -152,19 +152,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if kind == "realtime.event":
             if self.session is None or self.closing:
                 return
-            direct = self.direct
-            if direct is not None and self.writer is None and not self.outbox and direct.writable_now():
+            if self._direct_now():
                 # The fast path: the event's one frame (encoded once per event and process) written to this
                 # socket's transport - no task, no per-socket framing. Bounded like the outbox, in bytes.
-                transport = direct.transport
-                if transport.get_write_buffer_size() > settings.REALTIME_MAX_PENDING_BYTES:
-                    self.closing = True
-                    self.timers["overflow"] = _background(self._overflow())
-                    return
-                frame = message.get("frame")
-                if frame is None:
-                    frame = message["frame"] = text_frame(message["text"])
-                transport.write(frame)
+                transport = self._writable_transport()
+                if transport is not None:
+                    frame = message.get("frame")
+                    if frame is None:
+                        frame = message["frame"] = text_frame(message["text"])
+                    transport.write(frame)
                 return
             self.outbox.append(message["text"])
             if len(self.outbox) > settings.REALTIME_MAX_PENDING_MESSAGES:
@@ -180,23 +176,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     def deliver_many(self, messages: list[dict[str, Any]], shared: dict[str, Any]) -> None:
         """A run of messages of one group (``fanout``'s coalescing): on the direct path the events' frames
         in one write - joined once per run and process, in ``shared`` - else one by one."""
-        direct = self.direct
         if (
-            direct is None
-            or self.session is None
+            self.session is None
             or self.closing
-            or self.writer is not None
-            or self.outbox
-            or not direct.writable_now()
+            or not self._direct_now()
             or any(message.get("type") != "realtime.event" for message in messages)
         ):
             for message in messages:
                 self.deliver(message)
             return
-        transport = direct.transport
-        if transport.get_write_buffer_size() > settings.REALTIME_MAX_PENDING_BYTES:
-            self.closing = True
-            self.timers["overflow"] = _background(self._overflow())
+        transport = self._writable_transport()
+        if transport is None:
             return
         frames = shared.get("frames")
         if frames is None:
@@ -205,6 +195,21 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     message["frame"] = text_frame(message["text"])
             frames = shared["frames"] = b"".join(message["frame"] for message in messages)
         transport.write(frames)
+
+    def _direct_now(self) -> bool:
+        """Events go straight to the transport: the direct path is there and nothing is queued before them."""
+        direct = self.direct
+        return direct is not None and self.writer is None and not self.outbox and direct.writable_now()
+
+    def _writable_transport(self) -> Any:
+        """The direct path's transport, or None once its unsent bytes pass ``REALTIME_MAX_PENDING_BYTES``
+        (the socket is then closed with 1013, like an overflowing outbox)."""
+        transport = self.direct.transport
+        if transport.get_write_buffer_size() > settings.REALTIME_MAX_PENDING_BYTES:
+            self.closing = True
+            self.timers["overflow"] = _background(self._overflow())
+            return None
+        return transport
 
     async def _write(self) -> None:
         try:
