@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -171,9 +172,12 @@ _CANDIDATES = CompiledRows(_candidate_statement)
 class _Generation:
     """One generation's candidate lists: ``table`` holds each model's row once, the lists refer to it."""
 
-    __slots__ = ("entries", "lists", "seen", "table")
+    __slots__ = ("entries", "lists", "lock", "seen", "table")
 
     def __init__(self) -> None:
+        # Requests run on a thread pool: the lists' and the counts' bookkeeping (an eviction takes the oldest
+        # key and pops it - two steps another thread's insert must not come between) is done under it.
+        self.lock = threading.Lock()
         self.table: dict[Any, tuple] = {}
         self.lists: dict[tuple, list[tuple] | object] = {}  # insertion order: the oldest first
         self.entries = 0  # references held by the lists
@@ -233,19 +237,23 @@ class CandidateLists:
         key = tuple(sorted(order.items()))
         candidates = state.lists.get(key)
         if candidates is None:
-            asked = state.seen.pop(key, 0) + 1
-            if asked < self.admit_after:
-                while len(state.seen) >= self.max_lists * 16:
-                    state.seen.pop(next(iter(state.seen)), None)
-                state.seen[key] = asked
-                return None
-            candidates = self._read(order, state.table)
+            with state.lock:
+                asked = state.seen.pop(key, 0) + 1
+                if asked < self.admit_after:
+                    while len(state.seen) >= self.max_lists * 16:
+                        state.seen.pop(next(iter(state.seen)))
+                    state.seen[key] = asked
+                    return None
+            candidates = self._read(order, state.table)  # outside the lock: a statement
             size = len(candidates) if isinstance(candidates, list) else 0
-            while state.lists and (len(state.lists) >= self.max_lists or state.entries + size > self.max_entries):
-                oldest = state.lists.pop(next(iter(state.lists)), None)  # the oldest list of this generation
-                state.entries -= len(oldest) if isinstance(oldest, list) else 0
-            state.lists[key] = candidates
-            state.entries += size
+            with state.lock:
+                replaced = state.lists.pop(key, None)  # another thread read the same list meanwhile
+                state.entries -= len(replaced) if isinstance(replaced, list) else 0
+                while state.lists and (len(state.lists) >= self.max_lists or state.entries + size > self.max_entries):
+                    oldest = state.lists.pop(next(iter(state.lists)))  # the oldest list of this generation
+                    state.entries -= len(oldest) if isinstance(oldest, list) else 0
+                state.lists[key] = candidates
+                state.entries += size
         if candidates is _TOO_MANY:
             return None
         matches = _matching(candidates, tests)

@@ -341,3 +341,38 @@ def test_candidate_lists_are_bounded(tangled_models):
     both.page_ids({"search": "legal"}, offset=0, limit=5, generation=1)
     first, second = both._scope.current(1)[None].lists.values()
     assert second and all(any(row is other for other in first) for row in second)
+
+
+def test_candidate_lists_keep_their_bounds_and_counts_under_concurrent_requests(monkeypatch):
+    """Requests run on a thread pool: admissions, inserts and evictions from many threads at once neither
+    fail (a dict changing under an eviction) nor lose count. The statement is stood in for: the race is in
+    the bookkeeping."""
+    import sys
+    import threading
+
+    lists = listing.CandidateLists(max_lists=4, max_entries=50, admit_after=2)
+    monkeypatch.setattr(lists, "_read", lambda order, table: [(order["search"],)] * 10)
+    errors: list[BaseException] = []
+
+    def hammer(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(3000):
+                lists.page_ids({"search": f"w{rng.randrange(40)}"}, offset=0, limit=5, generation=1)
+        except BaseException as error:  # collected for the assertion
+            errors.append(error)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    try:
+        threads = [threading.Thread(target=hammer, args=(seed,)) for seed in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]
+    state = lists._scope.current(1)[None]
+    assert len(state.lists) <= 4 and state.entries == sum(len(found) for found in state.lists.values()) <= 50
+    assert len(state.seen) <= 4 * 16
