@@ -33,6 +33,7 @@ from django.db.models import Count, Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from analytics import generations
 from analytics.metrics import BUCKET_COLUMNS, KEY_COLUMNS, VALUE_COLUMNS, Accumulator, bucket_start
 from analytics.models import DirtyDay, DirtyHour, MetricBucket, UsageEvent
 from analytics.selectors.experiments import HOURS_ROLLED_UP
@@ -227,6 +228,8 @@ Scope = tuple[uuid.UUID, str, datetime, datetime]
 
 
 def write_buckets(buckets: list[dict[str, Any]], scopes: list[Scope]) -> None:
+    """Replace the buckets of ``scopes`` with ``buckets``; the models' figure generations move on at commit."""
+    generations.models_written({scope[0] for scope in scopes} | {bucket["model_id"] for bucket in buckets})
     if connection.vendor == "postgresql":
         _write_buckets_postgres(buckets, scopes)
         return

@@ -18,7 +18,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from analytics import partitions
+from analytics import generations, partitions
 from analytics.metrics import bucket_start
 from analytics.models import Alert, AlertStatus, DirtyHour, MetricBucket, UsageEvent, UsageEventKey
 from analytics.rules import Breach, alert_breaches
@@ -218,6 +218,8 @@ def prune(*, now: datetime | None = None) -> dict[str, int]:
             deleted[granularity] = MetricBucket.objects.filter(
                 granularity=granularity, bucket_start__lt=now - timedelta(days=days)
             ).delete()[0]
+    if any(deleted.get(granularity) for granularity in retention if granularity != "raw"):
+        generations.everything_written()  # a window reaching past a retention now reads fewer buckets
     deleted["alerts"] = Alert.objects.filter(resolved_at__lt=now - timedelta(days=retention["1h"])).delete()[0]
     refresh_model_stats(now=now)
     refresh_unique_users()

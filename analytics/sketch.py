@@ -57,6 +57,14 @@ def merge_into(target: dict[int, int], other: Mapping[int, int]) -> dict[int, in
     return target
 
 
+def merge_stored_into(target: dict[int, int], stored: Mapping[str, list[int]]) -> dict[int, int]:
+    """Add a stored sketch's counts (``{"keys", "counts"}``, see :func:`to_json`) to ``target`` (in place)."""
+    get = target.get
+    for k, count in zip(stored.get("keys", ()), stored.get("counts", ()), strict=True):
+        target[k] = get(k, 0) + count
+    return target
+
+
 def merge(sketches: Iterable[Mapping[int, int]]) -> dict[int, int]:
     out: dict[int, int] = {}
     for sketch in sketches:

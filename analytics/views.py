@@ -112,7 +112,7 @@ class PerformanceView(APIView):
     )
     def get(self, request: Request, model_id: str) -> Response:
         params = PerformanceQuerySerializer.parse(request.query_params)
-        model = catalog_selectors.model_by_id(model_id)
+        model = catalog_selectors.model_for_figures(model_id)
         if model is None:
             raise NotFound("Model not found.", code=ErrorCode.MODEL_NOT_FOUND)
         end = params.get("to") or timezone.now()

@@ -11,12 +11,16 @@ Steps (bounded in time; the server is always stopped):
    the last 7 days, and mark their hours dirty as ingestion would;
 3. roll up ONE day and time it (``rollup_day_s``), then roll up the other six days;
 4. start uvicorn and call ``GET /analytics/models/{id}/performance?from=-7d&to=now&granularity=1h``
-   ``--requests`` times (round robin over the models): API p50/p95;
+   ``--requests`` times (round robin over the models, each model read once before): API p50/p95 of
+   repeat reads (the series kept per process until the model's next rollup); then the same on a
+   server with the series cache off (``ANALYTICS_SERIES_CACHE_SECONDS=0``: every call loads its
+   series, as a model's first read does): ``uncached_p50_ms`` / ``uncached_p95_ms``;
 5. reference, same run: the exact ``percentile_cont(0.5, 0.95, 0.99)`` over the raw rows of the
    same model and window, ``--raw-runs`` times: p50/p95, and the speed-up (raw p95 / API p95);
 6. percentile error: for every model, API p50/p95/p99 against the exact values (max relative error).
 
-The last line is one JSON object: {"api_p50_ms", "api_p95_ms", "raw_p95_ms", "speedup", "max_rel_error", "rollup_day_s"}.
+The last line is one JSON object: {"api_p50_ms", "api_p95_ms", "uncached_p50_ms", "uncached_p95_ms", "raw_p95_ms",
+"speedup", "uncached_speedup", "max_rel_error", "rollup_day_s"}.
 """
 
 from __future__ import annotations
@@ -145,6 +149,52 @@ def exact_percentiles(model_id: str, start: datetime, end: datetime) -> tuple[li
         return list(row[0]), (time.perf_counter() - started) * 1000
 
 
+def measure(
+    env: dict, model_ids: list[str], query: str, args: argparse.Namespace, *, warm: int, cached: bool
+) -> tuple[list[float], dict[str, list[float]], int]:
+    """``--requests`` calls after ``warm`` unmeasured ones (round robin over the models) on a fresh server:
+    (milliseconds per call, each model's p50/p95/p99, points per answer)."""
+    server_env = env if cached else {**env, "ANALYTICS_SERIES_CACHE_SECONDS": "0"}
+    server = Server(server_env, 1, log_name="bench-analytics")
+    api_ms: list[float] = []
+    api_percentiles: dict[str, list[float]] = {}
+    points = 0
+    with server:
+        server.wait_for_health()
+        if args.query_only:
+            token = run_worker(__file__, "--token-worker", env, 60, "token")
+        else:
+            token = server.token(USERNAME)
+
+        async def calls() -> None:
+            nonlocal points
+            # The small httptools keep-alive client from bench/harness/rawhttp.py: httpx's pure-Python parsing of
+            # a 54 KB body would add milliseconds of client CPU to every measured call.
+            client = RawConnection("127.0.0.1", server.port, {"Authorization": f"Bearer {token}"})
+            try:
+                for i in range(args.requests + warm):
+                    model_id = model_ids[i % len(model_ids)]
+                    t0 = time.perf_counter()
+                    status, body = await client.get(f"{API}/analytics/models/{model_id}/performance?{query}")
+                    took_ms = (time.perf_counter() - t0) * 1000
+                    if status != 200:
+                        raise RuntimeError(f"performance answered {status}: {body[:500]!r}")
+                    if i >= warm:
+                        api_ms.append(took_ms)
+                    metrics = json.loads(body)["metrics"]
+                    api_percentiles[model_id] = [
+                        metrics["latency"]["p50"],
+                        metrics["latency"]["p95"],
+                        metrics["latency"]["p99"],
+                    ]
+                    points = len(metrics["timeSeries"])
+            finally:
+                client.close()
+
+        asyncio.run(calls())
+    return api_ms, api_percentiles, points
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5_000_000)
@@ -212,45 +262,16 @@ def main() -> None:
 
     with psycopg.connect(pg_dsn(DB_NAME)) as conn:
         model_ids = [str(r[0]) for r in conn.execute("SELECT id FROM catalog_modelregistry ORDER BY name")]
-    server = Server(env, 1, log_name="bench-analytics")
-    api_ms: list[float] = []
-    api_percentiles: dict[str, list[float]] = {}
-    points = 0
-    with server:
-        server.wait_for_health()
-        if args.query_only:
-            token = run_worker(__file__, "--token-worker", env, 60, "token")
-        else:
-            token = server.token(USERNAME)
-        query = urlencode({"from": start.isoformat(), "to": now.isoformat(), "granularity": "1h"})
-
-        async def calls() -> None:
-            nonlocal points
-            # The small httptools keep-alive client from bench/harness/rawhttp.py: httpx's pure-Python parsing of
-            # a 54 KB body would add milliseconds of client CPU to every measured call.
-            client = RawConnection("127.0.0.1", server.port, {"Authorization": f"Bearer {token}"})
-            try:
-                for i in range(args.requests + 10):
-                    model_id = model_ids[i % len(model_ids)]
-                    t0 = time.perf_counter()
-                    status, body = await client.get(f"{API}/analytics/models/{model_id}/performance?{query}")
-                    took_ms = (time.perf_counter() - t0) * 1000
-                    if status != 200:
-                        raise RuntimeError(f"performance answered {status}: {body[:500]!r}")
-                    if i >= 10:  # the first ten warm up
-                        api_ms.append(took_ms)
-                    metrics = json.loads(body)["metrics"]
-                    api_percentiles[model_id] = [
-                        metrics["latency"]["p50"],
-                        metrics["latency"]["p95"],
-                        metrics["latency"]["p99"],
-                    ]
-                    points = len(metrics["timeSeries"])
-            finally:
-                client.close()
-
-        asyncio.run(calls())
+    query = urlencode({"from": start.isoformat(), "to": now.isoformat(), "granularity": "1h"})
+    # Twice, the same calls: as configured (a series is kept per process until its model's next rollup: every
+    # model is read once while warming up, then each call is a repeat read, as a dashboard's refresh or a
+    # second viewer's), and with the series cache off (every call loads its series: a model's first read).
+    api_ms, api_percentiles, points = measure(env, model_ids, query, args, warm=len(model_ids), cached=True)
     step(f"API: {len(api_ms)} calls, p50 {pct(api_ms, 50):.1f} ms, p95 {pct(api_ms, 95):.1f} ms ({points} points each)")
+    loaded_ms, loaded_percentiles, _ = measure(env, model_ids, query, args, warm=10, cached=False)
+    step(f"API, series cache off: p50 {pct(loaded_ms, 50):.1f} ms, p95 {pct(loaded_ms, 95):.1f} ms")
+    if loaded_percentiles != api_percentiles:
+        raise RuntimeError("a kept series answered other percentiles than a loaded one")
 
     raw_ms: list[float] = []
     max_error = 0.0
@@ -265,8 +286,11 @@ def main() -> None:
     result = {
         "api_p50_ms": num(pct(api_ms, 50), 2),
         "api_p95_ms": num(pct(api_ms, 95), 2),
+        "uncached_p50_ms": num(pct(loaded_ms, 50), 2),
+        "uncached_p95_ms": num(pct(loaded_ms, 95), 2),
         "raw_p95_ms": num(pct(raw_ms, 95), 2),
         "speedup": num(pct(raw_ms, 95) / pct(api_ms, 95), 1),
+        "uncached_speedup": num(pct(raw_ms, 95) / pct(loaded_ms, 95), 1),
         "max_rel_error": num(max_error, 5),
         "rollup_day_s": None if rollup_day_s is None else num(rollup_day_s, 2),
     }

@@ -234,6 +234,18 @@ def model_by_id(model_id: Any) -> ModelRegistry | None:
         return None
 
 
+# What the analytics figures of a model read of its row (performance, insights): the rest stays unread.
+FIGURE_FIELDS = ("id", "name", "version", "baseline_avg_latency_ms", "baseline_cost_per_1k_tokens")
+
+
+def model_for_figures(model_id: Any) -> ModelRegistry | None:
+    """:func:`model_by_id` with only :data:`FIGURE_FIELDS` loaded (a read of another field is a query)."""
+    try:
+        return ModelRegistry.objects.only(*FIGURE_FIELDS).get(pk=uuid.UUID(str(model_id)))
+    except (ValueError, ModelRegistry.DoesNotExist):
+        return None
+
+
 def model_locked(model_id: Any) -> ModelRegistry | None:
     """The model, row-locked until the transaction ends (``SELECT ... FOR UPDATE``), or None."""
     return ModelRegistry.objects.select_for_update().filter(pk=model_id).first()

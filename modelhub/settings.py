@@ -296,6 +296,10 @@ CATALOG_LIST_CACHE_SECONDS = env.int("CATALOG_LIST_CACHE_SECONDS", default=300)
 # A catalog of at most this many models is searched and filtered from per-process candidate lists
 # (catalog.listing.CandidateLists); a larger one by the database on every miss. 0 turns the lists off.
 CATALOG_CANDIDATES_MAX_MODELS = env.int("CATALOG_CANDIDATES_MAX_MODELS", default=20_000)
+# A performance series (a model's buckets over a window, merged) is kept by its process until the model's
+# next rollup or for this long (0 switches it off); at most this many points in all, per process.
+ANALYTICS_SERIES_CACHE_SECONDS = env.int("ANALYTICS_SERIES_CACHE_SECONDS", default=300)
+ANALYTICS_SERIES_CACHE_POINTS = env.int("ANALYTICS_SERIES_CACHE_POINTS", default=50_000)
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
 
 # --- Realtime: websocket /modelhub/realtime and Socket.IO (modelhub.realtime) ------------

@@ -10,6 +10,8 @@ database round trips.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -22,7 +24,7 @@ from django.db.models import Aggregate, Count, Min, Q, TextField, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from analytics import sketch
+from analytics import generations, sketch
 from analytics.metrics import SCALAR_AGGREGATES, Accumulator, Window, bucket_start, money, ratio
 from analytics.models import GRANULARITY_SECONDS, MetricBucket
 from analytics.rules import insights
@@ -69,7 +71,7 @@ class _Series:
         self.window = window
         self.by_start: dict[datetime, _Point] = {}
         self.total = Accumulator()
-        self.dense: list[tuple[str, _Point]] | None = None
+        self.dense: list[_DensePoint] | None = None
 
 
 def _buckets(model_id: uuid.UUID, granularity: str, start: datetime, end: datetime, scope: dict[str, str]) -> Any:
@@ -140,14 +142,14 @@ def _statement(
     """The one query of a series; rows ``(kind, bucket_start, *scalars, rows, errors, sketches)``:
 
     * ``_TOTAL_ROW`` (first: on SQLite its column types convert every row): the window's scalar figures
-      summed by the database, its row count and the error maps of its rows that had failures;
+      summed by the database, its row count and the error maps of its edge rows that had failures;
     * ``_GROUP``: per bucket start of the window, what a time-series point needs (``_POINT_SCALARS``),
       summed over deployments and environments, the row count and - for starts on the window's edges
       (outside the covered parent buckets) - every row's sketch;
     * ``_PREVIOUS_ROW`` (with ``since``, the previous window's start): that window's scalar figures;
     * ``_SHARED``: the sketch of each row in the covered middle whose start several rows share (a trend
       point's p95 needs their merged sketch);
-    * ``_PARENT_ROW``: the sketch of each covered ``parent`` bucket (the total's middle).
+    * ``_PARENT_ROW``: the error map and sketch of each covered ``parent`` bucket (the total's middle).
     """
     sketch_text = Cast("latency_sketch", TextField())
     nothing = Value(None, output_field=TextField())  # NULL: the first branch's column types apply
@@ -166,7 +168,11 @@ def _statement(
             .order_by()
         )
 
-    total = summed(window_rows, _TOTAL_ROW, _TextList(Cast("errors", TextField()), filter=Q(failure_count__gt=0)))
+    # The total's error maps: the edge rows' (those that had failures); the covered middle's come with the
+    # parent rows below (one map a day instead of one an hour: 169 maps became 31 for 7 days at 1h).
+    total = summed(
+        window_rows, _TOTAL_ROW, _TextList(Cast("errors", TextField()), filter=Q(failure_count__gt=0) & outside)
+    )
     grouped = (
         window_rows.values("bucket_start")
         .annotate(
@@ -194,7 +200,7 @@ def _statement(
         )
         branches.append(
             _buckets(model_id, parent, covered_start, covered_end, scope)
-            .annotate(kind=Value(_PARENT_ROW), **blanks, rows=nothing, e=nothing, s=sketch_text)
+            .annotate(kind=Value(_PARENT_ROW), **blanks, rows=nothing, e=Cast("errors", TextField()), s=sketch_text)
             .values_list("kind", "bucket_start", *blanks, "rows", "e", "s")
             .order_by()
         )
@@ -226,7 +232,78 @@ class _Point:
 _STATEMENT = CompiledRows(_statement)
 
 
+class _SeriesCache:
+    """This process's loaded series, each kept under the figure generations it was loaded under
+    (:mod:`analytics.generations`: the next rollup of its model or a retention pass moves them on) and for
+    at most ``ANALYTICS_SERIES_CACHE_SECONDS``; ``ANALYTICS_SERIES_CACHE_POINTS`` bounds the points kept
+    in all (the least recently used series go first). A kept series is shared by the requests that read
+    it, which only read it (``_dense`` fills its memo once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # requests run on a thread pool
+        self._entries: dict[tuple, tuple[tuple[str, str], float, int, Any]] = {}
+        self.points = 0
+
+    def get(self, key: tuple, generation: tuple[str, str]) -> Any:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is None:
+                return None
+            if entry[0] != generation or entry[1] <= time.monotonic():
+                self.points -= entry[2]
+                return None
+            self._entries[key] = entry  # re-inserted last: the dict's order is the recency
+            return entry[3]
+
+    def put(self, key: tuple, generation: tuple[str, str], points: int, value: Any) -> None:
+        limit = settings.ANALYTICS_SERIES_CACHE_POINTS
+        if points > limit:
+            return
+        expires = time.monotonic() + settings.ANALYTICS_SERIES_CACHE_SECONDS
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.points -= old[2]
+            while self._entries and self.points + points > limit:
+                self.points -= self._entries.pop(next(iter(self._entries)))[2]
+            self._entries[key] = (generation, expires, points, value)
+            self.points += points
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries, self.points = {}, 0
+
+
+SERIES = _SeriesCache()
+
+
 def _read(
+    model_id: uuid.UUID,
+    window: Window,
+    *,
+    previous: bool,
+    deployment_key: str | None,
+    environment: str | None,
+) -> tuple[_Series, Accumulator]:
+    """A window's series and (``previous``) the previous window's totals: kept (:data:`SERIES`) or loaded."""
+    generation = None
+    if settings.ANALYTICS_SERIES_CACHE_SECONDS > 0 and settings.ANALYTICS_SERIES_CACHE_POINTS > 0:
+        generation = generations.current(model_id)  # before the statement: a rollup meanwhile moves it on
+    key = (model_id, window.granularity, window.start, window.end, previous, deployment_key, environment)
+    if generation is not None:
+        kept = SERIES.get(key, generation)
+        if kept is not None:
+            return kept
+    loaded = _load(model_id, window, previous=previous, deployment_key=deployment_key, environment=environment)
+    if generation is not None:
+        SERIES.put(key, generation, window.points * (2 if previous else 1), loaded)
+    return loaded
+
+
+def _load(
     model_id: uuid.UUID,
     window: Window,
     *,
@@ -247,28 +324,33 @@ def _read(
     before = Accumulator()
     shared: dict[datetime, dict[int, int]] = defaultdict(dict)
     total_sketch: dict[int, int] = {}
+    error_maps: list[dict] = []
+    merge_stored = sketch.merge_stored_into
     for row in rows:
-        kind, start = row[0], row[1]
+        kind = row[0]
         if kind == _GROUP:
-            point = series.by_start[start] = _Point(row)
-            several = row[-3] > 1
-            if several:
-                point.p95 = None  # several rows share the start: its p95 needs their merged sketches
-            parts = [sketch.from_json(part) for part in _json_list(row[-1])]
-            for part in parts:
-                sketch.merge_into(total_sketch, part)  # an edge start: its sketches are the total's too
-            if several and parts:
-                point.sketch = sketch.merge(parts)
+            point = series.by_start[row[1]] = _Point(row)
+            edge = row[-1]  # an edge start: its sketches are the total's too
+            if row[-3] > 1:  # several rows share the start: its p95 needs their merged sketches
+                point.p95 = None
+                if edge:
+                    for part in orjson.loads(f"[{edge}]"):
+                        merge_stored(total_sketch, part)
+                        merge_stored(point.sketch, part)
+            elif edge:
+                merge_stored(total_sketch, orjson.loads(edge))
         elif kind == _PARENT_ROW:
-            sketch.merge_into(total_sketch, sketch.from_json(orjson.loads(row[-1])))
+            merge_stored(total_sketch, orjson.loads(row[-1]))
+            error_maps.append(orjson.loads(row[-2]))
         elif kind == _SHARED:
-            sketch.merge_into(shared[start], sketch.from_json(orjson.loads(row[-1])))
+            merge_stored(shared[row[1]], orjson.loads(row[-1]))
         elif kind == _TOTAL_ROW:
             series.total = Accumulator.from_scalars(row[2:-3])
-            for stored in _json_list(row[-2]):
-                series.total.merge_stored_errors(stored)
+            error_maps.extend(_json_list(row[-2]))
         else:  # _PREVIOUS_ROW
             before = Accumulator.from_scalars(row[2:-3])
+    for stored in error_maps:
+        series.total.merge_stored_errors(stored)
     series.total.sketch = total_sketch
     for start, combined in shared.items():  # a covered start's sketches (rows come in no set order)
         series.by_start[start].sketch = combined
@@ -344,26 +426,32 @@ def _metrics(model: Any, series: _Series, *, deployment_id: str | None, now: dat
             for code, e in errors
         ],
         "timeSeries": [
-            {
-                "timestamp": stamp,
-                "requests": acc.requests,
-                "latency": round(acc.lat_sum / acc.lat_count, 3) if acc.lat_count else 0.0,
-                "cost": money(acc.cost),
-                "errors": acc.failures,
-            }
-            for stamp, acc in _dense(series)
+            {"timestamp": stamp, "requests": requests, "latency": latency, "cost": cost, "errors": errors}
+            for stamp, requests, latency, cost, errors, _ in _dense(series)
         ],
     }
 
 
-def _dense(series: _Series) -> list[tuple[str, _Point]]:
-    """Every bucket of the window (ISO timestamp, figures), zeros where nothing happened; computed once."""
+# A dense point: (ISO timestamp, requests, average latency, cost as the API writes it, failures, its _Point).
+_DensePoint = tuple[str, int, float, float, int, "_Point"]
+
+
+def _dense(series: _Series) -> list[_DensePoint]:
+    """Every bucket of the window, zeros where nothing happened; computed once (the time series and the
+    trends both read it)."""
     if series.dense is None:
-        out, empty = [], _Point()
-        start = series.window.start
-        while start < series.window.end:
-            out.append((iso(start), series.by_start.get(start, empty)))
-            start += series.window.step
+        empty = _Point()
+        nothing = (0, 0.0, 0.0, 0, empty)
+        out = []
+        start, end, step, by_start = series.window.start, series.window.end, series.window.step, series.by_start
+        while start < end:
+            p = by_start.get(start)
+            if p is None:
+                out.append((iso(start), *nothing))
+            else:
+                latency = round(p.lat_sum / p.lat_count, 3) if p.lat_count else 0.0
+                out.append((iso(start), p.requests, latency, money(p.cost), p.failures, p))
+            start += step
         series.dense = out
     return series.dense
 
@@ -378,10 +466,10 @@ def _p95(acc: _Point) -> float:
 def _trends(series: _Series) -> dict[str, list[dict[str, Any]]]:
     points = _dense(series)
     return {
-        "requests": [{"timestamp": s, "value": a.requests} for s, a in points],
-        "latency": [{"timestamp": s, "value": round(_p95(a), 3)} for s, a in points],
-        "cost": [{"timestamp": s, "value": money(a.cost)} for s, a in points],
-        "errors": [{"timestamp": s, "value": a.failures} for s, a in points],
+        "requests": [{"timestamp": s, "value": requests} for s, requests, _, _, _, _ in points],
+        "latency": [{"timestamp": s, "value": round(_p95(p), 3)} for s, _, _, _, _, p in points],
+        "cost": [{"timestamp": s, "value": cost} for s, _, _, cost, _, _ in points],
+        "errors": [{"timestamp": s, "value": errors} for s, _, _, _, errors, _ in points],
     }
 
 
