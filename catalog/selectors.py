@@ -234,18 +234,6 @@ def model_by_id(model_id: Any) -> ModelRegistry | None:
         return None
 
 
-# What the analytics figures of a model read of its row (performance, insights): the rest stays unread.
-FIGURE_FIELDS = ("id", "name", "version", "baseline_avg_latency_ms", "baseline_cost_per_1k_tokens")
-
-
-def model_for_figures(model_id: Any) -> ModelRegistry | None:
-    """:func:`model_by_id` with only :data:`FIGURE_FIELDS` loaded (a read of another field is a query)."""
-    try:
-        return ModelRegistry.objects.only(*FIGURE_FIELDS).get(pk=uuid.UUID(str(model_id)))
-    except (ValueError, ModelRegistry.DoesNotExist):
-        return None
-
-
 def model_locked(model_id: Any) -> ModelRegistry | None:
     """The model, row-locked until the transaction ends (``SELECT ... FOR UPDATE``), or None."""
     return ModelRegistry.objects.select_for_update().filter(pk=model_id).first()
@@ -299,6 +287,16 @@ class GenerationDict:
             self._generation, self._items = None, {}
 
 
+def _memo_generation() -> int | None:
+    """The catalog generation a process-local memo is read under (read before the rows: a write after it
+    moves it on), or None when the cache is unreachable (the database answers, and nothing is kept)."""
+    try:
+        generation = cache.get(_FACETS_VERSION_KEY)
+        return generation if generation is not None else _new_generation()
+    except Exception:
+        return None
+
+
 class _PriceMemo:
     """This process's ``{model id: costPer1kTokens}`` for one catalog generation (a :class:`GenerationDict`,
     bounded in size). Ingestion prices every batch with it: the query it saves was 8 % of an ingesting
@@ -310,11 +308,8 @@ class _PriceMemo:
         self._scope = GenerationDict()
 
     def get(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
-        try:
-            generation = cache.get(_FACETS_VERSION_KEY)  # read before the rows: a write after it moves it on
-            if generation is None:
-                generation = _new_generation()
-        except Exception:  # the cache unreachable: the database answers, and nothing is kept
+        generation = _memo_generation()
+        if generation is None:
             return self._read(ids)
         prices = self._scope.current(generation)
         found = {pk: prices[pk] for pk in ids if pk in prices}
@@ -340,3 +335,28 @@ def model_prices(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
     if not ids:
         return {}
     return _PRICES.get(ids)
+
+
+# What the analytics figures of a model read of its row (performance, insights): the rest stays unread.
+FIGURE_FIELDS = ("id", "name", "version", "baseline_avg_latency_ms", "baseline_cost_per_1k_tokens")
+
+
+_FIGURE_MODELS = GenerationDict()
+_FIGURE_MODELS_MAX = 20_000
+
+
+def model_for_figures(model_id: Any) -> ModelRegistry | None:
+    """:func:`model_by_id` with only :data:`FIGURE_FIELDS` loaded, kept per process for the catalog generation
+    (every save or delete of a model moves it on). The instance is shared: read those fields only."""
+    try:
+        pk = uuid.UUID(str(model_id))
+    except ValueError:
+        return None
+    generation = _memo_generation()
+    kept = _FIGURE_MODELS.current(generation)
+    if kept is not None and (model := kept.get(pk)) is not None:
+        return model
+    model = ModelRegistry.objects.only(*FIGURE_FIELDS).filter(pk=pk).first()
+    if model is not None and kept is not None and len(kept) < _FIGURE_MODELS_MAX:
+        kept[pk] = model
+    return model

@@ -225,3 +225,23 @@ def test_an_unreachable_cache_serves_every_read_from_the_database(settings, capl
     assert len(performance.SERIES) == 0
     assert any("unreadable" in r.getMessage() for r in caplog.records)
     assert any("not moved on" in r.getMessage() for r in caplog.records)
+
+
+def test_the_model_row_kept_for_figures_follows_every_catalog_write(client_for, django_capture_on_commit_callbacks):
+    from catalog import selectors as catalog_selectors
+
+    model = ModelRegistryFactory(baseline_avg_latency_ms=100)
+    assert catalog_selectors.model_for_figures(model.pk).baseline_avg_latency_ms == 100
+    with CaptureQueriesContext(connection) as queries:
+        assert catalog_selectors.model_for_figures(str(model.pk)).pk == model.pk
+    assert len(queries) == 0  # kept
+    with django_capture_on_commit_callbacks(execute=True):
+        model.baseline_avg_latency_ms = 250
+        model.save()
+    assert catalog_selectors.model_for_figures(model.pk).baseline_avg_latency_ms == 250
+    pk, address = model.pk, url(model)
+    with django_capture_on_commit_callbacks(execute=True):
+        model.delete()
+    assert catalog_selectors.model_for_figures(pk) is None
+    assert client_for("analyst").get(address).status_code == 404
+    assert catalog_selectors.model_for_figures("not-a-uuid") is None
