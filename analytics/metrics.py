@@ -24,7 +24,7 @@ from django.db.models import BigIntegerField, Max, Min, Sum, TextField, Value
 from django.db.models.functions import Cast
 
 from analytics import sketch
-from analytics.models import GRANULARITY_SECONDS, MetricBucket
+from analytics.models import GRANULARITY_SECONDS, MetricBucket, TextJSONField
 
 _ZERO = Decimal(0)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -91,6 +91,7 @@ _PG_TYPES = {
     models.FloatField: "float8",
     models.DecimalField: "numeric",
     models.JSONField: "jsonb",
+    TextJSONField: "json",
     models.DateTimeField: "timestamptz",
     models.CharField: "text",
     models.ForeignKey: "uuid",

@@ -231,3 +231,31 @@ def test_the_key_table_compares_bytes_and_has_a_brin_index_on_timestamp():
         indexes = dict(cursor.fetchall())
     assert set(indexes) == {"analytics_usageeventkey_pkey", "analytics_event_key_ts_brin"}
     assert "USING brin" in indexes["analytics_event_key_ts_brin"]
+
+
+@pytest.mark.postgres
+def test_bucket_documents_are_json_text_written_and_read_whole():
+    """The buckets' JSON columns are PostgreSQL json (as written): read back as the same documents."""
+    needs_postgres()
+    from analytics.models import MetricBucket
+    from analytics.rollup import rollup
+
+    model = ModelRegistryFactory()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'analytics_metricbucket' AND data_type IN ('json', 'jsonb') ORDER BY 1"
+        )
+        assert cursor.fetchall() == [("errors", "json"), ("latency_sketch", "json"), ("use_cases", "json")]
+    at = timezone.now().replace(minute=5, second=0, microsecond=0) - timedelta(hours=2)
+    events = [event(model, at=at, latencyMs=120.0, useCase="chat")]
+    events += [event(model, at=at, success=False, errorCode="TIMEOUT", errorMessage="slow", useCase="chat")]
+    assert not ingest_events(events).rejected
+    rollup()
+    bucket = MetricBucket.objects.get(model=model, granularity="1h")
+    assert bucket.use_cases == {"chat": 2} and bucket.errors["TIMEOUT"]["count"] == 1
+    assert sum(bucket.latency_sketch["counts"]) == 2
+    assert not ingest_events([event(model, at=at + timedelta(minutes=1), latencyMs=90.0)]).rejected
+    rollup()  # the hour rewritten in place (the upsert; json has no equality operator)
+    (bucket,) = MetricBucket.objects.filter(model=model, granularity="1h")
+    assert bucket.request_count == 3 and sum(bucket.latency_sketch["counts"]) == 3
