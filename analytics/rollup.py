@@ -228,8 +228,13 @@ Scope = tuple[uuid.UUID, str, datetime, datetime]
 
 
 def write_buckets(buckets: list[dict[str, Any]], scopes: list[Scope]) -> None:
-    """Replace the buckets of ``scopes`` with ``buckets``; the models' figure generations move on at commit."""
+    """Replace the buckets of ``scopes`` with ``buckets``; the models' figure generations move on at commit
+    (registered after the writes: outside a transaction ``on_commit`` runs at once)."""
+    _write_buckets(buckets, scopes)
     generations.models_written({scope[0] for scope in scopes} | {bucket["model_id"] for bucket in buckets})
+
+
+def _write_buckets(buckets: list[dict[str, Any]], scopes: list[Scope]) -> None:
     if connection.vendor == "postgresql":
         _write_buckets_postgres(buckets, scopes)
         return

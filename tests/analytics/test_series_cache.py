@@ -245,3 +245,30 @@ def test_the_model_row_kept_for_figures_follows_every_catalog_write(client_for, 
     assert catalog_selectors.model_for_figures(pk) is None
     assert client_for("analyst").get(address).status_code == 404
     assert catalog_selectors.model_for_figures("not-a-uuid") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_generation_moves_after_the_buckets_are_written(monkeypatch):
+    """``on_commit`` runs at once in autocommit: registered after the writes, the bump sees them."""
+    from decimal import Decimal
+
+    from analytics.metrics import Accumulator
+    from analytics.models import MetricBucket
+    from analytics.rollup import write_buckets
+
+    model = ModelRegistryFactory()
+    seen = []
+    set_tokens = generations._set
+
+    def record(values):
+        seen.append(MetricBucket.objects.filter(model=model).count())
+        set_tokens(values)
+
+    monkeypatch.setattr(generations, "_set", record)
+    acc = Accumulator()
+    acc.add_event(HOUR, 120.0, 10, 5, Decimal("0.001"), True, "", "", None, None, None, "chat", "u1")
+    key = {"granularity": "1h", "model_id": model.pk, "deployment_key": "", "environment": "production"}
+    write_buckets(
+        [{**key, "bucket_start": HOUR, **acc.bucket_fields()}], [(model.pk, "1h", HOUR, HOUR + timedelta(hours=1))]
+    )
+    assert seen == [1]
